@@ -1,0 +1,245 @@
+//! Envelope addresses: validation (the argv-injection guard), splitting, and
+//! qualification of bare local names. Header address lists are parsed in
+//! `message::headers` with mailparse; this module sees single addr-specs only.
+
+#[derive(Debug, thiserror::Error)]
+pub enum AddressError {
+    #[error("{role} address \"{shown}\" {why}")]
+    Invalid {
+        role: &'static str,
+        shown: String,
+        why: &'static str,
+    },
+}
+
+/// Longest address we accept (RFC 5321: 64 local + @ + 255 domain).
+const MAX_LEN: usize = 320;
+
+/// Check one envelope address as typed (recipient or `-f` sender) and return it
+/// without surrounding `<>`. Refuses what could turn into options or smuggle
+/// protocol: a leading `-`, spaces, control characters, unbalanced quotes or
+/// brackets. `<>` (empty) is returned as "" and is the caller's to allow.
+pub fn validate(raw: &str, role: &'static str) -> Result<String, AddressError> {
+    let err = |why| AddressError::Invalid {
+        role,
+        shown: printable(raw),
+        why,
+    };
+    let mut a = raw;
+    if let Some(inner) = a.strip_prefix('<') {
+        a = inner.strip_suffix('>').ok_or_else(|| err("has an unbalanced '<'"))?;
+    } else if a.ends_with('>') {
+        return Err(err("has an unbalanced '>'"));
+    }
+    if a.is_empty() {
+        return Ok(String::new());
+    }
+    if a.starts_with('-') {
+        return Err(err("starts with '-' (it would be read as an option)"));
+    }
+    if a.len() > MAX_LEN {
+        return Err(err("is longer than 320 characters"));
+    }
+    let (local, domain) = split_raw(a);
+    // The local part may be quoted ("john doe"@x); inside quotes a space is fine,
+    // control characters never are.
+    let mut in_quote = false;
+    let mut escaped = false;
+    for (i, c) in local.char_indices() {
+        if c.is_control() {
+            return Err(err("contains a control character"));
+        }
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if in_quote => escaped = true,
+            '"' => {
+                if in_quote && i + 1 != local.len() {
+                    return Err(err("has text after its closing quote"));
+                }
+                if !in_quote && i != 0 {
+                    return Err(err("has a quote inside its local part"));
+                }
+                in_quote = !in_quote;
+            }
+            ' ' | '\t' if !in_quote => return Err(err("contains a space")),
+            '<' | '>' | '(' | ')' | ',' | ';' | ':' | '[' | ']' | '@' if !in_quote => {
+                return Err(err("contains a character not allowed in an address"));
+            }
+            _ => {}
+        }
+    }
+    if in_quote {
+        return Err(err("has an unbalanced quote"));
+    }
+    if local.is_empty() {
+        return Err(err("has an empty local part"));
+    }
+    if let Some(d) = domain {
+        if d.is_empty() {
+            return Err(err("has an empty domain"));
+        }
+        if d.starts_with('[') {
+            if !d.ends_with(']') || d[1..d.len() - 1].parse::<std::net::IpAddr>().is_err() && !d[1..].starts_with("IPv6:") {
+                return Err(err("has a malformed address literal"));
+            }
+        } else {
+            for label in d.split('.') {
+                if label.is_empty() {
+                    return Err(err("has an empty label in its domain"));
+                }
+                if label.starts_with('-') || label.ends_with('-') {
+                    return Err(err("has a domain label that starts or ends with '-'"));
+                }
+                if label
+                    .chars()
+                    .any(|c| c.is_control() || c.is_whitespace() || "<>()[],;:@\\\"".contains(c))
+                {
+                    return Err(err("contains a character not allowed in a domain"));
+                }
+            }
+        }
+    }
+    Ok(a.to_string())
+}
+
+/// Split at the last `@` outside quotes.
+fn split_raw(a: &str) -> (&str, Option<&str>) {
+    let mut in_quote = false;
+    let mut at = None;
+    let mut escaped = false;
+    for (i, c) in a.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if in_quote => escaped = true,
+            '"' => in_quote = !in_quote,
+            '@' if !in_quote => at = Some(i),
+            _ => {}
+        }
+    }
+    match at {
+        Some(i) => (&a[..i], Some(&a[i + 1..])),
+        None => (a, None),
+    }
+}
+
+/// The local part of an address.
+pub fn local_part(a: &str) -> &str {
+    split_raw(a).0
+}
+
+/// The domain of an address, lower-cased; `None` for a bare local name.
+pub fn domain(a: &str) -> Option<String> {
+    split_raw(a).1.map(|d| d.to_ascii_lowercase())
+}
+
+/// `bob` -> `bob@domain`; qualified addresses unchanged.
+pub fn qualify(a: &str, domain: &str) -> String {
+    if a.is_empty() || split_raw(a).1.is_some() {
+        a.to_string()
+    } else {
+        format!("{a}@{domain}")
+    }
+}
+
+/// Whether the address needs SMTPUTF8.
+pub fn needs_utf8(a: &str) -> bool {
+    !a.is_ascii()
+}
+
+/// Show untrusted text safely in one line of an error message.
+pub fn printable(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars().take(200) {
+        if c.is_control() {
+            out.push_str(&c.escape_default().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    if s.chars().count() > 200 {
+        out.push('…');
+    }
+    out
+}
+
+/// Shell-style wildcard match (`*` any run, `?` one character), case-insensitive,
+/// as used by `from=` patterns.
+pub fn wildcard(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.to_lowercase().chars().collect();
+    let t: Vec<char> = text.to_lowercase().chars().collect();
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_plain_and_quoted() {
+        assert_eq!(validate("bob@x.example", "recipient").unwrap(), "bob@x.example");
+        assert_eq!(validate("<bob@x.example>", "recipient").unwrap(), "bob@x.example");
+        assert!(validate("\"john doe\"@x.example", "recipient").is_ok());
+        assert_eq!(validate("<>", "sender").unwrap(), "");
+        assert!(validate("root", "recipient").is_ok());
+    }
+
+    #[test]
+    fn refuses_injection_shapes() {
+        for bad in [
+            "-oQ/tmp/ -X/var/www/x.php",
+            "a b@x",
+            "bob@x\r\nRCPT TO:<e@v>",
+            "\"unbalanced@x",
+            "bob@x>",
+            "<bob@x",
+            "-bob@x",
+            "a\"b\"@x",
+            "bob@",
+            "bob@-x.example",
+            "bob@x..example",
+        ] {
+            assert!(validate(bad, "recipient").is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn wildcard_patterns() {
+        assert!(wildcard("*@shop.example", "Sales@Shop.example"));
+        assert!(!wildcard("*@shop.example", "a@shop.example.evil"));
+        assert!(wildcard("a?c@x", "abc@x"));
+        assert!(wildcard("*", ""));
+    }
+
+    #[test]
+    fn qualifies_local_names() {
+        assert_eq!(qualify("root", "h.example"), "root@h.example");
+        assert_eq!(qualify("a@b", "h.example"), "a@b");
+        assert_eq!(domain("a@B.Example").as_deref(), Some("b.example"));
+    }
+}

@@ -1,0 +1,51 @@
+//! `-bi` / `newaliases`: check the configuration, virtusers (every line) and
+//! aliases, and every key file they name; print each problem as `file:line:`
+//! and exit 78 when there is one.
+
+use crate::app::Run;
+use crate::virtusers::Table;
+use crate::{Error, Result};
+
+pub fn run(run: &Run) -> Result<i32> {
+    let mut problems: Vec<String> = Vec::new();
+    let table = Table::read(&run.cfg.cfg.virtusers)?;
+    let (entries, errors) = table.check_all();
+    problems.extend(errors.iter().map(|e| e.to_string()));
+    for e in &entries {
+        if let Some((sel, path)) = &e.dkim {
+            if let Err(msg) = crate::dkim::check_key(path) {
+                problems.push(format!("{}: dkim={sel}:{}: {msg}", e.location(), path.display()));
+            }
+        }
+        if let Some(path) = &e.batv {
+            if let Err(msg) = crate::batv::check_key_file(path) {
+                problems.push(format!("{}: batv={}: {msg}", e.location(), path.display()));
+            }
+        }
+    }
+    let (_, alias_problems) = crate::aliases::Aliases::load(&run.cfg.cfg.aliases);
+    let apath = run.cfg.cfg.aliases.display().to_string();
+    let mut warnings = 0;
+    for p in &alias_problems {
+        eprintln!("vsendmail: {apath}:{}: warning: {}", p.line, p.msg);
+        warnings += 1;
+    }
+    for p in &problems {
+        eprintln!("vsendmail: {p}");
+    }
+    if !problems.is_empty() {
+        return Err(Error::Config78(format!(
+            "{} problem(s) found; fix them and run -bi again",
+            problems.len()
+        )));
+    }
+    println!(
+        "vsendmail: {}: {} identities, no problems; {}: {} warning(s); {}: ok",
+        run.cfg.cfg.virtusers.display(),
+        entries.len(),
+        apath,
+        warnings,
+        run.cfg.path.display()
+    );
+    Ok(0)
+}

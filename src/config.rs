@@ -1,0 +1,409 @@
+//! `/etc/vsendmail.conf` (TOML): every key optional, unknown keys refused with
+//! file:line. Owns parsing and defaults only; what the values mean is decided
+//! where they are used.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_PATH: &str = "/etc/vsendmail.conf";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {err}; create it or point -C at a readable file")]
+    Read { path: String, err: std::io::Error },
+    #[error("{path}:{line}: {msg}")]
+    Syntax { path: String, line: usize, msg: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsPolicy {
+    #[default]
+    Opportunistic,
+    Required,
+    Verify,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Prefer {
+    #[default]
+    Ipv6,
+    Ipv4,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SenderPolicy {
+    #[default]
+    Rewrite,
+    Reject,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FromPolicy {
+    #[default]
+    Keep,
+    Rewrite,
+    Reject,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OverRate {
+    #[default]
+    Defer,
+    Refuse,
+}
+
+/// RFC 5321 section 4.5.3.2 timeouts, in seconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    pub connect: u64,
+    pub greeting: u64,
+    pub command: u64,
+    pub data_block: u64,
+    pub final_dot: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: 30,
+            greeting: 300,
+            command: 300,
+            data_block: 180,
+            final_dot: 600,
+        }
+    }
+}
+
+impl Timeouts {
+    pub fn connect(&self) -> Duration {
+        secs(self.connect)
+    }
+    pub fn greeting(&self) -> Duration {
+        secs(self.greeting)
+    }
+    pub fn command(&self) -> Duration {
+        secs(self.command)
+    }
+    pub fn data_block(&self) -> Duration {
+        secs(self.data_block)
+    }
+    pub fn final_dot(&self) -> Duration {
+        secs(self.final_dot)
+    }
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n.max(1))
+}
+
+/// The whole configuration, defaults filled in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub hostname: Option<String>,
+    pub virtusers: PathBuf,
+    pub aliases: PathBuf,
+    pub spool: PathBuf,
+    pub relay: Option<String>,
+    pub mx_port: u16,
+    pub dns: Vec<String>,
+    pub tls: TlsPolicy,
+    pub tls_ca_file: Option<PathBuf>,
+    pub secrets: PathBuf,
+    pub prefer: Prefer,
+    pub sender_policy: SenderPolicy,
+    pub from_policy: FromPolicy,
+    pub trusted_users: Vec<String>,
+    pub queue: bool,
+    pub retry_min: String,
+    pub retry_max: String,
+    pub max_age: String,
+    pub warn_after: String,
+    pub audit_dir: Option<PathBuf>,
+    pub audit_days: u32,
+    pub rate: Option<String>,
+    pub over_rate: OverRate,
+    pub max_queued: u32,
+    pub batv_days: u32,
+    pub timeouts: Timeouts,
+    pub syslog_socket: PathBuf,
+    pub max_message_size: u64,
+    pub max_header_size: usize,
+    pub max_line_length: usize,
+    pub max_recipients: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            hostname: None,
+            virtusers: "/etc/virtusers".into(),
+            aliases: "/etc/aliases".into(),
+            spool: "/var/spool/vsendmail".into(),
+            relay: None,
+            mx_port: 25,
+            dns: Vec::new(),
+            tls: TlsPolicy::Opportunistic,
+            tls_ca_file: None,
+            secrets: "/etc/vsendmail.secrets".into(),
+            prefer: Prefer::Ipv6,
+            sender_policy: SenderPolicy::Rewrite,
+            from_policy: FromPolicy::Keep,
+            trusted_users: vec!["root".into()],
+            queue: true,
+            retry_min: "5m".into(),
+            retry_max: "4h".into(),
+            max_age: "5d".into(),
+            warn_after: "4h".into(),
+            audit_dir: None,
+            audit_days: 90,
+            rate: None,
+            over_rate: OverRate::Defer,
+            max_queued: 1000,
+            batv_days: 7,
+            timeouts: Timeouts::default(),
+            syslog_socket: "/dev/log".into(),
+            max_message_size: 50 * 1024 * 1024,
+            max_header_size: 256 * 1024,
+            max_line_length: 998,
+            max_recipients: 1000,
+        }
+    }
+}
+
+/// A loaded configuration and where it came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub cfg: Config,
+    pub path: PathBuf,
+    /// The system's host name (FQDN), or `hostname` from the file.
+    pub hostname: String,
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    pub max_age: Duration,
+    /// `None` when warnings are off (`warn_after = "0"`).
+    pub warn_after: Option<Duration>,
+}
+
+impl Loaded {
+    pub fn audit_dir(&self) -> PathBuf {
+        self.cfg
+            .audit_dir
+            .clone()
+            .unwrap_or_else(|| self.cfg.spool.join("audit"))
+    }
+
+    pub fn is_trusted(&self, login: &str) -> bool {
+        login == "root" || self.cfg.trusted_users.iter().any(|u| u == login)
+    }
+}
+
+/// Load a config file. A missing default file means "all defaults"; a missing
+/// file named with `-C` is an error.
+pub fn load(path: &Path, explicit: bool) -> Result<Loaded, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => String::new(),
+        Err(err) => {
+            return Err(ConfigError::Read {
+                path: path.display().to_string(),
+                err,
+            });
+        }
+    };
+    parse(&text, path)
+}
+
+/// Parse config text; errors carry file:line.
+pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
+    let p = path.display().to_string();
+    let cfg: Config = toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+            .unwrap_or(1);
+        ConfigError::Syntax {
+            path: p.clone(),
+            line,
+            msg: e.message().to_string(),
+        }
+    })?;
+    let bad = |key: &str, msg: String| ConfigError::Syntax {
+        path: p.clone(),
+        line: key_line(text, key),
+        msg,
+    };
+    let dur = |key: &str, v: &str| {
+        parse_duration(v).ok_or_else(|| {
+            bad(
+                key,
+                format!("{key} = \"{v}\" is not a duration (use e.g. \"30s\", \"5m\", \"4h\", \"5d\")"),
+            )
+        })
+    };
+    let retry_min = dur("retry_min", &cfg.retry_min)?;
+    let retry_max = dur("retry_max", &cfg.retry_max)?;
+    let max_age = dur("max_age", &cfg.max_age)?;
+    let warn = dur("warn_after", &cfg.warn_after)?;
+    if let Some(r) = &cfg.rate {
+        crate::rate::Limit::parse(r).map_err(|m| bad("rate", format!("rate = \"{r}\": {m}")))?;
+    }
+    if let Some(r) = &cfg.relay {
+        crate::route::Relay::parse(r).map_err(|m| bad("relay", format!("relay = \"{r}\": {m}")))?;
+    }
+    for d in &cfg.dns {
+        parse_nameserver(d).ok_or_else(|| {
+            bad(
+                "dns",
+                format!("dns: \"{d}\" is not an IP address with an optional port (\"127.0.0.1:5353\", \"[::1]:53\")"),
+            )
+        })?;
+    }
+    let hostname = match &cfg.hostname {
+        Some(h) => h.clone(),
+        None => system_hostname(),
+    };
+    Ok(Loaded {
+        cfg,
+        path: path.to_path_buf(),
+        hostname,
+        retry_min,
+        retry_max,
+        max_age,
+        warn_after: if warn.is_zero() { None } else { Some(warn) },
+    })
+}
+
+/// `"127.0.0.1:5353"`, `"127.0.0.1"` (port 53), `"[::1]:53"`, `"::1"`.
+pub fn parse_nameserver(s: &str) -> Option<std::net::SocketAddr> {
+    if let Ok(sa) = s.parse() {
+        return Some(sa);
+    }
+    s.parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
+}
+
+fn key_line(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            let t = l.trim_start();
+            t.starts_with(key) && t[key.len()..].trim_start().starts_with('=')
+        })
+        .map(|i| i + 1)
+        .unwrap_or(1)
+}
+
+/// "30s", "5m", "4h", "5d", "1w", "0", or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(n) = s.parse::<u64>() {
+        return Some(Duration::from_secs(n));
+    }
+    let mut total = 0u64;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().ok()?;
+        num.clear();
+        let mult = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            'w' => 7 * 86400,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(mult)?)?;
+    }
+    if !num.is_empty() {
+        return None;
+    }
+    Some(Duration::from_secs(total))
+}
+
+/// The system's fully qualified host name: gethostname(), qualified through
+/// getaddrinfo's canonical name when it has no dot.
+pub fn system_hostname() -> String {
+    let short = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into());
+    if short.contains('.') {
+        return short;
+    }
+    canonical_name(&short).unwrap_or(short)
+}
+
+fn canonical_name(host: &str) -> Option<String> {
+    use std::ffi::{CStr, CString};
+    let c = CString::new(host).ok()?;
+    let mut hints: libc::addrinfo = unsafe { std::mem::zeroed() };
+    hints.ai_flags = libc::AI_CANONNAME;
+    let mut res: *mut libc::addrinfo = std::ptr::null_mut();
+    // SAFETY: plain getaddrinfo call with valid pointers; the result is freed below.
+    let rc = unsafe { libc::getaddrinfo(c.as_ptr(), std::ptr::null(), &hints, &mut res) };
+    if rc != 0 || res.is_null() {
+        return None;
+    }
+    // SAFETY: res is a valid list returned by getaddrinfo.
+    let name = unsafe {
+        let cn = (*res).ai_canonname;
+        let n = if cn.is_null() {
+            None
+        } else {
+            CStr::from_ptr(cn).to_str().ok().map(str::to_string)
+        };
+        libc::freeaddrinfo(res);
+        n
+    };
+    name.filter(|n| n.contains('.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_when_empty() {
+        let l = parse("", Path::new("x.conf")).unwrap();
+        assert_eq!(l.cfg.mx_port, 25);
+        assert_eq!(l.retry_min, Duration::from_secs(300));
+        assert_eq!(l.warn_after, Some(Duration::from_secs(4 * 3600)));
+    }
+
+    #[test]
+    fn unknown_key_is_error_with_line() {
+        let e = parse("hostname = \"a.b\"\nbogus = 1\n", Path::new("x.conf")).unwrap_err();
+        let m = e.to_string();
+        assert!(m.starts_with("x.conf:2:"), "{m}");
+        assert!(m.contains("bogus"), "{m}");
+    }
+
+    #[test]
+    fn bad_duration_names_key_and_line() {
+        let e = parse("queue = true\nretry_min = \"5x\"\n", Path::new("c")).unwrap_err();
+        assert!(e.to_string().starts_with("c:2: retry_min"), "{e}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("x"), None);
+        assert_eq!(parse_duration("5"), Some(Duration::from_secs(5)));
+    }
+}

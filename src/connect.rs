@@ -1,0 +1,157 @@
+//! The only place that opens outgoing sockets: create, bind the identity's
+//! source address before connect, connect with a timeout, then check with
+//! getsockname() that the kernel really used that address. There is no
+//! fallback to the host's own address, ever.
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("source address {src} (identity {identity}) is not configured on this host; add it to an interface or fix /etc/virtusers")]
+    NotConfigured { src: IpAddr, identity: String },
+    #[error("cannot bind source address {src} (identity {identity}): {err}")]
+    Bind {
+        src: IpAddr,
+        identity: String,
+        err: std::io::Error,
+    },
+    #[error("connect to {dst} from {src} timed out after {secs}s")]
+    Timeout { dst: SocketAddr, src: String, secs: u64 },
+    #[error("connect to {dst} from {src}: {err}")]
+    Connect {
+        dst: SocketAddr,
+        src: String,
+        err: std::io::Error,
+    },
+    #[error("connection to {dst} left from {got}, not from the bound address {want}; closed, nothing sent")]
+    Mismatch {
+        dst: SocketAddr,
+        want: IpAddr,
+        got: SocketAddr,
+    },
+    #[error("socket error: {0}")]
+    Socket(std::io::Error),
+}
+
+impl ConnectError {
+    /// A problem of this host's configuration rather than of the destination.
+    pub fn is_local(&self) -> bool {
+        matches!(
+            self,
+            ConnectError::NotConfigured { .. } | ConnectError::Bind { .. } | ConnectError::Mismatch { .. }
+        )
+    }
+}
+
+/// A connected, verified socket.
+pub struct Connection {
+    pub stream: TcpStream,
+    /// The local address:port as getsockname() reported it.
+    pub local: SocketAddr,
+    pub peer: SocketAddr,
+}
+
+/// Connect to `dst`, from `src` when given (else the kernel's choice).
+pub fn connect(
+    src: Option<IpAddr>,
+    dst: SocketAddr,
+    timeout: Duration,
+    identity: &str,
+) -> Result<Connection, ConnectError> {
+    let domain = if dst.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let sock = Socket::new(domain, Type::STREAM.cloexec(), Some(Protocol::TCP)).map_err(ConnectError::Socket)?;
+    if let Some(ip) = src {
+        let sa = SocketAddr::new(ip, 0);
+        if let Err(err) = sock.bind(&SockAddr::from(sa)) {
+            return Err(if err.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
+                ConnectError::NotConfigured {
+                    src: ip,
+                    identity: identity.into(),
+                }
+            } else {
+                ConnectError::Bind {
+                    src: ip,
+                    identity: identity.into(),
+                    err,
+                }
+            });
+        }
+    }
+    let src_s = src.map(|s| s.to_string()).unwrap_or_else(|| "the host's address".into());
+    if let Err(err) = sock.connect_timeout(&SockAddr::from(dst), timeout) {
+        return Err(if err.kind() == std::io::ErrorKind::TimedOut || err.kind() == std::io::ErrorKind::WouldBlock {
+            ConnectError::Timeout {
+                dst,
+                src: src_s,
+                secs: timeout.as_secs(),
+            }
+        } else {
+            ConnectError::Connect { dst, src: src_s, err }
+        });
+    }
+    let local = sock
+        .local_addr()
+        .map_err(ConnectError::Socket)?
+        .as_socket()
+        .ok_or_else(|| ConnectError::Socket(std::io::Error::other("local address is not IP")))?;
+    if let Some(want) = src {
+        if local.ip() != want {
+            return Err(ConnectError::Mismatch { dst, want, got: local });
+        }
+    }
+    let _ = sock.set_tcp_nodelay(true);
+    Ok(Connection {
+        stream: sock.into(),
+        local,
+        peer: dst,
+    })
+}
+
+/// Pick the source for a destination: the first of the identity's addresses
+/// in the destination's family that binds. `Ok(None)`: no binding (kernel).
+pub fn source_for(sources: &[IpAddr], dst: &SocketAddr) -> Option<Vec<IpAddr>> {
+    if sources.is_empty() {
+        return None;
+    }
+    Some(
+        sources
+            .iter()
+            .copied()
+            .filter(|s| s.is_ipv4() == dst.is_ipv4())
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binds_and_verifies_loopback_source() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dst = l.local_addr().unwrap();
+        let c = connect(Some("127.0.0.2".parse().unwrap()), dst, Duration::from_secs(5), "t@x").unwrap();
+        assert_eq!(c.local.ip(), "127.0.0.2".parse::<IpAddr>().unwrap());
+        let (_, peer) = l.accept().unwrap();
+        assert_eq!(peer, c.local);
+    }
+
+    #[test]
+    fn unconfigured_source_is_named() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let e = connect(
+            Some("192.0.2.10".parse().unwrap()),
+            l.local_addr().unwrap(),
+            Duration::from_secs(5),
+            "alice@shop.example",
+        )
+        .err()
+        .unwrap();
+        assert_eq!(
+            e.to_string(),
+            "source address 192.0.2.10 (identity alice@shop.example) is not configured on this host; add it to an interface or fix /etc/virtusers"
+        );
+    }
+}

@@ -1,0 +1,611 @@
+//! Delivery of one queued message: route its pending recipients, open a
+//! session per destination host (bound, verified, TLS and AUTH as policy
+//! says), run the transaction, and record per recipient one of three
+//! outcomes: sent, deferred (with the reason), failed (with the reply).
+//! The envelope is updated in place; the caller saves or removes it.
+
+use crate::config::Loaded;
+use crate::connect::{self, ConnectError};
+use crate::dns::Dns;
+use crate::identity::Identity;
+use crate::route::{Destination, Relay, Router, Scheme};
+use crate::smtp::{Session, SmtpError, Transaction};
+use crate::spool::{Locked, RcptState};
+use crate::syslog::{Attempt, Syslog, attempt_line, unix_now};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+/// What happened to one recipient in this attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Sent(String),
+    Deferred(String),
+    Failed(String),
+}
+
+/// The result of one delivery attempt of a message.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub sent: Vec<(String, String)>,
+    pub deferred: Vec<(String, String)>,
+    pub failed: Vec<(String, String)>,
+    /// Problems of this host's own configuration (source not configured...).
+    pub local_errors: Vec<String>,
+}
+
+/// Sessions kept open across messages of one queue run, keyed by
+/// (source, destination, HELO, relay user): a queue run reuses one SMTP
+/// connection for several messages to the same host from the same source.
+#[derive(Default)]
+pub struct Pool {
+    sessions: HashMap<(Option<IpAddr>, SocketAddr, String, Option<String>), (Session, u64)>,
+}
+
+impl Pool {
+    pub fn close_all(&mut self) {
+        for (_, (mut s, _)) in self.sessions.drain() {
+            s.quit();
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.close_all();
+    }
+}
+
+/// Everything delivery needs besides the message.
+pub struct Context<'a> {
+    pub cfg: &'a Loaded,
+    pub log: &'a Syslog,
+    pub verbose: bool,
+    dns: Option<Dns>,
+    dns_err: Option<String>,
+    pub pool: Option<Pool>,
+    tls: Option<crate::smtp::tls::TlsContext>,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(cfg: &'a Loaded, log: &'a Syslog, verbose: bool, reuse: bool) -> Context<'a> {
+        Context {
+            cfg,
+            log,
+            verbose,
+            dns: None,
+            dns_err: None,
+            pool: reuse.then(Pool::default),
+            tls: None,
+        }
+    }
+
+    /// The resolver, created on first use (a relay-only run never needs it).
+    pub fn dns(&mut self) -> Option<&Dns> {
+        if self.dns.is_none() && self.dns_err.is_none() {
+            let ns: Vec<SocketAddr> = self
+                .cfg
+                .cfg
+                .dns
+                .iter()
+                .filter_map(|s| crate::config::parse_nameserver(s))
+                .collect();
+            match Dns::new(&ns, std::time::Duration::from_secs(5)) {
+                Ok(d) => self.dns = Some(d),
+                Err(e) => self.dns_err = Some(e.to_string()),
+            }
+        }
+        self.dns.as_ref()
+    }
+
+    fn init_tls(&mut self) -> Result<(), String> {
+        if self.tls.is_none() {
+            self.tls = Some(crate::smtp::tls::TlsContext::new(self.cfg).map_err(|e| e.to_string())?);
+        }
+        Ok(())
+    }
+}
+
+/// Why one try of one address did not settle every recipient.
+enum TryError {
+    /// Try the next address/host; the reason applies to every remaining recipient.
+    Next { why: String, permanent: bool, local: bool },
+    /// Stop trying for this destination; the remaining recipients get `why`.
+    Stop { why: String, permanent: bool },
+}
+
+/// Deliver the pending recipients of `msg`. Updates the recipients' states,
+/// attempts and retry time in `msg.env` (not saved).
+pub fn deliver(ctx: &mut Context, msg: &mut Locked) -> Report {
+    let env = &msg.env;
+    let identity = env.identity.clone();
+    let pending: Vec<(usize, String)> = env
+        .recipients
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.state == RcptState::Pending)
+        .map(|(i, r)| (i, r.addr.clone()))
+        .collect();
+    let mut outcomes: HashMap<usize, (Outcome, Option<SocketAddr>, Option<String>)> = HashMap::new();
+    let mut report = Report::default();
+
+    let relay_url = identity.relay.clone().or_else(|| ctx.cfg.cfg.relay.clone());
+    let relay = relay_url.as_deref().and_then(|u| Relay::parse(u).ok());
+    let sources = match resolve_sources(ctx, &identity) {
+        Ok(s) => s,
+        Err(why) => {
+            for (i, _) in &pending {
+                outcomes.insert(*i, (Outcome::Deferred(why.clone()), None, None));
+            }
+            report.local_errors.push(why);
+            Vec::new()
+        }
+    };
+    if outcomes.is_empty() {
+        let families = crate::route::families(&sources);
+        let v6_first = ctx.cfg.cfg.prefer == crate::config::Prefer::Ipv6;
+        let mx_port = ctx.cfg.cfg.mx_port;
+        let needs_dns = relay.as_ref().map(|r| r.host.parse::<IpAddr>().is_err()).unwrap_or(true);
+        let (dests, bad) = {
+            let dns = if needs_dns { ctx.dns() } else { None };
+            let router = Router {
+                dns,
+                mx_port,
+                v6_first,
+                families,
+            };
+            router.plan(&pending, relay.as_ref())
+        };
+        for u in bad {
+            let o = if u.permanent {
+                Outcome::Failed(u.why)
+            } else {
+                Outcome::Deferred(u.why)
+            };
+            outcomes.insert(u.rcpt, (o, None, None));
+        }
+        for d in dests {
+            deliver_destination(ctx, msg, &identity, &sources, &d, &mut outcomes, &mut report);
+        }
+    }
+
+    // Record outcomes in the envelope, log each recipient.
+    let now = unix_now();
+    let delay_precise = precise_delay(msg.env.created);
+    let mut any_deferred = false;
+    for (i, r) in msg.env.recipients.iter_mut().enumerate() {
+        let Some((o, src, relay_name)) = outcomes.remove(&i) else {
+            continue;
+        };
+        r.tries += 1;
+        let (status, detail) = match &o {
+            Outcome::Sent(d) => {
+                r.state = RcptState::Sent;
+                report.sent.push((r.addr.clone(), d.clone()));
+                ("sent", d.clone())
+            }
+            Outcome::Deferred(d) => {
+                any_deferred = true;
+                report.deferred.push((r.addr.clone(), d.clone()));
+                ("deferred", d.clone())
+            }
+            Outcome::Failed(d) => {
+                r.state = RcptState::Failed;
+                report.failed.push((r.addr.clone(), d.clone()));
+                ("failed", d.clone())
+            }
+        };
+        r.reply = Some(detail.clone());
+        ctx.log.info(&attempt_line(&Attempt {
+            queue_id: &msg.env.id,
+            uid: identity.uid,
+            user: &identity.login,
+            identity: &identity.sender,
+            src,
+            to: &r.addr,
+            relay: relay_name.as_deref(),
+            delay: delay_precise,
+            status,
+            detail: &detail,
+        }));
+    }
+    msg.env.attempts += 1;
+    msg.env.last_try = now;
+    if any_deferred {
+        msg.env.next_try = now + backoff(ctx.cfg, msg.env.attempts).as_secs();
+    }
+    report
+}
+
+fn precise_delay(created: u64) -> f64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    (now - created as f64).max(0.0)
+}
+
+/// retry_min doubled per attempt, capped at retry_max.
+pub fn backoff(cfg: &Loaded, attempts: u32) -> std::time::Duration {
+    let base = cfg.retry_min.as_secs().max(1);
+    let factor = 1u64 << attempts.saturating_sub(1).min(20);
+    std::time::Duration::from_secs(base.saturating_mul(factor).min(cfg.retry_max.as_secs().max(base)))
+}
+
+/// The identity's source addresses; a `source_host` is resolved now.
+fn resolve_sources(ctx: &mut Context, id: &Identity) -> Result<Vec<IpAddr>, String> {
+    let Some(h) = &id.source_host else {
+        return Ok(id.sources.clone());
+    };
+    let Some(dns) = ctx.dns() else {
+        return Err(format!("cannot resolve source host {h} (identity {}): no resolver", id.sender));
+    };
+    let v = dns
+        .addrs(h, true, true, true)
+        .map_err(|e| format!("cannot resolve source host {h} (identity {}): {e}", id.sender))?;
+    if v.is_empty() {
+        return Err(format!("source host {h} (identity {}) has no address", id.sender));
+    }
+    Ok(v)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn deliver_destination(
+    ctx: &mut Context,
+    msg: &Locked,
+    identity: &Identity,
+    sources: &[IpAddr],
+    dest: &Destination,
+    outcomes: &mut HashMap<usize, (Outcome, Option<SocketAddr>, Option<String>)>,
+    report: &mut Report,
+) {
+    let mut remaining: Vec<usize> = dest.rcpts.clone();
+    let mut last: Option<(String, bool)> = None;
+    'hosts: for host in &dest.hosts {
+        for addr in &host.addrs {
+            if remaining.is_empty() {
+                break 'hosts;
+            }
+            match try_address(ctx, msg, identity, sources, dest, &host.name, *addr, &remaining, outcomes) {
+                Ok(left) => {
+                    remaining = left;
+                    // The session ran; a different address of the same host won't do better.
+                    continue 'hosts;
+                }
+                Err(TryError::Next { why, permanent, local }) => {
+                    if local && !report.local_errors.contains(&why) {
+                        report.local_errors.push(why.clone());
+                    }
+                    last = Some((why, permanent));
+                }
+                Err(TryError::Stop { why, permanent }) => {
+                    last = Some((why, permanent));
+                    break 'hosts;
+                }
+            }
+        }
+    }
+    let (why, permanent) = last.unwrap_or_else(|| ("no host could be reached".into(), false));
+    for i in remaining {
+        if outcomes.get(&i).is_some_and(|(o, _, _)| !matches!(o, Outcome::Deferred(_))) {
+            continue;
+        }
+        if outcomes.contains_key(&i) && !permanent {
+            continue; // keep the recipient's own deferral reply
+        }
+        let o = if permanent {
+            Outcome::Failed(why.clone())
+        } else {
+            Outcome::Deferred(why.clone())
+        };
+        outcomes.insert(i, (o, None, Some(dest.name.clone())));
+    }
+}
+
+/// Try one address. `Ok(left)`: the transaction ran; `left` are the
+/// recipients deferred by it (to try at the next host).
+#[allow(clippy::too_many_arguments)]
+fn try_address(
+    ctx: &mut Context,
+    msg: &Locked,
+    identity: &Identity,
+    sources: &[IpAddr],
+    dest: &Destination,
+    host_name: &str,
+    addr: SocketAddr,
+    remaining: &[usize],
+    outcomes: &mut HashMap<usize, (Outcome, Option<SocketAddr>, Option<String>)>,
+) -> Result<Vec<usize>, TryError> {
+    let env = &msg.env;
+    let relay_user = dest.relay.as_ref().and_then(|r| r.user.clone());
+    let candidates: Vec<Option<IpAddr>> = match connect::source_for(sources, &addr) {
+        None => vec![None],
+        Some(v) if v.is_empty() => {
+            return Err(TryError::Next {
+                why: format!(
+                    "identity {} has no source address of {}'s family",
+                    identity.sender, addr
+                ),
+                permanent: false,
+                local: false,
+            });
+        }
+        Some(v) => v.into_iter().map(Some).collect(),
+    };
+    // Reuse a pooled session when one matches.
+    let mut session: Option<Session> = None;
+    let mut connect_time = unix_now();
+    if let Some(pool) = ctx.pool.as_mut() {
+        for src in &candidates {
+            let key = (*src, addr, identity.helo.clone(), relay_user.clone());
+            if let Some((mut s, t)) = pool.sessions.remove(&key) {
+                if s.rset().is_ok() {
+                    connect_time = t;
+                    session = Some(s);
+                    break;
+                }
+            }
+        }
+    }
+    let mut session = match session {
+        Some(s) => s,
+        None => open_session(ctx, identity, &candidates, dest, host_name, addr, &mut connect_time)?,
+    };
+    let src = Some(session.local);
+    let peer_name = session.peer_name.clone();
+
+    let from = crate::batv::envelope_sender(&env.sender, identity, ctx.cfg);
+    let rcpts: Vec<String> = remaining.iter().map(|i| env.recipients[*i].addr.clone()).collect();
+    let orcpts: Vec<Option<String>> = remaining.iter().map(|i| env.recipients[*i].orig.clone()).collect();
+    let tx = Transaction {
+        from: &from,
+        rcpts: &rcpts,
+        orcpts: &orcpts,
+        size: env.size,
+        eightbit: env.eightbit,
+        smtputf8: env.smtputf8,
+        utf8_headers: env.eightbit,
+        dsn: &env.dsn,
+        prepend: env.prepend.as_bytes(),
+    };
+    let mut body = match msg.open_message() {
+        Ok(f) => std::io::BufReader::with_capacity(64 * 1024, f),
+        Err(e) => {
+            session.quit();
+            return Err(TryError::Stop {
+                why: e.to_string(),
+                permanent: false,
+            });
+        }
+    };
+    let result = session.send(&tx, &mut body);
+    let close_time = unix_now();
+    let audit = |result_text: &str, rcpt_count: usize| {
+        crate::audit::append(
+            ctx.cfg,
+            &crate::audit::Record {
+                connect: connect_time,
+                close: close_time,
+                uid: identity.uid,
+                user: identity.login.clone(),
+                identity: identity.sender.clone(),
+                src: session.local,
+                dst: addr,
+                queue_id: env.id.clone(),
+                message_id: env.message_id.clone().unwrap_or_default(),
+                rcpts: rcpt_count,
+                result: result_text.to_string(),
+            },
+        )
+    };
+    match result {
+        Ok(out) => {
+            let mut left = Vec::new();
+            let mut sent = 0;
+            let mut summary = None;
+            for (k, idx) in remaining.iter().enumerate() {
+                let rr = &out.rcpts[k];
+                let rcpt_step = format!("RCPT TO:<{}>", rcpts[k]);
+                let o = if !rr.is_positive() {
+                    let text = format!("{rcpt_step} rejected by {peer_name}: {rr}");
+                    if rr.is_permanent() {
+                        Outcome::Failed(text)
+                    } else {
+                        left.push(*idx);
+                        Outcome::Deferred(text)
+                    }
+                } else {
+                    match &out.data {
+                        Some(d) if d.is_positive() => {
+                            sent += 1;
+                            Outcome::Sent(d.to_string())
+                        }
+                        Some(d) if d.is_permanent() => {
+                            Outcome::Failed(format!("message rejected by {peer_name} after end of data: {d}"))
+                        }
+                        Some(d) => {
+                            left.push(*idx);
+                            Outcome::Deferred(format!("message deferred by {peer_name} after end of data: {d}"))
+                        }
+                        None => {
+                            left.push(*idx);
+                            Outcome::Deferred("no reply to end of data".into())
+                        }
+                    }
+                };
+                summary.get_or_insert_with(|| match &o {
+                    Outcome::Sent(d) => format!("sent ({d})"),
+                    Outcome::Deferred(d) => format!("deferred ({d})"),
+                    Outcome::Failed(d) => format!("failed ({d})"),
+                });
+                if let Outcome::Sent(_) = &o {
+                    summary = Some(match &out.data {
+                        Some(d) => format!("sent ({d})"),
+                        None => "sent".into(),
+                    });
+                }
+                outcomes.insert(*idx, (o, src, Some(peer_name.clone())));
+            }
+            audit(&summary.unwrap_or_else(|| "deferred".into()), if sent > 0 { sent } else { remaining.len() });
+            keep_or_quit(ctx, session, identity, relay_user, addr, connect_time);
+            Ok(left)
+        }
+        Err(e) => {
+            let permanent = e.is_permanent();
+            let status = if permanent { "failed" } else { "deferred" };
+            audit(&format!("{status} ({e})"), remaining.len());
+            let why = e.to_string();
+            // MAIL or DATA refused permanently, or a refusal of ours: final for all.
+            let stop = permanent || matches!(&e, SmtpError::Io { step, .. } | SmtpError::Timeout { step, .. } if step == "end of data" || step == "message data");
+            if matches!(e, SmtpError::Refused(_)) || !matches!(e, SmtpError::Io { .. } | SmtpError::Timeout { .. }) {
+                session.quit();
+            }
+            for idx in remaining {
+                outcomes.insert(
+                    *idx,
+                    (
+                        if permanent {
+                            Outcome::Failed(why.clone())
+                        } else {
+                            Outcome::Deferred(why.clone())
+                        },
+                        src,
+                        Some(peer_name.clone()),
+                    ),
+                );
+            }
+            if stop {
+                Err(TryError::Stop { why, permanent })
+            } else {
+                Err(TryError::Next {
+                    why,
+                    permanent,
+                    local: false,
+                })
+            }
+        }
+    }
+}
+
+fn keep_or_quit(
+    ctx: &mut Context,
+    mut session: Session,
+    identity: &Identity,
+    relay_user: Option<String>,
+    addr: SocketAddr,
+    connect_time: u64,
+) {
+    match ctx.pool.as_mut() {
+        Some(pool) => {
+            let src = Some(session.local.ip()).filter(|_| !identity.sources.is_empty() || identity.source_host.is_some());
+            pool.sessions
+                .insert((src, addr, identity.helo.clone(), relay_user), (session, connect_time));
+        }
+        None => session.quit(),
+    }
+}
+
+/// Connect from the first candidate source that binds, then greet, TLS, AUTH.
+fn open_session(
+    ctx: &mut Context,
+    identity: &Identity,
+    candidates: &[Option<IpAddr>],
+    dest: &Destination,
+    host_name: &str,
+    addr: SocketAddr,
+    connect_time: &mut u64,
+) -> Result<Session, TryError> {
+    let timeouts = ctx.cfg.cfg.timeouts.clone();
+    let mut last_local = None;
+    let implicit_tls = dest.relay.as_ref().is_some_and(|r| r.scheme == Scheme::Smtps);
+    for (attempt_plain, _) in [(false, ()), (true, ())] {
+        let mut conn = None;
+        for src in candidates {
+            match connect::connect(*src, addr, timeouts.connect(), &identity.sender) {
+                Ok(c) => {
+                    conn = Some(c);
+                    break;
+                }
+                Err(e @ (ConnectError::NotConfigured { .. } | ConnectError::Bind { .. })) => {
+                    last_local = Some(e.to_string());
+                    continue;
+                }
+                Err(e) => {
+                    let local = e.is_local();
+                    return Err(TryError::Next {
+                        why: e.to_string(),
+                        permanent: false,
+                        local,
+                    });
+                }
+            }
+        }
+        let Some(conn) = conn else {
+            return Err(TryError::Next {
+                why: last_local.unwrap_or_else(|| "no source address could be bound".into()),
+                permanent: false,
+                local: true,
+            });
+        };
+        *connect_time = unix_now();
+        let local = conn.local;
+        let peer = conn.peer;
+        if let Err(e) = ctx.init_tls() {
+            return Err(TryError::Stop {
+                why: e,
+                permanent: false,
+            });
+        }
+        let tls_ctx = ctx.tls.as_ref().expect("initialised above");
+        let stream = if implicit_tls {
+            crate::smtp::tls::implicit(conn.stream, host_name, tls_ctx).map_err(|e| TryError::Next {
+                why: e.to_string(),
+                permanent: false,
+                local: false,
+            })?
+        } else {
+            crate::smtp::Stream::Plain(conn.stream)
+        };
+        let mut s = Session::open(stream, local, peer, host_name, &identity.helo, &timeouts, ctx.verbose).map_err(|e| TryError::Next {
+            why: e.to_string(),
+            permanent: e.is_permanent(),
+            local: false,
+        })?;
+        if !implicit_tls {
+            let policy = crate::smtp::tls::policy_for(ctx.cfg, dest);
+            match crate::smtp::tls::starttls(&mut s, host_name, tls_ctx, policy, attempt_plain) {
+                Ok(()) => {}
+                Err(crate::smtp::tls::StartTlsError::HandshakeFailed(why)) if !attempt_plain => {
+                    ctx.log.warning(&format!(
+                        "TLS handshake with {} failed ({why}); retrying once without TLS",
+                        s.peer_name
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    s.quit();
+                    return Err(TryError::Next {
+                        why: e.to_string(),
+                        permanent: false,
+                        local: false,
+                    });
+                }
+            }
+        }
+        if let Some(relay) = &dest.relay {
+            if let Err(e) = crate::smtp::auth::authenticate(&mut s, relay, ctx.cfg) {
+                let permanent = e.is_permanent();
+                s.quit();
+                return Err(TryError::Stop {
+                    why: e.to_string(),
+                    permanent,
+                });
+            }
+        }
+        return Ok(s);
+    }
+    Err(TryError::Next {
+        why: "TLS failed twice".into(),
+        permanent: false,
+        local: false,
+    })
+}

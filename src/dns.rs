@@ -1,0 +1,236 @@
+//! DNS for delivery: MX (with null MX, RFC 7505), A/AAAA, TXT, and plain PTR
+//! questions, through hickory-resolver on a current-thread tokio runtime
+//! (hickory 0.26 has no synchronous resolver). Nameservers come from the
+//! `dns` config key (tests point it at their own server on a loopback port),
+//! else from /etc/resolv.conf.
+
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError as HDnsError, NetError};
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::rr::{RData, RecordType};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    #[error("cannot set up the DNS resolver: {0}")]
+    Setup(String),
+    #[error("{name} does not exist (NXDOMAIN)")]
+    NxDomain { name: String },
+    #[error("DNS lookup of {name} failed temporarily: {why}")]
+    Temporary { name: String, why: String },
+}
+
+impl DnsError {
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, DnsError::NxDomain { .. })
+    }
+}
+
+/// The mail exchangers of a domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mx {
+    /// MX hosts as (preference, host), sorted by preference.
+    Hosts(Vec<(u16, String)>),
+    /// RFC 7505 `MX 0 .`: the domain accepts no mail.
+    Null,
+    /// No MX records: deliver to the domain's own A/AAAA (RFC 5321 5.1).
+    Implicit,
+}
+
+pub struct Dns {
+    rt: tokio::runtime::Runtime,
+    resolver: TokioResolver,
+}
+
+impl Dns {
+    pub fn new(nameservers: &[SocketAddr], timeout: Duration) -> Result<Dns, DnsError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| DnsError::Setup(e.to_string()))?;
+        let mut builder = if nameservers.is_empty() {
+            TokioResolver::builder_tokio().map_err(|e| DnsError::Setup(e.to_string()))?
+        } else {
+            let servers = nameservers
+                .iter()
+                .map(|sa| {
+                    let mut ns = NameServerConfig::udp_and_tcp(sa.ip());
+                    for c in ns.connections.iter_mut() {
+                        c.port = sa.port();
+                    }
+                    ns
+                })
+                .collect();
+            TokioResolver::builder_with_config(
+                ResolverConfig::from_parts(None, vec![], servers),
+                TokioRuntimeProvider::default(),
+            )
+        };
+        let opts = builder.options_mut();
+        opts.timeout = timeout;
+        opts.attempts = 2;
+        opts.ndots = 0;
+        let resolver = {
+            let _g = rt.enter();
+            builder.build().map_err(|e| DnsError::Setup(e.to_string()))?
+        };
+        Ok(Dns { rt, resolver })
+    }
+
+    fn lookup(&self, name: &str, rt: RecordType) -> Result<Vec<RData>, DnsError> {
+        let fqdn = if name.ends_with('.') {
+            name.to_string()
+        } else {
+            format!("{name}.")
+        };
+        match self.rt.block_on(self.resolver.lookup(fqdn.as_str(), rt)) {
+            Ok(l) => Ok(l.answers().iter().map(|r| r.data.clone()).collect()),
+            Err(e) => classify(name, e),
+        }
+    }
+
+    /// MX records of `domain`.
+    pub fn mx(&self, domain: &str) -> Result<Mx, DnsError> {
+        let recs = self.lookup(domain, RecordType::MX)?;
+        let mut hosts: Vec<(u16, String)> = recs
+            .into_iter()
+            .filter_map(|r| match r {
+                RData::MX(mx) => Some((mx.preference, mx.exchange.to_ascii())),
+                _ => None,
+            })
+            .collect();
+        if hosts.is_empty() {
+            return Ok(Mx::Implicit);
+        }
+        if hosts.len() == 1 && (hosts[0].1 == "." || hosts[0].1.is_empty()) {
+            return Ok(Mx::Null);
+        }
+        hosts.retain(|(_, h)| h != ".");
+        for h in hosts.iter_mut() {
+            h.1 = h.1.trim_end_matches('.').to_ascii_lowercase();
+        }
+        hosts.sort_by_key(|h| h.0);
+        Ok(Mx::Hosts(hosts))
+    }
+
+    /// Addresses of `host` in the families asked for, IPv6 first when `v6_first`.
+    pub fn addrs(&self, host: &str, v4: bool, v6: bool, v6_first: bool) -> Result<Vec<IpAddr>, DnsError> {
+        if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+            return Ok(vec![ip]);
+        }
+        let mut six = Vec::new();
+        let mut four = Vec::new();
+        let mut last_err = None;
+        if v6 {
+            match self.lookup(host, RecordType::AAAA) {
+                Ok(r) => six.extend(r.into_iter().filter_map(|d| match d {
+                    RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                    _ => None,
+                })),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        if v4 {
+            match self.lookup(host, RecordType::A) {
+                Ok(r) => four.extend(r.into_iter().filter_map(|d| match d {
+                    RData::A(a) => Some(IpAddr::V4(a.0)),
+                    _ => None,
+                })),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        let mut out = if v6_first {
+            six.into_iter().chain(four).collect::<Vec<_>>()
+        } else {
+            four.into_iter().chain(six).collect()
+        };
+        out.dedup();
+        if out.is_empty() {
+            if let Some(e) = last_err {
+                return Err(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// TXT strings of `name`, each record's strings joined.
+    pub fn txt(&self, name: &str) -> Result<Vec<String>, DnsError> {
+        Ok(self
+            .lookup(name, RecordType::TXT)?
+            .into_iter()
+            .filter_map(|d| match d {
+                RData::TXT(t) => Some(
+                    t.txt_data
+                        .iter()
+                        .map(|s| String::from_utf8_lossy(s).into_owned())
+                        .collect::<String>(),
+                ),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// PTR names of an address, asked of the configured servers (a plain query:
+    /// the resolver would answer 127.in-addr.arpa itself).
+    pub fn ptr(&self, ip: IpAddr) -> Result<Vec<String>, DnsError> {
+        let name = reverse_name(ip);
+        Ok(self
+            .lookup(&name, RecordType::PTR)?
+            .into_iter()
+            .filter_map(|d| match d {
+                RData::PTR(p) => Some(p.0.to_ascii().trim_end_matches('.').to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+/// `10.2.0.192.in-addr.arpa` / nibble form for IPv6.
+pub fn reverse_name(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
+        }
+        IpAddr::V6(v6) => {
+            let mut s = String::new();
+            for b in v6.octets().iter().rev() {
+                s.push_str(&format!("{:x}.{:x}.", b & 0xf, b >> 4));
+            }
+            s.push_str("ip6.arpa");
+            s
+        }
+    }
+}
+
+fn classify(name: &str, e: NetError) -> Result<Vec<RData>, DnsError> {
+    if let NetError::Dns(HDnsError::NoRecordsFound(nr)) = &e {
+        return match nr.response_code {
+            ResponseCode::NXDomain => Err(DnsError::NxDomain { name: name.into() }),
+            ResponseCode::NoError => Ok(Vec::new()),
+            rc => Err(DnsError::Temporary {
+                name: name.into(),
+                why: rc.to_string(),
+            }),
+        };
+    }
+    Err(DnsError::Temporary {
+        name: name.into(),
+        why: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reverse_names() {
+        assert_eq!(reverse_name("192.0.2.10".parse().unwrap()), "10.2.0.192.in-addr.arpa");
+        assert!(reverse_name("2001:db8::1".parse().unwrap()).starts_with("1.0.0.0."));
+        assert!(reverse_name("2001:db8::1".parse().unwrap()).ends_with(".8.b.d.0.1.0.0.2.ip6.arpa"));
+    }
+}

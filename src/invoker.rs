@@ -1,0 +1,77 @@
+//! Who is running us: the real uid's login name and groups, from the passwd and
+//! group databases (never `$USER`/`$LOGNAME`), and whether we run set-id.
+
+use nix::unistd::{Gid, Group, Uid, User};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InvokerError {
+    #[error("uid {0} has no passwd entry; a sending user must exist in the passwd database")]
+    Unknown(u32),
+}
+
+#[derive(Debug, Clone)]
+pub struct Invoker {
+    pub uid: u32,
+    pub gid: u32,
+    pub login: String,
+    /// Names of the primary and supplementary groups.
+    pub groups: Vec<String>,
+    /// The binary runs set-uid or set-gid (effective ids differ from real ones).
+    pub setid: bool,
+}
+
+impl Invoker {
+    pub fn current() -> Result<Invoker, InvokerError> {
+        let uid = Uid::current();
+        let user = User::from_uid(uid)
+            .ok()
+            .flatten()
+            .ok_or(InvokerError::Unknown(uid.as_raw()))?;
+        Ok(Invoker {
+            uid: uid.as_raw(),
+            gid: user.gid.as_raw(),
+            groups: groups_of(&user),
+            login: user.name,
+            setid: uid != Uid::effective() || Gid::current() != Gid::effective(),
+        })
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.uid == 0
+    }
+}
+
+/// Group names of a user: primary group plus getgrouplist().
+fn groups_of(user: &User) -> Vec<String> {
+    let mut names = Vec::new();
+    let cname = std::ffi::CString::new(user.name.as_bytes()).unwrap_or_default();
+    if let Ok(gids) = nix::unistd::getgrouplist(&cname, user.gid) {
+        for g in gids {
+            if let Ok(Some(gr)) = Group::from_gid(g) {
+                if !names.contains(&gr.name) {
+                    names.push(gr.name);
+                }
+            }
+        }
+    } else if let Ok(Some(gr)) = Group::from_gid(user.gid) {
+        names.push(gr.name);
+    }
+    names
+}
+
+/// The login name of a uid (for messages queued by someone else).
+pub fn login_of(uid: u32) -> Option<String> {
+    User::from_uid(Uid::from_raw(uid)).ok().flatten().map(|u| u.name)
+}
+
+/// Look up a user by login (for queue runs re-resolving an identity).
+pub fn by_login(login: &str) -> Option<Invoker> {
+    let user = User::from_name(login).ok().flatten()?;
+    Some(Invoker {
+        uid: user.uid.as_raw(),
+        gid: user.gid.as_raw(),
+        groups: groups_of(&user),
+        login: user.name,
+        setid: false,
+    })
+}

@@ -1,0 +1,159 @@
+//! `-q`: queue runs without a daemon. `-q` tries every queued message now;
+//! `-q<time>` makes one pass over the messages whose retry time has come
+//! (what cron or the systemd timer runs every `<time>`); `-qI/-qR/-qS` select
+//! by substring. Messages locked by another process are skipped, so parallel
+//! runs (and a -odi delivery in progress) never send a message twice. One
+//! connection pool per run: messages to the same host from the same source
+//! share an SMTP connection (RSET between).
+
+use crate::app::Run;
+use crate::cli::{QueueFilter, QueueRun};
+use crate::deliver::{self, Context};
+use crate::spool::{Envelope, RcptState};
+use crate::syslog::unix_now;
+use crate::Result;
+
+pub fn run(run: &Run, q: &QueueRun) -> Result<i32> {
+    let spool = run.spool()?;
+    let mut ctx = Context::new(&run.cfg, &run.log, run.inv.verbose, true);
+    let now = unix_now();
+    let mut tried = 0usize;
+    let mut rate_released = 0usize;
+    // Rate-held messages are released oldest first: ids sort by arrival.
+    for id in spool.list()? {
+        let Ok(peek) = spool.load(&id) else { continue };
+        if !run.trusted() && peek.identity.uid != run.invoker.uid {
+            continue;
+        }
+        if !selected(&peek, &q.filters) || peek.held {
+            continue;
+        }
+        if q.interval.is_some() && peek.next_try > now && !peek.rate_held {
+            continue;
+        }
+        let Some(mut locked) = spool.lock(&id, false)? else {
+            continue;
+        };
+        if locked.env.held {
+            continue;
+        }
+        if locked.env.rate_held {
+            if !crate::rate::release(run, &mut locked.env)? {
+                continue;
+            }
+            rate_released += 1;
+            locked.save()?;
+        }
+        identity_changed_note(run, &locked.env);
+        tried += 1;
+        let expired = now.saturating_sub(locked.env.created) > run.cfg.max_age.as_secs();
+        let report = if expired {
+            expire(&mut locked.env, run.cfg.max_age.as_secs());
+            deliver::Report {
+                failed: locked
+                    .env
+                    .recipients
+                    .iter()
+                    .filter(|r| r.state == RcptState::Failed && r.reply.as_deref().is_some_and(|x| x.starts_with("message expired")))
+                    .map(|r| (r.addr.clone(), r.reply.clone().unwrap_or_default()))
+                    .collect(),
+                ..Default::default()
+            }
+        } else {
+            deliver::deliver(&mut ctx, &mut locked)
+        };
+        if run.inv.verbose {
+            eprintln!(
+                "vsendmail: {id}: sent={} deferred={} failed={}",
+                report.sent.len(),
+                report.deferred.len(),
+                report.failed.len()
+            );
+        }
+        if !report.failed.is_empty() {
+            crate::bounce::send_failure(run, &mut ctx, &locked.env, &report.failed);
+        }
+        if locked.env.has_pending() {
+            if let Some(warn) = run.cfg.warn_after {
+                if !locked.env.warned && now.saturating_sub(locked.env.created) >= warn.as_secs() {
+                    crate::bounce::send_delay_warning(run, &mut ctx, &locked.env, &report.deferred);
+                    locked.env.warned = true;
+                }
+            }
+            locked.save()?;
+        } else {
+            locked.remove()?;
+        }
+    }
+    if let Some(pool) = ctx.pool.as_mut() {
+        pool.close_all();
+    }
+    spool.sweep();
+    crate::audit::expire(&run.cfg);
+    if run.inv.verbose {
+        eprintln!("vsendmail: queue run done: {tried} message(s) tried, {rate_released} released from the rate hold");
+    }
+    Ok(0)
+}
+
+/// Substring selection as sendmail's -qI/-qR/-qS.
+pub fn selected(env: &Envelope, filters: &[QueueFilter]) -> bool {
+    filters.iter().all(|f| match f {
+        QueueFilter::Id(s) => env.id.to_ascii_lowercase().contains(&s.to_ascii_lowercase()),
+        QueueFilter::Recipient(s) => env
+            .recipients
+            .iter()
+            .any(|r| r.state == RcptState::Pending && r.addr.to_ascii_lowercase().contains(&s.to_ascii_lowercase())),
+        QueueFilter::Sender(s) => env.sender.to_ascii_lowercase().contains(&s.to_ascii_lowercase()),
+    })
+}
+
+/// Past max_age: every pending recipient fails with the last reason.
+fn expire(env: &mut Envelope, max_age: u64) {
+    let days = max_age as f64 / 86400.0;
+    for r in env.recipients.iter_mut().filter(|r| r.state == RcptState::Pending) {
+        r.state = RcptState::Failed;
+        r.reply = Some(format!(
+            "message expired after {days:.1} days in the queue; last error: {}",
+            r.reply.clone().unwrap_or_else(|| "none".into())
+        ));
+    }
+}
+
+/// A retry sends as the identity recorded at submission; say so when
+/// virtusers has changed since.
+fn identity_changed_note(run: &Run, env: &Envelope) {
+    let Some(who) = crate::invoker::by_login(&env.identity.login) else {
+        return;
+    };
+    let Ok(now) = crate::app::identity_of(&run.cfg, &who) else {
+        return;
+    };
+    if now.sender != env.identity.sender
+        || now.sources != env.identity.sources
+        || now.helo != env.identity.helo
+        || now.relay != env.identity.relay
+    {
+        run.log.warning(&format!(
+            "{}: identity of {} changed in virtusers since submission; sending as recorded (sender={} source={:?} helo={})",
+            env.id, env.identity.login, env.identity.sender, env.identity.sources, env.identity.helo
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn substring_filters() {
+        let mut e = Envelope::new_for_test("ABCDEF0123");
+        e.sender = "alice@shop.example".into();
+        assert!(selected(&e, &[QueueFilter::Id("def0".into())]));
+        assert!(selected(&e, &[QueueFilter::Recipient("x.test".into())]));
+        assert!(selected(&e, &[QueueFilter::Sender("shop".into())]));
+        assert!(!selected(&e, &[QueueFilter::Sender("blog".into())]));
+        e.recipients[0].state = RcptState::Sent;
+        assert!(!selected(&e, &[QueueFilter::Recipient("x.test".into())]));
+    }
+}

@@ -1,0 +1,167 @@
+//! The envelope file `queue/ID.env`: one JSON object, version 1.
+//!
+//! ```json
+//! {"version":1,"id":"…","created":1764392707,"identity":{…},"sender":"alice@shop.example",
+//!  "recipients":[{"addr":"bob@example.org","state":"pending","reply":null,"tries":0}],
+//!  "size":1234,"message_id":"<…>","eightbit":false,"smtputf8":false,"dsn":{…},
+//!  "errors":"Print","attempts":0,"next_try":0,"held":false,"rate_held":false,"warned":false,
+//!  "prepend":""}
+//! ```
+//! `identity` is the identity as resolved at submission (retries send as it,
+//! even if virtusers changed). `prepend` holds header lines sent before the
+//! message file (the DKIM-Signature). A file is complete when it parses;
+//! unknown versions are refused, not guessed at.
+
+use crate::cli::ErrorMode;
+use crate::identity::Identity;
+use serde::{Deserialize, Serialize};
+
+pub const ENVELOPE_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RcptState {
+    Pending,
+    Sent,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    pub addr: String,
+    /// The address as given before alias expansion (for ORCPT and bounces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orig: Option<String>,
+    pub state: RcptState,
+    /// The last reply or reason.
+    #[serde(default)]
+    pub reply: Option<String>,
+    #[serde(default)]
+    pub tries: u32,
+}
+
+impl Recipient {
+    pub fn new(addr: String, orig: Option<String>) -> Self {
+        Recipient {
+            addr,
+            orig,
+            state: RcptState::Pending,
+            reply: None,
+            tries: 0,
+        }
+    }
+}
+
+/// DSN parameters (RFC 3461) from -N, -R, -V.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dsn {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envid: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub version: u32,
+    pub id: String,
+    /// Arrival time, Unix seconds.
+    pub created: u64,
+    pub identity: Identity,
+    /// The envelope sender ("" for <>), before any BATV tag.
+    pub sender: String,
+    pub recipients: Vec<Recipient>,
+    /// Size of the message file in bytes.
+    pub size: u64,
+    #[serde(default)]
+    pub message_id: Option<String>,
+    #[serde(default)]
+    pub eightbit: bool,
+    #[serde(default)]
+    pub smtputf8: bool,
+    #[serde(default)]
+    pub dsn: Dsn,
+    #[serde(default)]
+    pub errors: ErrorMode,
+    #[serde(default)]
+    pub attempts: u32,
+    /// Unix seconds of the next try; 0 = due now.
+    #[serde(default)]
+    pub next_try: u64,
+    #[serde(default)]
+    pub last_try: u64,
+    /// Held by an administrator (`--hold`).
+    #[serde(default)]
+    pub held: bool,
+    /// Held because the identity was over its rate (released by queue runs).
+    #[serde(default)]
+    pub rate_held: bool,
+    /// A delay warning was sent.
+    #[serde(default)]
+    pub warned: bool,
+    /// Header lines (CRLF-terminated) sent before the message file.
+    #[serde(default)]
+    pub prepend: String,
+    /// The message is a bounce we generated (never bounce a bounce).
+    #[serde(default)]
+    pub is_bounce: bool,
+}
+
+impl Envelope {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec(self).expect("envelope serialises");
+        v.push(b'\n');
+        v
+    }
+
+    pub fn decode(data: &[u8]) -> Result<Envelope, String> {
+        #[derive(Deserialize)]
+        struct V {
+            version: u32,
+        }
+        let v: V = serde_json::from_slice(data).map_err(|e| e.to_string())?;
+        if v.version != ENVELOPE_VERSION {
+            return Err(format!(
+                "envelope version {} is not {ENVELOPE_VERSION}; was it written by another vsendmail release?",
+                v.version
+            ));
+        }
+        serde_json::from_slice(data).map_err(|e| e.to_string())
+    }
+
+    pub fn pending(&self) -> impl Iterator<Item = &Recipient> {
+        self.recipients.iter().filter(|r| r.state == RcptState::Pending)
+    }
+
+    pub fn has_pending(&self) -> bool {
+        self.pending().next().is_some()
+    }
+
+    #[doc(hidden)]
+    pub fn new_for_test(id: &str) -> Envelope {
+        Envelope {
+            version: ENVELOPE_VERSION,
+            id: id.into(),
+            created: 0,
+            identity: Identity::resolve(None, "root", 0, "host.test"),
+            sender: "root@host.test".into(),
+            recipients: vec![Recipient::new("a@x.test".into(), None)],
+            size: 0,
+            message_id: None,
+            eightbit: false,
+            smtputf8: false,
+            dsn: Dsn::default(),
+            errors: ErrorMode::Print,
+            attempts: 0,
+            next_try: 0,
+            last_try: 0,
+            held: false,
+            rate_held: false,
+            warned: false,
+            prepend: String::new(),
+            is_bounce: false,
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! `-bv`: for each recipient, what would happen — the identity, the source
+//! address that would be bound (checked by binding it), the route, DKIM and
+//! BATV — without sending anything or reading stdin.
+
+use crate::app::Run;
+use crate::route::{Relay, Router};
+use crate::{Error, Result};
+use std::net::IpAddr;
+
+pub fn run(run: &Run) -> Result<i32> {
+    if run.inv.recipients.is_empty() {
+        return Err(Error::Usage("-bv needs recipient addresses".into()));
+    }
+    let id = run.identity()?;
+    let domain = id.domain();
+    let (aliases, _) = crate::aliases::Aliases::load(&run.cfg.cfg.aliases);
+    let relay_url = id.relay.clone().or_else(|| run.cfg.cfg.relay.clone());
+    let relay = relay_url.as_deref().and_then(|u| Relay::parse(u).ok());
+    let sources: Vec<String> = id.sources.iter().map(|s| source_state(*s)).collect();
+    let src_text = if let Some(h) = &id.source_host {
+        format!("{h} (host name, resolved at send time)")
+    } else if sources.is_empty() {
+        "- (kernel's choice, no binding)".into()
+    } else {
+        sources.join(", ")
+    };
+    let dkim = match &id.dkim {
+        Some((sel, _)) => format!("yes (s={sel}, d={domain})"),
+        None => "no".into(),
+    };
+    let batv = if id.batv.is_some() { "yes" } else { "no" };
+    let mut rcpts = Vec::new();
+    for (i, r) in run.inv.recipients.iter().enumerate() {
+        for t in aliases.expand(r) {
+            rcpts.push((i, crate::address::qualify(&t, &domain)));
+        }
+    }
+    let dns = if relay.is_none() {
+        let ns: Vec<_> = run.cfg.cfg.dns.iter().filter_map(|s| crate::config::parse_nameserver(s)).collect();
+        crate::dns::Dns::new(&ns, std::time::Duration::from_secs(5)).ok()
+    } else {
+        None
+    };
+    let router = Router {
+        dns: dns.as_ref(),
+        mx_port: run.cfg.cfg.mx_port,
+        v6_first: run.cfg.cfg.prefer == crate::config::Prefer::Ipv6,
+        families: crate::route::families(&id.sources),
+    };
+    for (_, addr) in &rcpts {
+        let (dests, bad) = router.plan(&[(0, addr.clone())], relay.as_ref());
+        let route = if let Some(d) = dests.first() {
+            let hosts: Vec<String> = d
+                .hosts
+                .iter()
+                .map(|h| {
+                    let a: Vec<String> = h.addrs.iter().map(crate::syslog::addr_port).collect();
+                    format!("{}[{}]", h.name, a.join(" "))
+                })
+                .collect();
+            match &relay {
+                Some(_) => format!("relay {} -> {}", relay_url.clone().unwrap_or_default(), hosts.join(", ")),
+                None => format!("mx {}", hosts.join(", ")),
+            }
+        } else if let Some(b) = bad.first() {
+            format!("{} ({})", if b.permanent { "undeliverable" } else { "cannot route now" }, b.why)
+        } else {
+            "none".into()
+        };
+        println!(
+            "<{addr}>: identity {} ({}), user {} uid {}, sender {}, source {}, helo {}, route {}, dkim {}, batv {}",
+            id.sender,
+            id.location.clone().unwrap_or_else(|| "host default".into()),
+            id.login,
+            id.uid,
+            id.sender,
+            src_text,
+            id.helo,
+            route,
+            dkim,
+            batv
+        );
+    }
+    Ok(0)
+}
+
+/// `192.0.2.10` plus whether it can be bound here.
+fn source_state(ip: IpAddr) -> String {
+    let domain = if ip.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let ok = socket2::Socket::new(domain, socket2::Type::STREAM, None)
+        .and_then(|s| s.bind(&std::net::SocketAddr::new(ip, 0).into()))
+        .is_ok();
+    if ok {
+        format!("{ip} (bound here: ok)")
+    } else {
+        format!("{ip} (NOT configured on this host)")
+    }
+}

@@ -1,0 +1,6 @@
+//! The integration tests: each module drives the built `vsendmail` binary (or,
+//! for `support_selftest`, the harness itself) against real receivers on
+//! loopback. `support` is the shared harness.
+
+mod support;
+mod support_selftest;
