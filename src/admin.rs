@@ -1,14 +1,18 @@
-//! vsendmail's own commands, dispatched: `--hold`, `--release`, `--delete`
-//! (queue control by owner), and the hand-off to `--who`, `--batv-check`,
-//! `--policy`, `--doctor`.
+//! Queue control: `--hold`, `--release`, `--delete` with a queue id,
+//! `user=LOGIN` or `ALL`; root and trusted users on any message, others on
+//! their own only.
 
 use crate::app::Run;
-use crate::cli::Own;
 use crate::{Error, Result};
 
-pub fn dispatch(_run: &Run, own: Own) -> Result<i32> {
-    match own {
-        Own::Version | Own::Help => Ok(0),
-        other => Err(Error::Usage(format!("{other:?} is not available in this build yet"))),
-    }
+pub fn hold(_run: &Run, sel: &str) -> Result<i32> {
+    Err(Error::Usage(format!("--hold {sel}: not available in this build yet")))
+}
+
+pub fn release(_run: &Run, sel: &str) -> Result<i32> {
+    Err(Error::Usage(format!("--release {sel}: not available in this build yet")))
+}
+
+pub fn delete(_run: &Run, sel: &str) -> Result<i32> {
+    Err(Error::Usage(format!("--delete {sel}: not available in this build yet")))
 }

@@ -142,8 +142,22 @@ fn execute(inv: Invocation) -> Result<i32> {
         Mode::Init => crate::check::run(&run),
         Mode::Verify => crate::verify::run(&run),
         Mode::QueueRun(q) => crate::runner::run(&run, &q),
-        Mode::Own(own) => crate::admin::dispatch(&run, own),
+        Mode::Own(own) => own_command(&run, own),
         Mode::Daemon(_) => unreachable!("handled above"),
+    }
+}
+
+/// vsendmail's own `--commands`.
+fn own_command(run: &Run, own: Own) -> Result<i32> {
+    match own {
+        Own::Who { query, time, window } => crate::audit::who(run, &query, time.as_deref(), window.as_deref()),
+        Own::Hold(sel) => crate::admin::hold(run, &sel),
+        Own::Release(sel) => crate::admin::release(run, &sel),
+        Own::Delete(sel) => crate::admin::delete(run, &sel),
+        Own::BatvCheck(addr) => crate::batv::check_command(run, &addr),
+        Own::Policy => crate::policy::serve(run),
+        Own::Doctor(logins) => crate::doctor::run(run, &logins),
+        Own::Version | Own::Help => Ok(0),
     }
 }
 

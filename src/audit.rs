@@ -25,3 +25,8 @@ pub fn append(_cfg: &Loaded, _rec: &Record) {}
 
 /// Remove daily files older than `audit_days` (queue runs call this).
 pub fn expire(_cfg: &Loaded) {}
+
+/// `--who QUERY [TIME] [--window D]`.
+pub fn who(_run: &crate::app::Run, query: &str, _time: Option<&str>, _window: Option<&str>) -> crate::Result<i32> {
+    Err(crate::Error::Usage(format!("--who {query}: not available in this build yet")))
+}

@@ -16,3 +16,8 @@ pub fn check_key_file(path: &std::path::Path) -> Result<(), String> {
     std::fs::metadata(path).map_err(|e| format!("cannot read the key file: {e}"))?;
     Ok(())
 }
+
+/// `--batv-check ADDRESS`.
+pub fn check_command(_run: &crate::app::Run, addr: &str) -> crate::Result<i32> {
+    Err(crate::Error::Usage(format!("--batv-check {addr}: not available in this build yet")))
+}
