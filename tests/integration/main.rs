@@ -4,3 +4,4 @@
 
 mod support;
 mod support_selftest;
+mod core;
