@@ -457,9 +457,13 @@ impl Session {
                     if let Some(n) = &tx.dsn.notify {
                         c.push_str(&format!(" NOTIFY={n}"));
                     }
-                    let orcpt = tx.orcpts.get(i).cloned().flatten().unwrap_or_else(|| r.clone());
-                    if orcpt.is_ascii() {
-                        c.push_str(&format!(" ORCPT=rfc822;{}", xtext(&orcpt)));
+                    // ORCPT when the address was rewritten (alias) or a DSN was asked for.
+                    let orig = tx.orcpts.get(i).cloned().flatten();
+                    if orig.is_some() || tx.dsn.notify.is_some() {
+                        let orcpt = orig.unwrap_or_else(|| r.clone());
+                        if orcpt.is_ascii() {
+                            c.push_str(&format!(" ORCPT=rfc822;{}", xtext(&orcpt)));
+                        }
                     }
                 }
                 c

@@ -2,6 +2,9 @@
 //! for `support_selftest`, the harness itself) against real receivers on
 //! loopback. `support` is the shared harness.
 
+mod accountability;
+mod core;
+mod queue;
 mod support;
 mod support_selftest;
-mod core;
+mod trust;
