@@ -54,6 +54,7 @@ cleanup() {
     done
     PIDS=()
     rm -rf "$W"
+    [ -n "${SHM:-}" ] && rm -rf "$SHM"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -114,6 +115,7 @@ HAVE_MSMTP=1; need_pkg msmtp msmtp || { HAVE_MSMTP=0; note "msmtp not available:
 HAVE_TIME=1; need_pkg /usr/bin/time time || { HAVE_TIME=0; note "/usr/bin/time not available: RSS figures are skipped"; }
 command -v openssl >/dev/null || need_pkg openssl openssl || note "openssl not available: DKIM keys cannot be made"
 
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 say "building (cargo build --release --bins --examples) ..."
 if [ -z "${BENCH_SKIP_BUILD:-}" ] && ! cargo build --release --bins --examples -q 2>"$W/build.log"; then
     cat "$W/build.log" >&2
@@ -177,7 +179,7 @@ mkmsg() {
 stat_size() { wc -c <"$1" | tr -d ' '; }
 MSG=$W/msg-1k;  mkmsg "$MSG" 1024
 MSG1M=$W/msg-1m; mkmsg "$MSG1M" $((1024 * 1024))
-MSG50M=$W/msg-50m; mkmsg "$MSG50M" $((50 * 1024 * 1024))
+MSG50M=$W/msg-50m; mkmsg "$MSG50M" 50000000   # 50 MB (decimal)
 
 # ---------------------------------------------------------------- vsendmail setup
 # conf_file NAME SPOOL VIRTUSERS [EXTRA_LINES]: a vsendmail config.
@@ -227,6 +229,14 @@ say "receiver on 127.0.0.1:$PORT; work dir $W"
 say "1. per-message wall time, $RUNS rounds ..."
 CMDS=("floor=$FL")
 [ "$VS_OK" = 1 ] && CMDS+=("vsendmail=$VS")
+# Diagnostic, not a target: the same send with the spool on tmpfs shows how
+# much of the time is the spool's fsync work.
+SHM=""
+if [ "$VS_OK" = 1 ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
+    SHM=$(mktemp -d /dev/shm/vsbench.XXXXXX)
+    CONF_SHM=$(conf_file tmpfs "$SHM/spool" "$W/virtusers")
+    CMDS+=("vs_tmpfs=$BIN -C $CONF_SHM -i $RCPTS")
+fi
 [ "$HAVE_MSMTP" = 1 ] && CMDS+=("msmtp=$MS")
 bg_run "$W/rr1.out" "$DRIVER" rr --runs "$RUNS" --warmup "$WARMUP" --input "$MSG" \
     --stderr "$W/runs.stderr" "${CMDS[@]}"
@@ -241,6 +251,12 @@ row "1 per message (1 KB, 2 rcpt)" "msmtp median ms" "$M_MS"
 R=$(calc "$M_VS / $M_FL"); row "1 per message (1 KB, 2 rcpt)" "vsendmail / floor" "$R" "<= 1.5" "$(verdict "$R" '<=' 1.5)"
 R=$(calc "$M_VS / $M_MS"); row "1 per message (1 KB, 2 rcpt)" "vsendmail / msmtp" "$R" "about 0.1" "$(verdict "$R" '<=' 0.1)"
 R=$(calc "$M_MS / $M_FL"); row "1 per message (1 KB, 2 rcpt)" "msmtp / floor" "$R" "" ""
+if [ -n "$SHM" ]; then
+    M_SHM=$(med "$W/rr1.out" vs_tmpfs)
+    row "1 per message (1 KB, 2 rcpt)" "diagnostic: vsendmail, spool on tmpfs, ms" "$M_SHM" "" ""
+    row "1 per message (1 KB, 2 rcpt)" "diagnostic: tmpfs spool / floor" "$(calc "$M_SHM / $M_FL")" "" ""
+    rm -rf "$SHM"; SHM=""
+fi
 
 # ---------------------------------------------------------------- 2. throughput
 say "2. throughput, 8 processes, $PAR_N sends each ..."
@@ -293,12 +309,12 @@ if [ "$HAVE_TIME" = 1 ] && [ "$VS_OK" = 1 ]; then
         read -r BIG_S BIG_KB < <(tail -1 "$W/big.time")
         check_phase "50 MB" 1
         BIG_BYTES=$(field "$LAST_STAT" bytes)
-        row "4 50 MB message" "vsendmail peak RSS KB" "$BIG_KB" "< 10240" "$(verdict "$BIG_KB" '<' 10240)"
-        row "4 50 MB message" "vsendmail wall s" "$BIG_S"
-        row "4 50 MB message" "bytes at the receiver" "$BIG_BYTES" "" ""
+        row "4 50 MB message (50,000,000 bytes)" "vsendmail peak RSS KB" "$BIG_KB" "< 10240" "$(verdict "$BIG_KB" '<' 10240)"
+        row "4 50 MB message (50,000,000 bytes)" "vsendmail wall s" "$BIG_S"
+        row "4 50 MB message (50,000,000 bytes)" "bytes at the receiver" "$BIG_BYTES" "" ""
     else
         note "50 MB: vsendmail failed: $(head -c 300 "$W/big.stderr" | tr '\n' ' ')"
-        row "4 50 MB message" "vsendmail peak RSS KB" n/a "< 10240" n/a
+        row "4 50 MB message (50,000,000 bytes)" "vsendmail peak RSS KB" n/a "< 10240" n/a
     fi
 fi
 
@@ -345,6 +361,8 @@ if [ "$VS_OK" = 1 ]; then
         QL=$(grep '^par ' "$W/parq.out")
         QF=$(field "$QL" fails); [ "${QF:-0}" != 0 ] && note "queue: $QF of $QUEUE_N -odq submissions failed"
         check_phase "queueing with -odq" 0
+        # mailq's total line tells a message lost at submission from one lost by -q.
+        Q_BEFORE=$($BIN -C "$CONFQ" -bp 2>/dev/null | tail -1)
         say "6. queue flush: vsendmail -q ..."
         bg_run "$W/flush.out" "$DRIVER" rr --runs 1 --warmup 0 --timeout 900 --stderr "$W/runs.stderr" "flush=$BIN -C $CONFQ -q"
         FLUSH_MS=$(med "$W/flush.out" flush)
@@ -356,6 +374,7 @@ if [ "$VS_OK" = 1 ]; then
         FLUSH_RATE=$(calc "$QUEUED / ($FLUSH_MS / 1000)")
         SEQ_RATE=$(calc "1000 / $M_VS")
         row "6 queue flush ($QUEUED msgs)" "-odq submissions/s (2 processes)" "$(field "$QL" rate)"
+        row "6 queue flush ($QUEUED msgs)" "mailq before the flush" "$Q_BEFORE" "" ""
         row "6 queue flush ($QUEUED msgs)" "-q wall s" "$(calc "$FLUSH_MS / 1000")"
         row "6 queue flush ($QUEUED msgs)" "-q msgs/s" "$FLUSH_RATE" ">= 2000" "$(verdict "$FLUSH_RATE" '>=' 2000)"
         row "6 queue flush ($QUEUED msgs)" "receiver connections" "$Q_CONNS" "< msgs (reuse)" "$(verdict "$Q_CONNS" '<' "$QUEUED")"
@@ -512,11 +531,12 @@ fi
 [ -s "$W/runs.stderr" ] && note "stderr of the timed runs (first lines): $(sort "$W/runs.stderr" | uniq -c | sort -rn | head -3 | tr '\n' ' ' | head -c 400)"
 
 DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
+LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 CPU=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //')
 FS=$(df -T "$W" 2>/dev/null | awk 'NR==2 {print $2}')
 VER=$($BIN --version 2>/dev/null | head -1)
 MSMTP_VER=$(msmtp --version 2>/dev/null | head -1)
-HEAD="date: $DATE; nproc: $(nproc); cpu: ${CPU:-?}; kernel: $(uname -r); spool fs: ${FS:-?}"
+HEAD="date: $DATE; nproc: $(nproc); cpu: ${CPU:-?}; kernel: $(uname -r); spool fs: ${FS:-?}; load average at start: $LOAD0, at end: $LOAD1 (other work on the machine makes the figures noisy)"
 SETUP="1 KB message ($(stat_size "$MSG") bytes), 2 recipients, source bound to $SRC, receiver bench/sink.rs on 127.0.0.1 (counts connections). $RUNS rounds (round robin, medians); ${PAR_N} sends with 8 processes; ${QUEUE_N} queued for -q. vsendmail: ${VER:-?}; ${MSMTP_VER:-msmtp absent}."
 
 {
@@ -524,11 +544,11 @@ SETUP="1 KB message ($(stat_size "$MSG") bytes), 2 recipients, source bound to $
     echo "vsendmail benchmark — $HEAD"
     echo "$SETUP"
     echo
-    printf '%-34s %-36s %14s  %-16s %s\n' "section" "measure" "value" "target" "verdict"
-    printf '%s\n' "$(printf '%.0s-' $(seq 1 112))"
+    printf '%-36s %-44s %14s  %-16s %s\n' "section" "measure" "value" "target" "verdict"
+    printf '%s\n' "$(printf '%.0s-' $(seq 1 122))"
     for r in "${ROWS[@]}"; do
         IFS='|' read -r s w v t m <<<"$r"
-        printf '%-34s %-36s %14s  %-16s %s\n' "$s" "$w" "$v" "$t" "$m"
+        printf '%-36s %-44s %14s  %-16s %s\n' "$s" "$w" "$v" "$t" "$m"
     done
     if [ ${#NOTES[@]} -gt 0 ]; then
         echo

@@ -99,6 +99,8 @@ fn main() {
         out.push_str(&format!("    size         : {} bytes\n", m.data.len()));
         out.push_str("    header fields:\n");
         for (name, value) in m.header_fields() {
+            // Unfolded values keep the folding white space; show it as spaces.
+            let value = value.replace('\t', " ");
             out.push_str(&format!("      {name}: {value}\n"));
         }
         out.push_str("    body:\n");

@@ -9,12 +9,13 @@
 #              (tests/integration/support/postfix.rs) on a loopback port
 #   mandoc     man page lint;  openssl  test certificates
 #   msmtp, hyperfine   the benchmark;  dnsutils (dig)  DNS harness self-test
-#   python3    caller compat tests
+#   python3    caller compat tests;  dkimpy, dnspython, pynacl (pip)  the independent DKIM verifier
+#   time       GNU time: peak RSS of one run (DKIM signing of a 50 MB message)
 #
 # To add a package, append it to PKGS.
 set -euo pipefail
 
-PKGS=(postfix mandoc openssl msmtp dnsutils hyperfine python3 ca-certificates make)
+PKGS=(postfix mandoc openssl msmtp dnsutils hyperfine python3 python3-pip ca-certificates make time)
 
 installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
@@ -50,6 +51,8 @@ else
     cleanup
     trap - EXIT
 fi
+
+python3 -c 'import dkim, dns.message, nacl' 2>/dev/null || python3 -m pip install -q --break-system-packages dkimpy dnspython pynacl
 
 # The system Postfix instance must not run (the tests start their own, and
 # nothing may listen on port 25 for them). With "No configuration" it has no

@@ -40,15 +40,27 @@ pub fn validate(raw: &str, role: &'static str) -> Result<String, AddressError> {
     if a.len() > MAX_LEN {
         return Err(err("is longer than 320 characters"));
     }
+    if a.contains('\u{FFFD}') {
+        // main() turns bytes that are not UTF-8 into U+FFFD: refuse them here.
+        return Err(err("is not valid UTF-8"));
+    }
     let (local, domain) = split_raw(a);
     // The local part may be quoted ("john doe"@x); inside quotes a space is fine,
     // control characters never are.
     let mut in_quote = false;
     let mut escaped = false;
+    let mut prev = '"';
     for (i, c) in local.char_indices() {
         if c.is_control() {
             return Err(err("contains a control character"));
         }
+        // A space is legal inside quotes ("john doe"@x), but a word there that
+        // starts with '-' is the PHPMailer CVE-2016-10033 shape: the address
+        // becomes options as soon as anything splits it at spaces.
+        if in_quote && c == '-' && prev == ' ' {
+            return Err(err("has an option-shaped word (\" -...\") inside its quotes"));
+        }
+        prev = c;
         if escaped {
             escaped = false;
             continue;
@@ -65,7 +77,8 @@ pub fn validate(raw: &str, role: &'static str) -> Result<String, AddressError> {
                 in_quote = !in_quote;
             }
             ' ' | '\t' if !in_quote => return Err(err("contains a space")),
-            '<' | '>' | '(' | ')' | ',' | ';' | ':' | '[' | ']' | '@' if !in_quote => {
+            // Outside quotes only atext and dots (RFC 5322), or UTF-8 (RFC 6531).
+            '<' | '>' | '(' | ')' | ',' | ';' | ':' | '[' | ']' | '@' | '\\' if !in_quote => {
                 return Err(err("contains a character not allowed in an address"));
             }
             _ => {}
@@ -81,8 +94,13 @@ pub fn validate(raw: &str, role: &'static str) -> Result<String, AddressError> {
         if d.is_empty() {
             return Err(err("has an empty domain"));
         }
-        if d.starts_with('[') {
-            if !d.ends_with(']') || d[1..d.len() - 1].parse::<std::net::IpAddr>().is_err() && !d[1..].starts_with("IPv6:") {
+        if let Some(lit) = d.strip_prefix('[') {
+            let inner = lit.strip_suffix(']').unwrap_or("");
+            let ok = match inner.strip_prefix("IPv6:") {
+                Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+                None => inner.parse::<std::net::IpAddr>().is_ok(),
+            };
+            if !ok {
                 return Err(err("has a malformed address literal"));
             }
         } else {
@@ -93,9 +111,12 @@ pub fn validate(raw: &str, role: &'static str) -> Result<String, AddressError> {
                 if label.starts_with('-') || label.ends_with('-') {
                     return Err(err("has a domain label that starts or ends with '-'"));
                 }
+                // Letters, digits, '-' (and '_', seen in the wild), or UTF-8
+                // for internationalised names: nothing a shell, a template
+                // (`${run{...}}`) or a protocol line could read.
                 if label
                     .chars()
-                    .any(|c| c.is_control() || c.is_whitespace() || "<>()[],;:@\\\"".contains(c))
+                    .any(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || !c.is_ascii() && !c.is_whitespace() && !c.is_control()))
                 {
                     return Err(err("contains a character not allowed in a domain"));
                 }
@@ -207,6 +228,12 @@ mod tests {
         assert!(validate("\"john doe\"@x.example", "recipient").is_ok());
         assert_eq!(validate("<>", "sender").unwrap(), "");
         assert!(validate("root", "recipient").is_ok());
+        assert!(validate("\"a\\\"b\"@x.example", "recipient").is_ok());
+        assert!(validate("o'brien+tag@x.example", "recipient").is_ok());
+        assert!(validate("a@[192.0.2.1]", "recipient").is_ok());
+        assert!(validate("a@[IPv6:2001:db8::1]", "recipient").is_ok());
+        assert!(validate("j\u{f6}rg@b\u{fc}cher.example", "recipient").is_ok());
+        assert!(validate("a@_dmarc.x.example", "recipient").is_ok());
     }
 
     #[test]
@@ -223,6 +250,12 @@ mod tests {
             "bob@",
             "bob@-x.example",
             "bob@x..example",
+            "attacker\\@x.example",
+            "a@${run{/usr/bin/id}}",
+            "a@x/../../etc",
+            "a@[IPv6:$(id)]",
+            "a@[1.2.3]",
+            "\u{FFFD}@x.example",
         ] {
             assert!(validate(bad, "recipient").is_err(), "{bad:?} accepted");
         }

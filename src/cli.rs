@@ -12,6 +12,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Longest `-F` full name (it becomes a display name in a header line).
+pub const MAX_FULL_NAME: usize = 256;
+
 pub const USAGE: &str = "usage: sendmail [-t] [-i] [-f sender] [-F name] [-bm|-bs|-bp|-bi|-bv] [-q[time]] [-odi|-odb|-odq] [-oem|-oep|-oeq] [-v] [-C file] [--] recipient ...";
 
 #[derive(Debug, thiserror::Error)]
@@ -237,6 +240,11 @@ pub fn parse(prog: ProgName, args: &[String]) -> Result<Invocation, CliError> {
                     if v.chars().any(|c| c.is_control()) {
                         return Err(usage("-F name contains a control character"));
                     }
+                    if v.chars().count() > MAX_FULL_NAME {
+                        return Err(usage(format!(
+                            "-F name is longer than {MAX_FULL_NAME} characters"
+                        )));
+                    }
                     inv.full_name = Some(v);
                     break;
                 }
@@ -301,7 +309,14 @@ pub fn parse(prog: ProgName, args: &[String]) -> Result<Invocation, CliError> {
                     value("h")?;
                     break;
                 }
-                'd' | 'A' | 'p' => break,
+                // Legacy flags that take a value in sendmail's getopt
+                // grammar (`-d0.1`, `-d 0.1`, `-Ac`, `-pESMTP:host`): the
+                // value is consumed (so it never becomes a recipient) and
+                // ignored; at the end of argv they are ignored alone.
+                'd' | 'A' | 'p' => {
+                    let _ = value(&c.to_string());
+                    break;
+                }
                 'b' => {
                     let v = value("b")?;
                     inv.mode = match v.as_str() {
@@ -382,7 +397,9 @@ fn parse_o(inv: &mut Invocation, v: &str) -> Result<(), CliError> {
                 _ => return Err(usage(format!("-od{arg}: use -odi, -odb or -odq"))),
             }
         }
-        'Q' | 'X' | 'L' => inv.warnings.push(format!(
+        // Sendmail's options that name files (queue directory, traffic log,
+        // alias, help and status files) or the log level: never used.
+        'Q' | 'X' | 'L' | 'A' | 'H' | 'S' => inv.warnings.push(format!(
             "-o{letter}{} ignored: vsendmail's spool and logs are set by the administrator only",
             crate::address::printable(&arg)
         )),
@@ -395,12 +412,18 @@ fn parse_o(inv: &mut Invocation, v: &str) -> Result<(), CliError> {
 /// directory and log options refused with a warning; the rest ignored.
 fn parse_big_o(inv: &mut Invocation, v: &str) -> Result<(), CliError> {
     let (k, val) = v.split_once('=').unwrap_or((v, "true"));
+    let (k, val) = (k.trim(), val.trim());
+    // The first character of the value (not byte: `-ODeliveryMode=é` must not panic).
+    let first: String = val.chars().take(1).collect();
     match k.to_ascii_lowercase().as_str() {
         "ignoredots" => inv.ignore_dots = matches!(val.to_ascii_lowercase().as_str(), "true" | "t" | "yes" | "1"),
-        "deliverymode" => parse_o(inv, &format!("d{}", &val[..val.len().min(1)]))?,
-        "errormode" => parse_o(inv, &format!("e{}", &val[..val.len().min(1)]))?,
-        "queuedirectory" | "logfile" | "statusfile" | "helpfile" => inv.warnings.push(format!(
-            "-O {k}= ignored: vsendmail's files are set by the administrator only"
+        "deliverymode" => parse_o(inv, &format!("d{first}"))?,
+        "errormode" => parse_o(inv, &format!("e{first}"))?,
+        "queuedirectory" | "logfile" | "statusfile" | "helpfile" | "aliasfile" | "deadletterdrop"
+        | "errorheader" | "forwardpath" | "pidfile" | "hoststatusdirectory" | "safefilenvironment"
+        | "controlsocketname" => inv.warnings.push(format!(
+            "-O {}= ignored: vsendmail's files are set by the administrator only",
+            crate::address::printable(k)
         )),
         _ => {}
     }
@@ -608,6 +631,67 @@ mod tests {
             parse(ProgName::Mailq, &[]).unwrap().mode,
             Mode::PrintQueue
         );
+    }
+
+    #[test]
+    fn legacy_value_flags_consume_their_value() {
+        // sendmail's getopt: -d, -A, -p take a value, glued or separate.
+        let i = p(&["-d", "0.1", "a@x"]).unwrap();
+        assert_eq!(i.recipients, vec!["a@x"]);
+        let i = p(&["-pESMTP:host", "-A", "c", "a@x"]).unwrap();
+        assert_eq!(i.recipients, vec!["a@x"]);
+        assert!(p(&["a@x", "-d"]).is_ok());
+    }
+
+    #[test]
+    fn non_ascii_option_values_do_not_panic() {
+        assert!(p(&["-ODeliveryMode=\u{e9}", "a@x"]).is_err());
+        assert!(p(&["-OErrorMode=\u{1F600}", "a@x"]).is_err());
+        assert!(p(&["-q\u{e9}"]).is_err());
+        assert!(p(&["-o\u{e9}x", "a@x"]).is_ok());
+        assert!(p(&["-\u{e9}"]).is_err());
+    }
+
+    #[test]
+    fn full_name_is_bounded() {
+        assert!(p(&["-F", &"n".repeat(MAX_FULL_NAME), "a@x"]).is_ok());
+        assert!(matches!(
+            p(&["-F", &"n".repeat(MAX_FULL_NAME + 1), "a@x"]),
+            Err(CliError::Usage(_))
+        ));
+    }
+
+    /// Known argv injection payloads, as they reach us after a shell split
+    /// them (PHP mail() runs `sh -c`): each is refused, or the dangerous parts
+    /// are only warnings. Nothing here may name a config or become a sender
+    /// that carries the payload.
+    #[test]
+    fn injection_payloads() {
+        // PHPMailer CVE-2016-10033 after escapeshellcmd.
+        assert!(p(&["-fattacker\\", "-oQ/tmp/", "-X/var/www/cache/phpcode.php", "some\"@email.com"]).is_err());
+        // PHPMailer CVE-2016-10045: escapeshellarg + escapeshellcmd.
+        assert!(p(&["-f'attacker\\\\'", "-oQ/tmp/", "-X/var/www/cache/phpcode.php", "some\"@email.com"]).is_err());
+        // As one argument (proc_open with an array, or a quoting caller).
+        for payload in [
+            "\"attacker\\\" -oQ/tmp/ -X/var/www/cache/phpcode.php some\"@email.com",
+            "\"attacker\\' -oQ/tmp/ -X/var/www/cache/phpcode.php some\\\"@email.com",
+            "attacker@example.com -OQueueDirectory=/tmp -X/var/www/html/rce.php",
+            "${run{/bin/touch /tmp/pwned}}@x.example",
+            "a@${run{/usr/bin/id}}",
+            "-oQ/tmp/",
+            "a@x\r\nRCPT TO:<victim@y.example>",
+            "a\\@x.example",
+        ] {
+            assert!(p(&["-f", payload, "a@x"]).is_err(), "-f {payload:?} accepted");
+            assert!(p(&[&format!("-f{payload}"), "a@x"]).is_err(), "-f{payload:?} accepted");
+            assert!(p(&["-t", "--", payload]).is_err(), "recipient {payload:?} accepted");
+        }
+        // The dangerous flags themselves only ever warn.
+        let i = p(&["-t", "-OQueueDirectory=/tmp", "-X", "/var/www/x.php", "-oQ/tmp/", "-O", "QueueDirectory = /x"]).unwrap();
+        assert_eq!(i.warnings.len(), 4, "{:?}", i.warnings);
+        assert!(i.recipients.is_empty() && i.config.is_none());
+        // Exim's expansion test mode does not exist here.
+        assert!(matches!(p(&["-be", "${run{/bin/touch /tmp/x}}"]), Err(CliError::Usage(_))));
     }
 
     #[test]

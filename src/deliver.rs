@@ -348,7 +348,17 @@ fn try_address(
     }
     let mut session = match session {
         Some(s) => s,
-        None => open_session(ctx, identity, &candidates, dest, host_name, addr, &mut connect_time)?,
+        None => {
+            // Connections that fail after connect get their audit record too.
+            let mut opened = Vec::new();
+            let r = open_session(ctx, identity, &candidates, dest, host_name, addr, &mut connect_time, &mut opened);
+            let failure = match &r {
+                Ok(_) => None,
+                Err(TryError::Next { why, permanent, .. } | TryError::Stop { why, permanent }) => Some((why.as_str(), *permanent)),
+            };
+            crate::audit::sessions_failed(ctx.cfg, env, &opened, failure, remaining.len());
+            r?
+        }
     };
     let src = Some(session.local);
     let peer_name = session.peer_name.clone();
@@ -505,6 +515,14 @@ fn keep_or_quit(
 }
 
 /// Connect from the first candidate source that binds, then greet, TLS, AUTH.
+///
+/// TLS follows `smtp::tls`'s policy; a relay with credentials (its URL names a
+/// user, or the secrets file has a line for it) raises `opportunistic` to
+/// `required`, so credentials never travel unencrypted: a relay that offers no
+/// STARTTLS is then a temporary failure (the message stays queued). A failed
+/// opportunistic handshake is retried once on a new connection without TLS.
+/// `opened` gets (local, peer, connect time) of every connection made.
+#[allow(clippy::too_many_arguments)]
 fn open_session(
     ctx: &mut Context,
     identity: &Identity,
@@ -513,11 +531,42 @@ fn open_session(
     host_name: &str,
     addr: SocketAddr,
     connect_time: &mut u64,
+    opened: &mut Vec<(SocketAddr, SocketAddr, u64)>,
 ) -> Result<Session, TryError> {
+    use crate::smtp::tls::{self, StartTlsError, Started};
     let timeouts = ctx.cfg.cfg.timeouts.clone();
     let mut last_local = None;
     let implicit_tls = dest.relay.as_ref().is_some_and(|r| r.scheme == Scheme::Smtps);
-    for (attempt_plain, _) in [(false, ()), (true, ())] {
+    // Credentials decide the TLS policy before anything is sent.
+    let creds = match &dest.relay {
+        Some(r) => match crate::secrets::for_relay(&ctx.cfg.cfg.secrets, r) {
+            Ok(crate::secrets::RelayAuth::Use(c)) => Some(c),
+            Ok(crate::secrets::RelayAuth::None) => None,
+            Err(why) => {
+                return Err(TryError::Stop {
+                    why,
+                    permanent: false,
+                });
+            }
+        },
+        None => None,
+    };
+    let mut policy = tls::policy_for(ctx.cfg, dest);
+    if creds.is_some() && policy == crate::config::TlsPolicy::Opportunistic {
+        policy = crate::config::TlsPolicy::Required;
+    }
+    if let Err(e) = ctx.init_tls() {
+        return Err(TryError::Stop {
+            why: e,
+            permanent: false,
+        });
+    }
+    let next = |why: String, permanent: bool| TryError::Next {
+        why,
+        permanent,
+        local: false,
+    };
+    for plain_retry in [false, true] {
         let mut conn = None;
         for src in candidates {
             match connect::connect(*src, addr, timeouts.connect(), &identity.sender) {
@@ -549,63 +598,86 @@ fn open_session(
         *connect_time = unix_now();
         let local = conn.local;
         let peer = conn.peer;
-        if let Err(e) = ctx.init_tls() {
-            return Err(TryError::Stop {
-                why: e,
-                permanent: false,
-            });
-        }
+        opened.push((local, peer, *connect_time));
         let tls_ctx = ctx.tls.as_ref().expect("initialised above");
+        let mut implicit_info = None;
         let stream = if implicit_tls {
-            crate::smtp::tls::implicit(conn.stream, host_name, tls_ctx).map_err(|e| TryError::Next {
-                why: e.to_string(),
-                permanent: false,
-                local: false,
-            })?
+            let (st, info) = tls::implicit(conn.stream, host_name, tls_ctx, policy, timeouts.greeting())
+                .map_err(|e| next(e.to_string(), false))?;
+            implicit_info = Some(info);
+            st
         } else {
             crate::smtp::Stream::Plain(conn.stream)
         };
-        let mut s = Session::open(stream, local, peer, host_name, &identity.helo, &timeouts, ctx.verbose).map_err(|e| TryError::Next {
-            why: e.to_string(),
-            permanent: e.is_permanent(),
-            local: false,
-        })?;
-        if !implicit_tls {
-            let policy = crate::smtp::tls::policy_for(ctx.cfg, dest);
-            match crate::smtp::tls::starttls(&mut s, host_name, tls_ctx, policy, attempt_plain) {
-                Ok(()) => {}
-                Err(crate::smtp::tls::StartTlsError::HandshakeFailed(why)) if !attempt_plain => {
-                    ctx.log.warning(&format!(
-                        "TLS handshake with {} failed ({why}); retrying once without TLS",
-                        s.peer_name
-                    ));
+        let mut s = Session::open(stream, local, peer, host_name, &identity.helo, &timeouts, ctx.verbose)
+            .map_err(|e| next(e.to_string(), e.is_permanent()))?;
+        if let Some(info) = implicit_info {
+            s.tls = true;
+            tls_note(ctx, &info.describe(&s.peer_name), false);
+        } else {
+            match tls::starttls(&mut s, host_name, tls_ctx, policy, plain_retry) {
+                Ok(Started::Tls(info)) => tls_note(ctx, &info.describe(&s.peer_name), false),
+                Ok(Started::Plain { note }) => {
+                    if let Some(n) = note {
+                        tls_note(ctx, &n, true);
+                    }
+                }
+                Err(StartTlsError::HandshakeFailed {
+                    retry_plain: true,
+                    peer,
+                    why,
+                }) if !plain_retry => {
+                    tls_note(
+                        ctx,
+                        &format!("TLS handshake with {peer} failed ({why}); retrying once without TLS"),
+                        true,
+                    );
                     continue;
                 }
-                Err(e) => {
+                Err(e @ StartTlsError::Policy(_)) => {
                     s.quit();
-                    return Err(TryError::Next {
+                    return Err(next(e.to_string(), false));
+                }
+                // The connection is unusable (broken TLS, timeout): no QUIT.
+                Err(e) => return Err(next(e.to_string(), false)),
+            }
+        }
+        if let Some(c) = &creds {
+            match crate::smtp::auth::authenticate(&mut s, c) {
+                Ok(Some(_)) => {}
+                Ok(None) => tls_note(
+                    ctx,
+                    &format!(
+                        "relay {} offers no AUTH; sending without authentication (credentials from {} not used)",
+                        s.peer_name, c.location
+                    ),
+                    true,
+                ),
+                Err(e) => {
+                    let permanent = e.is_permanent();
+                    if !matches!(e, SmtpError::Io { .. } | SmtpError::Timeout { .. }) {
+                        s.quit();
+                    }
+                    return Err(TryError::Stop {
                         why: e.to_string(),
-                        permanent: false,
-                        local: false,
+                        permanent,
                     });
                 }
             }
         }
-        if let Some(relay) = &dest.relay {
-            if let Err(e) = crate::smtp::auth::authenticate(&mut s, relay, ctx.cfg) {
-                let permanent = e.is_permanent();
-                s.quit();
-                return Err(TryError::Stop {
-                    why: e.to_string(),
-                    permanent,
-                });
-            }
-        }
         return Ok(s);
     }
-    Err(TryError::Next {
-        why: "TLS failed twice".into(),
-        permanent: false,
-        local: false,
-    })
+    Err(next("TLS failed twice".into(), false))
+}
+
+/// A TLS or AUTH event: to syslog, and to stderr with `-v`.
+fn tls_note(ctx: &Context, text: &str, warning: bool) {
+    if ctx.verbose {
+        eprintln!("*** {text}");
+    }
+    if warning {
+        ctx.log.warning(text);
+    } else {
+        ctx.log.info(text);
+    }
 }

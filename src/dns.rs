@@ -43,6 +43,10 @@ pub enum Mx {
 pub struct Dns {
     rt: tokio::runtime::Runtime,
     resolver: TokioResolver,
+    /// The servers asked directly by plain queries (`ptr`); port 53 from
+    /// /etc/resolv.conf when none are configured.
+    servers: Vec<SocketAddr>,
+    timeout: Duration,
 }
 
 impl Dns {
@@ -77,7 +81,17 @@ impl Dns {
             let _g = rt.enter();
             builder.build().map_err(|e| DnsError::Setup(e.to_string()))?
         };
-        Ok(Dns { rt, resolver })
+        let servers = if nameservers.is_empty() {
+            resolv_conf_servers()
+        } else {
+            nameservers.to_vec()
+        };
+        Ok(Dns {
+            rt,
+            resolver,
+            servers,
+            timeout,
+        })
     }
 
     fn lookup(&self, name: &str, rt: RecordType) -> Result<Vec<RData>, DnsError> {
@@ -173,19 +187,112 @@ impl Dns {
             .collect())
     }
 
-    /// PTR names of an address, asked of the configured servers (a plain query:
-    /// the resolver would answer 127.in-addr.arpa itself).
+    /// PTR names of an address, asked of the configured servers with a plain
+    /// query (UDP, then TCP when truncated): the resolver would answer
+    /// 127.in-addr.arpa and ::1 itself with `localhost`.
     pub fn ptr(&self, ip: IpAddr) -> Result<Vec<String>, DnsError> {
+        use hickory_resolver::proto::op::{Message, Query};
+        use hickory_resolver::proto::rr::Name;
+        use std::io::{Read, Write};
         let name = reverse_name(ip);
-        Ok(self
-            .lookup(&name, RecordType::PTR)?
-            .into_iter()
-            .filter_map(|d| match d {
-                RData::PTR(p) => Some(p.0.to_ascii().trim_end_matches('.').to_ascii_lowercase()),
-                _ => None,
-            })
-            .collect())
+        let temp = |why: String| DnsError::Temporary {
+            name: name.clone(),
+            why,
+        };
+        let qname = Name::from_ascii(format!("{name}.")).map_err(|e| temp(e.to_string()))?;
+        let mut last = temp("no nameserver configured".into());
+        for server in &self.servers {
+            let mut q = Message::query();
+            q.metadata.recursion_desired = true;
+            q.add_query(Query::query(qname.clone(), RecordType::PTR));
+            let id = q.metadata.id;
+            let wire = q.to_vec().map_err(|e| temp(e.to_string()))?;
+            let bind: SocketAddr = if server.is_ipv4() {
+                "0.0.0.0:0".parse().expect("literal")
+            } else {
+                "[::]:0".parse().expect("literal")
+            };
+            let udp = (|| -> std::io::Result<Vec<u8>> {
+                let s = std::net::UdpSocket::bind(bind)?;
+                s.set_read_timeout(Some(self.timeout))?;
+                s.connect(server)?;
+                s.send(&wire)?;
+                let mut buf = vec![0u8; 4096];
+                loop {
+                    let n = s.recv(&mut buf)?;
+                    if n >= 2 && u16::from_be_bytes([buf[0], buf[1]]) == id {
+                        buf.truncate(n);
+                        return Ok(buf);
+                    }
+                }
+            })();
+            let mut resp = match udp
+                .map_err(|e| e.to_string())
+                .and_then(|b| Message::from_vec(&b).map_err(|e| e.to_string()))
+            {
+                Ok(m) => m,
+                Err(why) => {
+                    last = temp(format!("{server}: {why}"));
+                    continue;
+                }
+            };
+            if resp.metadata.truncation {
+                let tcp = (|| -> std::io::Result<Vec<u8>> {
+                    let mut s = std::net::TcpStream::connect_timeout(server, self.timeout)?;
+                    s.set_read_timeout(Some(self.timeout))?;
+                    let mut framed = (wire.len() as u16).to_be_bytes().to_vec();
+                    framed.extend_from_slice(&wire);
+                    s.write_all(&framed)?;
+                    let mut len = [0u8; 2];
+                    s.read_exact(&mut len)?;
+                    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+                    s.read_exact(&mut buf)?;
+                    Ok(buf)
+                })();
+                resp = match tcp
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| Message::from_vec(&b).map_err(|e| e.to_string()))
+                {
+                    Ok(m) => m,
+                    Err(why) => {
+                        last = temp(format!("{server} (TCP): {why}"));
+                        continue;
+                    }
+                };
+            }
+            match resp.metadata.response_code {
+                ResponseCode::NoError => {
+                    return Ok(resp
+                        .answers
+                        .iter()
+                        .filter_map(|r| match &r.data {
+                            RData::PTR(p) => {
+                                Some(p.0.to_ascii().trim_end_matches('.').to_ascii_lowercase())
+                            }
+                            _ => None,
+                        })
+                        .collect());
+                }
+                ResponseCode::NXDomain => return Err(DnsError::NxDomain { name: name.clone() }),
+                rc => last = temp(format!("{server}: {rc}")),
+            }
+        }
+        Err(last)
     }
+}
+
+/// `nameserver` lines of /etc/resolv.conf, port 53.
+fn resolv_conf_servers() -> Vec<SocketAddr> {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next() == Some("nameserver")).then_some(())?;
+            let ip: IpAddr = f.next()?.split('%').next()?.parse().ok()?;
+            Some(SocketAddr::new(ip, 53))
+        })
+        .collect()
 }
 
 /// `10.2.0.192.in-addr.arpa` / nibble form for IPv6.

@@ -28,6 +28,7 @@ pub mod mailq;
 pub mod message;
 pub mod policy;
 pub mod rate;
+pub mod secrets;
 pub mod route;
 pub mod runner;
 pub mod serve;

@@ -1,7 +1,222 @@
 //! `--policy`: the Postfix SMTP access policy delegation protocol on
 //! stdin/stdout, rejecting bounces to untagged or badly tagged BATV addresses.
+//!
+//! Owns the protocol loop: requests are `name=value` lines ended by an empty
+//! line; each gets `action=...` and an empty line; many requests per run (as
+//! Postfix's spawn(8) runs it, stdin/stdout/stderr all connected to Postfix,
+//! so nothing is ever written to stderr: problems go to syslog). A request
+//! with an empty `sender` (a bounce) to a `recipient` at a domain that has a
+//! BATV key gets `action=REJECT 5.7.1 ...` unless the recipient carries a
+//! valid tag; a key file that cannot be read gives `DEFER_IF_PERMIT` (the
+//! bounce is retried later); everything else `action=DUNNO`. Malformed input
+//! (a line without `=`, an over-long line or request, bytes that are not
+//! UTF-8) ends the run with a syslog line and exit 65.
+
+use crate::batv::{Domains, Verdict};
+use std::io::{BufRead, Read, Write};
+
+const MAX_LINE: usize = 8 * 1024;
+const MAX_ATTRS: usize = 200;
 
 /// Serve policy requests until end of input.
-pub fn serve(_run: &crate::app::Run) -> crate::Result<i32> {
-    Err(crate::Error::Usage("--policy: not available in this build yet".into()))
+pub fn serve(run: &crate::app::Run) -> crate::Result<i32> {
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let domains = match Domains::load(&run.cfg) {
+        Ok(d) => d,
+        Err(e) => {
+            run.log.err(&format!("policy: {e}; ending the policy run"));
+            return Ok(crate::exit::CONFIG);
+        }
+    };
+    let mut input = stdin.lock();
+    let mut out = stdout.lock();
+    serve_on(&mut input, &mut out, &run.log, |addr| {
+        domains.check(addr, crate::batv::today(), run.cfg.cfg.batv_days)
+    })
+}
+
+/// The protocol loop over any reader/writer, with `check` deciding about one
+/// recipient (`Ok(verdict)`, or `Err(reason)` when the keys cannot be read).
+pub fn serve_on<R: BufRead, W: Write>(
+    input: &mut R,
+    out: &mut W,
+    log: &crate::syslog::Syslog,
+    check: impl Fn(&str) -> Result<Verdict, String>,
+) -> crate::Result<i32> {
+    let mut attrs: Vec<(String, String)> = Vec::new();
+    let mut line = Vec::new();
+    let mut served = 0usize;
+    loop {
+        line.clear();
+        let n = match (&mut *input)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line)
+        {
+            Ok(n) => n,
+            Err(e) => {
+                log.err(&format!("policy: cannot read the request: {e}"));
+                return Ok(crate::exit::IOERR);
+            }
+        };
+        if n == 0 {
+            if !attrs.is_empty() {
+                log.warning(&format!(
+                    "policy: input ended inside a request ({} attribute(s) without the empty line); ending after {served} request(s)",
+                    attrs.len()
+                ));
+                return Ok(crate::exit::DATAERR);
+            }
+            return Ok(0);
+        }
+        if line.last() != Some(&b'\n') && line.len() > MAX_LINE {
+            return malformed(log, served, "a line longer than 8 KiB");
+        }
+        while matches!(line.last(), Some(b'\n' | b'\r')) {
+            line.pop();
+        }
+        if line.is_empty() {
+            let action = decide(&attrs, &check, log);
+            let ok = writeln!(out, "action={action}\n").and_then(|_| out.flush());
+            if let Err(e) = ok {
+                log.err(&format!("policy: cannot answer: {e}"));
+                return Ok(crate::exit::IOERR);
+            }
+            served += 1;
+            attrs.clear();
+            continue;
+        }
+        let Ok(text) = std::str::from_utf8(&line) else {
+            return malformed(log, served, "a line that is not UTF-8");
+        };
+        let Some((name, value)) = text.split_once('=') else {
+            return malformed(
+                log,
+                served,
+                &format!(
+                    "a line without `=`: \"{}\"",
+                    crate::address::printable(text)
+                ),
+            );
+        };
+        if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return malformed(
+                log,
+                served,
+                &format!(
+                    "a bad attribute name: \"{}\"",
+                    crate::address::printable(name)
+                ),
+            );
+        }
+        if attrs.len() >= MAX_ATTRS {
+            return malformed(log, served, "a request of more than 200 attributes");
+        }
+        attrs.push((name.to_string(), value.to_string()));
+    }
+}
+
+fn malformed(log: &crate::syslog::Syslog, served: usize, what: &str) -> crate::Result<i32> {
+    log.err(&format!(
+        "policy: malformed input ({what}); this is not the Postfix policy protocol; ending after {served} request(s)"
+    ));
+    Ok(crate::exit::DATAERR)
+}
+
+/// The action for one request.
+fn decide(
+    attrs: &[(String, String)],
+    check: &impl Fn(&str) -> Result<Verdict, String>,
+    log: &crate::syslog::Syslog,
+) -> String {
+    let get = |k: &str| {
+        attrs
+            .iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let (Some(sender), Some(rcpt)) = (get("sender"), get("recipient")) else {
+        return "DUNNO".into();
+    };
+    if !sender.is_empty() || rcpt.is_empty() {
+        return "DUNNO".into();
+    }
+    let client = get("client_address").unwrap_or("unknown");
+    match check(rcpt) {
+        Ok(Verdict::Valid) | Ok(Verdict::NoKey(_)) => "DUNNO".into(),
+        Ok(v) => {
+            let why = match v {
+                Verdict::Untagged => "it carries no BATV tag",
+                Verdict::Expired => "its BATV tag has expired",
+                _ => "its BATV tag is not valid",
+            };
+            log.info(&format!(
+                "policy: reject bounce from client {client} to <{rcpt}>: {v}"
+            ));
+            format!(
+                "REJECT 5.7.1 <{}>: bounce refused: {why}; this domain sends only tagged return addresses, so this message was not sent by it",
+                crate::address::printable(rcpt)
+            )
+        }
+        Err(e) => {
+            log.err(&format!("policy: {e}; deferring bounce to <{rcpt}>"));
+            "DEFER_IF_PERMIT 4.7.1 cannot check the BATV tag now; try again later".into()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(input: &str) -> (i32, String) {
+        let mut out = Vec::new();
+        let log = crate::syslog::Syslog::none();
+        let code = serve_on(&mut input.as_bytes(), &mut out, &log, |a| {
+            Ok(if a.starts_with("prvs=") {
+                Verdict::Valid
+            } else if a.ends_with("@batv.test") {
+                Verdict::Untagged
+            } else {
+                Verdict::NoKey("x".into())
+            })
+        })
+        .unwrap();
+        (code, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn many_requests() {
+        let (code, out) = run(
+            "request=smtpd_access_policy\nsender=\nrecipient=a@batv.test\n\n\
+             sender=\nrecipient=prvs=0123abcdef=a@batv.test\n\n\
+             sender=x@y.test\r\nrecipient=a@batv.test\r\n\r\n\
+             sender=\nrecipient=a@other.test\n\n",
+        );
+        assert_eq!(code, 0);
+        let actions: Vec<&str> = out.split("\n\n").filter(|s| !s.is_empty()).collect();
+        assert_eq!(actions.len(), 4, "{out}");
+        assert!(
+            actions[0].starts_with("action=REJECT 5.7.1 <a@batv.test>"),
+            "{out}"
+        );
+        assert_eq!(
+            &actions[1..],
+            &["action=DUNNO", "action=DUNNO", "action=DUNNO"]
+        );
+    }
+
+    #[test]
+    fn malformed_input_ends_the_run() {
+        let (code, out) = run("sender=\nrecipient=a@batv.test\n\ngarbage line\n\nsender=\n\n");
+        assert_eq!(code, 65);
+        assert_eq!(out.matches("action=").count(), 1, "{out}");
+        let (code, _) = run("sender=\nrecipient=a@batv.test\n");
+        assert_eq!(code, 65);
+        let long = format!("x={}\n\n", "a".repeat(10_000));
+        assert_eq!(run(&long).0, 65);
+        let (code, out) = run("");
+        assert_eq!((code, out.as_str()), (0, ""));
+    }
 }

@@ -223,20 +223,54 @@ fn parse_sources(f: &str) -> Result<Sources, String> {
 /// The table as read from disk, with its path.
 pub struct Table {
     pub path: PathBuf,
-    data: Vec<u8>,
+    data: Data,
+}
+
+/// The file's bytes: mapped (no copy: a 100,000-line table costs page-cache
+/// lookups, not an 8 MB read), or owned for tests and empty files.
+enum Data {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Data {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Data::Mapped(m) => m,
+            Data::Owned(v) => v,
+        }
+    }
 }
 
 impl Table {
     /// Read the file. A missing file is an empty table (everyone sends as the host).
     pub fn read(path: &Path) -> Result<Table, VirtusersError> {
-        let data = match std::fs::read(path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(err) => {
-                return Err(VirtusersError::Read {
-                    path: path.display().to_string(),
-                    err,
+        let err = |err| VirtusersError::Read {
+            path: path.display().to_string(),
+            err,
+        };
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Table {
+                    path: path.to_path_buf(),
+                    data: Data::Owned(Vec::new()),
                 });
+            }
+            Err(e) => return Err(err(e)),
+        };
+        let len = file.metadata().map_err(err)?.len();
+        let data = if len == 0 {
+            Data::Owned(Vec::new())
+        } else {
+            // SAFETY: the map is read-only and private; a concurrent truncation
+            // by an editor could fault (SIGBUS) and end this run before anything
+            // was accepted, which the caller sees as a failure. Tools that
+            // replace the file (rename) do not affect an existing map.
+            match unsafe { memmap2::Mmap::map(&file) } {
+                Ok(m) => Data::Mapped(m),
+                Err(_) => Data::Owned(std::fs::read(path).map_err(err)?),
             }
         };
         Ok(Table {
@@ -248,7 +282,7 @@ impl Table {
     pub fn from_text(path: &Path, text: &str) -> Table {
         Table {
             path: path.to_path_buf(),
-            data: text.as_bytes().to_vec(),
+            data: Data::Owned(text.as_bytes().to_vec()),
         }
     }
 

@@ -208,11 +208,8 @@ impl Session {
         timeouts: &Timeouts,
         verbose: bool,
     ) -> Result<Session, SmtpError> {
-        let peer_name = if host_name.parse::<std::net::IpAddr>().is_ok() {
-            format!("[{}]:{}", peer.ip(), peer.port())
-        } else {
-            format!("{}[{}]:{}", host_name, peer.ip(), peer.port())
-        };
+        // Postfix's form: name[address]:port (the address again when there is no name).
+        let peer_name = format!("{}[{}]:{}", host_name, peer.ip(), peer.port());
         let mut s = Session {
             stream,
             buf: Vec::with_capacity(4096),

@@ -67,6 +67,19 @@ impl Spool {
         for sub in ["", "tmp", "queue"] {
             let d = root.join(sub);
             if !d.is_dir() {
+                // Trust boundary (issue 6): a directory made here by the
+                // set-gid binary for a non-root user would belong to that
+                // user, who could then unlink or expose everybody's queued
+                // mail. Only root (make install, or any run as root) makes
+                // the spool's directories.
+                if running_setid_for_user() {
+                    return Err(SpoolError::Create {
+                        dir: d.display().to_string(),
+                        err: std::io::Error::other(
+                            "the directory is missing and must be created by root (make install, or run `vsendmail -q` as root once), so that no user owns it",
+                        ),
+                    });
+                }
                 std::fs::create_dir_all(&d).map_err(|err| SpoolError::Create {
                     dir: d.display().to_string(),
                     err,
@@ -249,6 +262,13 @@ impl Spool {
         }
         Ok(())
     }
+}
+
+/// Whether we run set-uid/set-gid for a real user other than root (issue 6:
+/// then we must not create directories that user would own).
+fn running_setid_for_user() -> bool {
+    // SAFETY: these four calls cannot fail and have no side effects.
+    unsafe { libc::getuid() != 0 && (libc::getuid() != libc::geteuid() || libc::getgid() != libc::getegid()) }
 }
 
 fn create_excl(path: &Path) -> std::io::Result<File> {

@@ -229,7 +229,7 @@ fn rcpt_550_fails_alone_and_is_reported() {
     let o = env.run(&["-i", "a@example.org", "nobody@example.org", "c@example.org"], MSG);
     o.expect_code(69);
     assert!(
-        o.stderr.contains("<nobody@example.org>: RCPT TO:<nobody@example.org> rejected by [127.0.0.1]:"),
+        o.stderr.contains("<nobody@example.org>: RCPT TO:<nobody@example.org> rejected by 127.0.0.1[127.0.0.1]:"),
         "{o}"
     );
     assert!(o.stderr.contains("550 5.1.1 no such user"), "{o}");

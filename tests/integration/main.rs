@@ -8,3 +8,5 @@ mod queue;
 mod support;
 mod support_selftest;
 mod trust;
+mod transport;
+mod deliverability;

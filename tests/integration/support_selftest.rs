@@ -607,7 +607,7 @@ fn support_postfix_instances_run_side_by_side_with_tls() {
         .collect();
     srcs.dedup();
     assert_eq!(srcs, vec![true]);
-    let dir = b.config_dir();
+    let dir = b.config_dir().to_path_buf();
     drop(b);
     assert!(!dir.exists(), "instance removed when dropped");
 }

@@ -66,3 +66,4 @@ pub fn wait_until<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Op
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+pub mod setgid;

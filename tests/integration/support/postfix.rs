@@ -17,7 +17,7 @@ use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::unistd::{Gid, Group, Uid, User, chown};
@@ -56,6 +56,7 @@ impl PostfixOpts {
 /// A running private Postfix instance; stopped and removed when dropped.
 pub struct Postfix {
     dir: TempDir,
+    conf: PathBuf,
     addr: SocketAddr,
 }
 
@@ -188,23 +189,27 @@ impl Postfix {
             let port = free_port();
             let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
             write_config(&base, &opts, port);
-            let out = Command::new(MASTER)
+            // stdio to /dev/null: the daemon would hold pipes open for a while
+            // (its messages go to the maillog file anyway).
+            let status = Command::new(MASTER)
                 .arg("-c")
                 .arg(&conf)
                 .arg("-w")
                 .env_clear()
                 .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-                .output()
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
                 .unwrap_or_else(|e| panic!("postfix: cannot run {MASTER}: {e}"));
-            if !out.status.success() {
+            if !status.success() {
                 last_err = format!(
-                    "master -w failed ({}); maillog:\n{}",
-                    out.status,
+                    "master -w failed ({status}); maillog:\n{}",
                     fs::read_to_string(base.join("maillog")).unwrap_or_default()
                 );
                 continue;
             }
-            let p = Postfix { dir, addr };
+            let p = Postfix { dir, conf, addr };
             match p.wait_greeting(Duration::from_secs(20)) {
                 Ok(()) => return p,
                 Err(e) => panic!(
@@ -245,8 +250,8 @@ impl Postfix {
     }
 
     /// The instance's config directory (main.cf, master.cf, certificates).
-    pub fn config_dir(&self) -> PathBuf {
-        self.dir.path().join("conf")
+    pub fn config_dir(&self) -> &Path {
+        &self.conf
     }
 
     /// The test CA that issued the STARTTLS certificate (with `tls: true`):

@@ -6,9 +6,11 @@
 //! told (by [`Rule`]s) to answer a step with another reply, to wait, to drop the
 //! connection or to hang. It speaks EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP,
 //! VRFY and QUIT, several transactions per connection, and pipelined input.
-//! STARTTLS and AUTH are recognised but not implemented yet: see the `TODO(tls)`
-//! and `TODO(auth)` markers ([`Step::StartTls`], [`Step::Auth`] and
-//! [`Io`], whose stream a TLS layer will wrap).
+//! With [`SinkConfig::tls`] it offers STARTTLS (or speaks implicit TLS with
+//! [`SinkConfig::implicit_tls`]) with a rustls server; with
+//! [`SinkConfig::auth`] it offers AUTH PLAIN/LOGIN and records each attempt
+//! ([`Conn::auth`]). [`server_tls`] builds the rustls server side from a
+//! certificate chain and key (tests make them with rcgen).
 //!
 //! Everything it records is kept before the reply that makes it visible to the
 //! client is written, so once the client has seen `250` for the final dot the
@@ -39,6 +41,17 @@ pub struct SinkConfig {
     pub rules: Vec<Rule>,
     /// Host name in the greeting and the EHLO reply (default `sink.test`).
     pub hostname: String,
+    /// Offer STARTTLS with this server configuration (see [`server_tls`]).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// With `tls`: TLS from the first byte (smtps, port 465 style), no STARTTLS.
+    pub implicit_tls: bool,
+    /// Offer STARTTLS, answer it with 220, then send bytes that are not TLS
+    /// and close: a broken handshake.
+    pub starttls_broken: bool,
+    /// Accepted (user, password) pairs; when not empty, AUTH is offered.
+    pub auth: Vec<(String, String)>,
+    /// The AUTH mechanisms offered (default PLAIN, LOGIN).
+    pub auth_mechs: Vec<String>,
 }
 
 impl Default for SinkConfig {
@@ -60,6 +73,11 @@ impl Default for SinkConfig {
             ehlo_refused: false,
             rules: Vec::new(),
             hostname: "sink.test".to_string(),
+            tls: None,
+            implicit_tls: false,
+            starttls_broken: false,
+            auth: Vec::new(),
+            auth_mechs: vec!["PLAIN".to_string(), "LOGIN".to_string()],
         }
     }
 }
@@ -80,11 +98,11 @@ pub enum Step {
     Dot,
     Rset,
     Quit,
-    /// TODO(tls): the STARTTLS command. Until a TLS layer is added the sink
-    /// does not offer STARTTLS and answers it with 454.
+    /// The STARTTLS command (offered with [`SinkConfig::tls`]; otherwise
+    /// answered with 454). A `Reply` rule replaces the 220; only a 220 starts TLS.
     StartTls,
-    /// TODO(auth): the AUTH command. Until AUTH is added the sink does not
-    /// offer it and answers it with 503.
+    /// The end of an AUTH exchange (offered with [`SinkConfig::auth`];
+    /// otherwise answered with 503): a `Reply` rule replaces the 235/535.
     Auth,
 }
 
@@ -103,6 +121,10 @@ pub enum Action {
     /// Never answer; keep the socket open (reading and discarding) until the
     /// client goes away or the sink stops.
     Hang,
+    /// Send this reply, then stop reading (the client's writes fill the
+    /// socket buffers and block) until the client goes away or the sink stops.
+    /// At [`Step::Data`] with a 354 reply: a receiver that stalls mid-body.
+    ReplyThenStall(String),
 }
 
 /// One scripted behaviour: at `step`, do `action`, always (`times: None`) or
@@ -153,6 +175,23 @@ pub struct Conn {
     pub raw: Vec<u8>,
     /// The connection has ended (either side closed it).
     pub closed: bool,
+    /// A TLS handshake (STARTTLS or implicit) completed on this connection.
+    pub tls: bool,
+    /// Every AUTH exchange, in order.
+    pub auth: Vec<AuthAttempt>,
+}
+
+/// One AUTH exchange as the sink decoded it.
+#[derive(Clone, Debug)]
+pub struct AuthAttempt {
+    /// `PLAIN` or `LOGIN`.
+    pub mech: String,
+    pub user: String,
+    pub password: String,
+    /// Whether the pair was in [`SinkConfig::auth`] (235) or not (535).
+    pub ok: bool,
+    /// Whether the exchange ran over TLS.
+    pub tls: bool,
 }
 
 /// One message that the sink accepted (2xx after the final dot).
@@ -555,6 +594,8 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 reads: Vec::new(),
                 raw: Vec::new(),
                 closed: false,
+                tls: false,
+                auth: Vec::new(),
             });
             st.streams.push(stream.try_clone().ok());
             st.conns.len() - 1
@@ -565,6 +606,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             .name(format!("sink-conn-{idx}"))
             .spawn(move || {
                 let mut io = Io {
+                    tcp: stream.try_clone().ok(),
                     stream: Box::new(stream),
                     buf: Vec::new(),
                     shared: sh.clone(),
@@ -580,10 +622,11 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-/// The byte stream of one connection, recording what it reads.
-///
-/// TODO(tls): a TLS layer replaces `stream` with a TLS stream after STARTTLS.
+/// The byte stream of one connection, recording what it reads. After a TLS
+/// handshake `stream` is the rustls stream over (a clone of) `tcp`.
 struct Io {
+    /// The socket itself, to wrap in TLS and to watch while stalled.
+    tcp: Option<TcpStream>,
     stream: Box<dyn ReadWrite>,
     buf: Vec<u8>,
     shared: Arc<Shared>,
@@ -714,8 +757,130 @@ impl Io {
                 self.hang();
                 Flow::End
             }
+            Some(Action::ReplyThenStall(r)) => {
+                if self.send(&r) {
+                    self.stall();
+                }
+                Flow::End
+            }
         }
     }
+
+    /// Read nothing more; wait until the client closes or the sink stops.
+    fn stall(&mut self) {
+        let Some(tcp) = &self.tcp else { return };
+        while !self.shared.stop.load(Ordering::SeqCst) {
+            let mut pfd = libc::pollfd {
+                fd: std::os::fd::AsRawFd::as_raw_fd(tcp),
+                events: libc::POLLRDHUP,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd on a socket this Io owns.
+            let r = unsafe { libc::poll(&mut pfd, 1, 50) };
+            if r > 0 && pfd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0 {
+                return;
+            }
+        }
+    }
+
+    /// Write bytes as they are (no reply formatting).
+    fn send_raw(&mut self, b: &[u8]) -> bool {
+        self.stream.write_all(b).is_ok() && self.stream.flush().is_ok()
+    }
+
+    /// Server side of a TLS handshake on this connection; then every read and
+    /// write goes through TLS. False when it failed (the connection is over).
+    fn start_tls(&mut self) -> bool {
+        let Some(cfg) = self.shared.cfg.tls.clone() else {
+            return false;
+        };
+        let Some(mut sock) = self.tcp.as_ref().and_then(|t| t.try_clone().ok()) else {
+            return false;
+        };
+        let Ok(mut conn) = rustls::ServerConnection::new(cfg) else {
+            return false;
+        };
+        // Anything the client sent before the handshake is discarded (RFC 3207).
+        self.buf.clear();
+        while conn.is_handshaking() {
+            if conn.complete_io(&mut sock).is_err() {
+                return false;
+            }
+        }
+        self.stream = Box::new(rustls::StreamOwned::new(conn, sock));
+        self.shared.with_conn(self.idx, |c| c.tls = true);
+        true
+    }
+
+    /// The server side of AUTH (PLAIN or LOGIN, with or without an initial
+    /// response): the decoded (mechanism, user, password), or an error reply.
+    /// None when the connection ended.
+    fn auth_exchange(&mut self, arg: &str) -> Option<Result<(String, String, String), String>> {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let decode = |t: &str| b64.decode(t.trim()).ok().map(|v| String::from_utf8_lossy(&v).into_owned());
+        let mut words = arg.split_whitespace();
+        let mech = words.next().unwrap_or("").to_ascii_uppercase();
+        let initial = words.next().map(str::to_string);
+        if !self.shared.cfg.auth_mechs.iter().any(|m| m.eq_ignore_ascii_case(&mech)) {
+            return Some(Err("504 5.5.4 Unrecognized authentication type".into()));
+        }
+        let cancelled = || Err("501 5.7.0 Authentication cancelled or malformed".to_string());
+        match mech.as_str() {
+            "PLAIN" => {
+                let token = match initial {
+                    Some(t) => t,
+                    None => {
+                        if !self.send("334 ") {
+                            return None;
+                        }
+                        self.line()?
+                    }
+                };
+                let Some(text) = decode(&token) else { return Some(cancelled()) };
+                let parts: Vec<&str> = text.split('\0').collect();
+                if parts.len() != 3 {
+                    return Some(cancelled());
+                }
+                Some(Ok((mech, parts[1].to_string(), parts[2].to_string())))
+            }
+            "LOGIN" => {
+                let user = match initial {
+                    Some(t) => t,
+                    None => {
+                        if !self.send("334 VXNlcm5hbWU6") {
+                            return None;
+                        }
+                        self.line()?
+                    }
+                };
+                if !self.send("334 UGFzc3dvcmQ6") {
+                    return None;
+                }
+                let pass = self.line()?;
+                match (decode(&user), decode(&pass)) {
+                    (Some(u), Some(p)) => Some(Ok((mech, u, p))),
+                    _ => Some(cancelled()),
+                }
+            }
+            _ => Some(Err("504 5.5.4 Unrecognized authentication type".into())),
+        }
+    }
+}
+
+/// A rustls server configuration (ring) for a sink's [`SinkConfig::tls`].
+pub fn server_tls(
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+) -> Arc<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("sink: TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("sink: certificate and key");
+    Arc::new(cfg)
 }
 
 /// An SMTP transaction in progress.
@@ -768,6 +933,13 @@ fn serve(io: &mut Io, peer: SocketAddr) {
     let shared = io.shared.clone();
     let cfg = &shared.cfg;
     let host = cfg.hostname.clone();
+    let mut tls_on = false;
+    if cfg.implicit_tls && cfg.tls.is_some() {
+        if !io.start_tls() {
+            return;
+        }
+        tls_on = true;
+    }
 
     let greeting = match io.step(
         Step::Connect,
@@ -816,6 +988,12 @@ fn serve(io: &mut Io, peer: SocketAddr) {
                     } else {
                         let mut lines = vec![format!("{host} Hello {a}")];
                         lines.extend(cfg.extensions.iter().cloned());
+                        if (cfg.tls.is_some() || cfg.starttls_broken) && !tls_on {
+                            lines.push("STARTTLS".to_string());
+                        }
+                        if !cfg.auth.is_empty() {
+                            lines.push(format!("AUTH {}", cfg.auth_mechs.join(" ")));
+                        }
                         let n = lines.len();
                         lines
                             .iter()
@@ -936,9 +1114,55 @@ fn serve(io: &mut Io, peer: SocketAddr) {
                 }
                 return;
             }
-            // TODO(tls): offer STARTTLS and wrap `io.stream` in a rustls server stream.
+            "STARTTLS" if (cfg.tls.is_some() || cfg.starttls_broken) && !tls_on => {
+                match io.step(Step::StartTls, None, "220 2.0.0 Ready to start TLS".into()) {
+                    Flow::End => return,
+                    Flow::Reply(r) => {
+                        if !io.send(&r) {
+                            return;
+                        }
+                        if !r.starts_with("220") {
+                            continue;
+                        }
+                        if cfg.starttls_broken {
+                            io.send_raw(b"this is not a TLS record\r\n");
+                            return;
+                        }
+                        if !io.start_tls() {
+                            return;
+                        }
+                        // RFC 3207 4.2: the client must say EHLO again.
+                        tls_on = true;
+                        greeted = false;
+                        helo.clear();
+                        txn = None;
+                        continue;
+                    }
+                }
+            }
             "STARTTLS" => io.step(Step::StartTls, None, "454 4.7.0 TLS not available".into()),
-            // TODO(auth): offer AUTH PLAIN/LOGIN and record the credentials.
+            "AUTH" if !cfg.auth.is_empty() => match io.auth_exchange(&arg) {
+                None => return,
+                Some(Err(r)) => Flow::Reply(r),
+                Some(Ok((mech, user, password))) => {
+                    let ok = cfg.auth.iter().any(|(u, p)| *u == user && *p == password);
+                    shared.with_conn(io.idx, |c| {
+                        c.auth.push(AuthAttempt {
+                            mech,
+                            user,
+                            password,
+                            ok,
+                            tls: tls_on,
+                        })
+                    });
+                    let normal = if ok {
+                        "235 2.7.0 Authentication successful"
+                    } else {
+                        "535 5.7.8 Error: authentication failed: bad credentials"
+                    };
+                    io.step(Step::Auth, None, normal.into())
+                }
+            },
             "AUTH" => io.step(
                 Step::Auth,
                 None,
