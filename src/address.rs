@@ -27,7 +27,9 @@ pub fn validate(raw: &str, role: &'static str) -> Result<String, AddressError> {
     };
     let mut a = raw;
     if let Some(inner) = a.strip_prefix('<') {
-        a = inner.strip_suffix('>').ok_or_else(|| err("has an unbalanced '<'"))?;
+        a = inner
+            .strip_suffix('>')
+            .ok_or_else(|| err("has an unbalanced '<'"))?;
     } else if a.ends_with('>') {
         return Err(err("has an unbalanced '>'"));
     }
@@ -58,7 +60,9 @@ pub fn validate(raw: &str, role: &'static str) -> Result<String, AddressError> {
         // starts with '-' is the PHPMailer CVE-2016-10033 shape: the address
         // becomes options as soon as anything splits it at spaces.
         if in_quote && c == '-' && prev == ' ' {
-            return Err(err("has an option-shaped word (\" -...\") inside its quotes"));
+            return Err(err(
+                "has an option-shaped word (\" -...\") inside its quotes",
+            ));
         }
         prev = c;
         if escaped {
@@ -114,10 +118,12 @@ pub fn validate(raw: &str, role: &'static str) -> Result<String, AddressError> {
                 // Letters, digits, '-' (and '_', seen in the wild), or UTF-8
                 // for internationalised names: nothing a shell, a template
                 // (`${run{...}}`) or a protocol line could read.
-                if label
-                    .chars()
-                    .any(|c| !(c.is_ascii_alphanumeric() || c == '-' || c == '_' || !c.is_ascii() && !c.is_whitespace() && !c.is_control()))
-                {
+                if label.chars().any(|c| {
+                    !(c.is_ascii_alphanumeric()
+                        || c == '-'
+                        || c == '_'
+                        || !c.is_ascii() && !c.is_whitespace() && !c.is_control())
+                }) {
                     return Err(err("contains a character not allowed in a domain"));
                 }
             }
@@ -223,8 +229,14 @@ mod tests {
 
     #[test]
     fn accepts_plain_and_quoted() {
-        assert_eq!(validate("bob@x.example", "recipient").unwrap(), "bob@x.example");
-        assert_eq!(validate("<bob@x.example>", "recipient").unwrap(), "bob@x.example");
+        assert_eq!(
+            validate("bob@x.example", "recipient").unwrap(),
+            "bob@x.example"
+        );
+        assert_eq!(
+            validate("<bob@x.example>", "recipient").unwrap(),
+            "bob@x.example"
+        );
         assert!(validate("\"john doe\"@x.example", "recipient").is_ok());
         assert_eq!(validate("<>", "sender").unwrap(), "");
         assert!(validate("root", "recipient").is_ok());

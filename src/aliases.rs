@@ -120,8 +120,13 @@ mod tests {
 
     #[test]
     fn expands_recursively() {
-        let (a, p) = Aliases::parse("root: admin\nadmin: ops@x.example,\n  boss@y.example\npostmaster: root\nweird: |/bin/sh\n");
-        assert_eq!(a.expand("postmaster"), vec!["ops@x.example", "boss@y.example"]);
+        let (a, p) = Aliases::parse(
+            "root: admin\nadmin: ops@x.example,\n  boss@y.example\npostmaster: root\nweird: |/bin/sh\n",
+        );
+        assert_eq!(
+            a.expand("postmaster"),
+            vec!["ops@x.example", "boss@y.example"]
+        );
         assert_eq!(a.expand("bob"), vec!["bob"]);
         assert_eq!(a.expand("x@y"), vec!["x@y"]);
         assert_eq!(p.len(), 1);

@@ -9,7 +9,7 @@ use crate::exit;
 use crate::identity::Identity;
 use crate::invoker::Invoker;
 use crate::message::{self, IntakeOptions, Limits};
-use crate::spool::{Dsn, Envelope, Locked, Recipient, Spool, ENVELOPE_VERSION};
+use crate::spool::{Dsn, ENVELOPE_VERSION, Envelope, Locked, Recipient, Spool};
 use crate::syslog::{Syslog, unix_now};
 use crate::virtusers::Table;
 use crate::{Error, Result};
@@ -49,7 +49,7 @@ impl Run {
 /// Resolve a user's identity as virtusers says today.
 pub fn identity_of(cfg: &Loaded, who: &Invoker) -> Result<Identity> {
     let table = Table::read(&cfg.cfg.virtusers)?;
-    let entry = table.lookup(&who.login, &who.groups)?;
+    let entry = table.lookup_with(&who.login, || who.groups().to_vec())?;
     let id = Identity::resolve(entry.as_ref(), &who.login, who.uid, &cfg.hostname);
     Ok(id)
 }
@@ -60,7 +60,9 @@ pub fn main(argv: Vec<String>) -> i32 {
     let prog = cli::prog_name(&argv0);
     let total: usize = argv.iter().map(|a| a.len() + 1).sum();
     if total > 256 * 1024 {
-        eprintln!("vsendmail: the command line is longer than 256 KiB; pass recipients with -t instead");
+        eprintln!(
+            "vsendmail: the command line is longer than 256 KiB; pass recipients with -t instead"
+        );
         return exit::USAGE;
     }
     let inv = match cli::parse(prog, &argv[1..]) {
@@ -97,9 +99,14 @@ fn execute(inv: Invocation) -> Result<i32> {
             return Ok(0);
         }
         Mode::Own(Own::Help) => {
-            println!("vsendmail {}: sendmail-compatible delivery as each user's virtual identity", env!("CARGO_PKG_VERSION"));
+            println!(
+                "vsendmail {}: sendmail-compatible delivery as each user's virtual identity",
+                env!("CARGO_PKG_VERSION")
+            );
             println!("{}", cli::USAGE);
-            println!("own commands: --who QUERY [TIME] [--window D], --hold|--release|--delete SEL, --batv-check ADDR, --policy, --doctor [LOGIN...], --version, --help");
+            println!(
+                "own commands: --who QUERY [TIME] [--window D], --hold|--release|--delete SEL, --batv-check ADDR, --policy, --doctor [LOGIN...], --version, --help"
+            );
             println!("see vsendmail(8), virtusers(5), vsendmail.conf(5)");
             return Ok(0);
         }
@@ -150,7 +157,11 @@ fn execute(inv: Invocation) -> Result<i32> {
 /// vsendmail's own `--commands`.
 fn own_command(run: &Run, own: Own) -> Result<i32> {
     match own {
-        Own::Who { query, time, window } => crate::audit::who(run, &query, time.as_deref(), window.as_deref()),
+        Own::Who {
+            query,
+            time,
+            window,
+        } => crate::audit::who(run, &query, time.as_deref(), window.as_deref()),
         Own::Hold(sel) => crate::admin::hold(run, &sel),
         Own::Release(sel) => crate::admin::release(run, &sel),
         Own::Delete(sel) => crate::admin::delete(run, &sel),
@@ -183,13 +194,21 @@ pub struct Submission<'a> {
     pub dsn: Dsn,
     pub errors: ErrorMode,
     pub eightbit_hint: bool,
+    /// A delivery attempt follows at once (-odi, -bs).
+    pub deliver_now: bool,
 }
 
 /// Take a message from `input` into the spool. Returns the locked, queued
 /// message: from the moment this returns Ok, the mail is safe.
-pub fn accept<R: BufRead>(run: &Run, identity: &Identity, sub: &Submission, input: &mut R) -> Result<Locked> {
+pub fn accept<R: BufRead>(
+    run: &Run,
+    identity: &Identity,
+    sub: &Submission,
+    input: &mut R,
+) -> Result<Locked> {
     let trusted = run.trusted();
-    let choice = identity.envelope_sender(sub.requested_sender, trusted, run.cfg.cfg.sender_policy)?;
+    let choice =
+        identity.envelope_sender(sub.requested_sender, trusted, run.cfg.cfg.sender_policy)?;
     if let Some(w) = &choice.warning {
         run.log.warning(&format!(
             "uid={} user={}: sender rewritten: {w}",
@@ -214,7 +233,13 @@ pub fn accept<R: BufRead>(run: &Run, identity: &Identity, sub: &Submission, inpu
             now: unix_now() as i64,
         },
     )?;
-    let recipients = expand_recipients(run, identity, &sub.recipients, &taken.header_recipients, sub.read_recipients)?;
+    let recipients = expand_recipients(
+        run,
+        identity,
+        &sub.recipients,
+        &taken.header_recipients,
+        sub.read_recipients,
+    )?;
     let smtputf8 = !choice.sender.is_ascii() || recipients.iter().any(|r| !r.addr.is_ascii());
     let mut env = Envelope {
         version: ENVELOPE_VERSION,
@@ -238,12 +263,21 @@ pub fn accept<R: BufRead>(run: &Run, identity: &Identity, sub: &Submission, inpu
         prepend: String::new(),
         is_bounce: false,
     };
-    if let Some(sig) = crate::dkim::sign_draft(identity, &mut draft).map_err(|e| Error::Config78(e.to_string()))? {
+    if let Some(sig) =
+        crate::dkim::sign_draft(identity, &mut draft).map_err(|e| Error::Config78(e.to_string()))?
+    {
         env.prepend = sig;
     }
     crate::rate::admit(run, &mut env)?;
-    let locked = draft.commit(&env)?;
-    // From here on the mail is safe.
+    // Delivered at once: the message need not wait for the disk first; if it
+    // stays queued, `finish` makes it durable before the caller hears 0.
+    let at_once = sub.deliver_now && !env.rate_held;
+    let locked = if at_once {
+        draft.commit_for_delivery(&env)?
+    } else {
+        draft.commit(&env)?
+    };
+    // From here on the mail is safe: delivered or made durable before exit 0.
     run.log.info(&format!(
         "{}: uid={} user={} identity={} from=<{}> size={} nrcpt={} msgid={}{}",
         env.id,
@@ -254,7 +288,11 @@ pub fn accept<R: BufRead>(run: &Run, identity: &Identity, sub: &Submission, inpu
         env.size,
         env.recipients.len(),
         taken.message_id,
-        if env.rate_held { " (rate limited, held)" } else { "" }
+        if env.rate_held {
+            " (rate limited, held)"
+        } else {
+            ""
+        }
     ));
     Ok(locked)
 }
@@ -325,6 +363,7 @@ fn submit(run: &Run) -> Result<i32> {
         },
         errors: inv.errors,
         eightbit_hint: inv.body == Some(cli::BodyType::EightBitMime),
+        deliver_now: inv.delivery == DeliveryMode::Interactive,
     };
     let stdin = std::io::stdin();
     let mut input = std::io::BufReader::with_capacity(64 * 1024, stdin.lock());
@@ -353,7 +392,11 @@ fn background(run: &Run, locked: Locked) {
     match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
             let _ = nix::unistd::setsid();
-            if let Ok(devnull) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+            if let Ok(devnull) = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+            {
                 use std::os::fd::AsRawFd;
                 let fd = devnull.as_raw_fd();
                 // SAFETY: dup2 onto the standard descriptors.
@@ -381,7 +424,13 @@ fn background(run: &Run, locked: Locked) {
 
 /// After a delivery attempt at submission: save or remove, report failures
 /// the way -oe says, pick the exit code.
-pub fn finish(run: &Run, ctx: &mut deliver::Context, locked: Locked, report: &Report, errors: ErrorMode) -> Result<i32> {
+pub fn finish(
+    run: &Run,
+    ctx: &mut deliver::Context,
+    mut locked: Locked,
+    report: &Report,
+    errors: ErrorMode,
+) -> Result<i32> {
     for e in &report.local_errors {
         eprintln!("vsendmail: {e}; the message stays queued");
     }
@@ -405,7 +454,10 @@ pub fn finish(run: &Run, ctx: &mut deliver::Context, locked: Locked, report: &Re
             locked.save()?;
             if run.inv.verbose {
                 for (a, why) in &report.deferred {
-                    eprintln!("vsendmail: <{a}>: deferred: {why}; queued as {}", locked.env.id);
+                    eprintln!(
+                        "vsendmail: <{a}>: deferred: {why}; queued as {}",
+                        locked.env.id
+                    );
                 }
             }
         } else {

@@ -6,7 +6,7 @@
 use crate::app::Run;
 use crate::deliver::{self, Context};
 use crate::message::headers::rfc5322_date;
-use crate::spool::{Dsn, Envelope, Recipient, ENVELOPE_VERSION};
+use crate::spool::{Dsn, ENVELOPE_VERSION, Envelope, Recipient};
 use crate::syslog::unix_now;
 use std::io::{Read, Write};
 
@@ -16,7 +16,12 @@ pub fn send_failure(run: &Run, ctx: &mut Context, env: &Envelope, failed: &[(Str
 }
 
 /// Mail a "still trying" report for `deferred` recipients.
-pub fn send_delay_warning(run: &Run, ctx: &mut Context, env: &Envelope, deferred: &[(String, String)]) {
+pub fn send_delay_warning(
+    run: &Run,
+    ctx: &mut Context,
+    env: &Envelope,
+    deferred: &[(String, String)],
+) {
     send(run, ctx, env, deferred, Kind::Delayed);
 }
 
@@ -33,7 +38,8 @@ fn send(run: &Run, ctx: &mut Context, env: &Envelope, rcpts: &[(String, String)]
     let spool = match run.spool() {
         Ok(s) => s,
         Err(e) => {
-            run.log.err(&format!("{}: cannot write a bounce: {e}", env.id));
+            run.log
+                .err(&format!("{}: cannot write a bounce: {e}", env.id));
             return;
         }
     };
@@ -41,7 +47,8 @@ fn send(run: &Run, ctx: &mut Context, env: &Envelope, rcpts: &[(String, String)]
     let mut draft = match spool.draft() {
         Ok(d) => d,
         Err(e) => {
-            run.log.err(&format!("{}: cannot write a bounce: {e}", env.id));
+            run.log
+                .err(&format!("{}: cannot write a bounce: {e}", env.id));
             return;
         }
     };
@@ -74,14 +81,19 @@ fn send(run: &Run, ctx: &mut Context, env: &Envelope, rcpts: &[(String, String)]
     let mut locked = match draft.commit(&benv) {
         Ok(l) => l,
         Err(e) => {
-            run.log.err(&format!("{}: cannot queue a bounce: {e}", env.id));
+            run.log
+                .err(&format!("{}: cannot queue a bounce: {e}", env.id));
             return;
         }
     };
     run.log.info(&format!(
         "{}: {} notification for {} queued as {}",
         env.id,
-        if kind == Kind::Failed { "non-delivery" } else { "delay" },
+        if kind == Kind::Failed {
+            "non-delivery"
+        } else {
+            "delay"
+        },
         env.id,
         locked.env.id
     ));
@@ -98,7 +110,9 @@ fn original_headers(path: &std::path::Path) -> String {
     if let Ok(f) = std::fs::File::open(path) {
         let _ = f.take(256 * 1024).read_to_end(&mut buf);
     }
-    let end = memchr::memmem::find(&buf, b"\r\n\r\n").map(|i| i + 2).unwrap_or(buf.len());
+    let end = memchr::memmem::find(&buf, b"\r\n\r\n")
+        .map(|i| i + 2)
+        .unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
@@ -106,7 +120,11 @@ fn original_headers(path: &std::path::Path) -> String {
 fn status_of(reason: &str, kind: Kind) -> String {
     for tok in reason.split_whitespace() {
         let p: Vec<&str> = tok.split('.').collect();
-        if p.len() == 3 && matches!(p[0], "4" | "5") && p.iter().all(|x| !x.is_empty() && x.chars().all(|c| c.is_ascii_digit())) {
+        if p.len() == 3
+            && matches!(p[0], "4" | "5")
+            && p.iter()
+                .all(|x| !x.is_empty() && x.chars().all(|c| c.is_ascii_digit()))
+        {
             return if kind == Kind::Failed && p[0] == "4" {
                 format!("5.{}.{}", p[1], p[2])
             } else {
@@ -114,7 +132,11 @@ fn status_of(reason: &str, kind: Kind) -> String {
             };
         }
     }
-    if kind == Kind::Failed { "5.0.0".into() } else { "4.0.0".into() }
+    if kind == Kind::Failed {
+        "5.0.0".into()
+    } else {
+        "4.0.0".into()
+    }
 }
 
 /// The diagnostic: the SMTP reply part of a reason, when there is one.
@@ -133,7 +155,14 @@ fn remote_mta(reason: &str) -> Option<String> {
     (!name.is_empty()).then(|| format!("dns; {name}"))
 }
 
-fn render(run: &Run, env: &Envelope, rcpts: &[(String, String)], kind: Kind, new_id: &str, headers: &str) -> String {
+fn render(
+    run: &Run,
+    env: &Envelope,
+    rcpts: &[(String, String)],
+    kind: Kind,
+    new_id: &str,
+    headers: &str,
+) -> String {
     let host = &run.cfg.hostname;
     let domain = env.identity.domain();
     let boundary = format!("{new_id}.{}/{host}", unix_now());
@@ -175,23 +204,38 @@ fn render(run: &Run, env: &Envelope, rcpts: &[(String, String)], kind: Kind, new
     for (a, why) in rcpts {
         s.push_str("\r\n");
         s.push_str(&format!("Final-Recipient: rfc822; {a}\r\n"));
-        if let Some(r) = env.recipients.iter().find(|r| &r.addr == a).and_then(|r| r.orig.clone()) {
+        if let Some(r) = env
+            .recipients
+            .iter()
+            .find(|r| &r.addr == a)
+            .and_then(|r| r.orig.clone())
+        {
             s.push_str(&format!("Original-Recipient: rfc822; {r}\r\n"));
         }
         s.push_str(&format!(
             "Action: {}\r\nStatus: {}\r\n",
-            if kind == Kind::Failed { "failed" } else { "delayed" },
+            if kind == Kind::Failed {
+                "failed"
+            } else {
+                "delayed"
+            },
             status_of(why, kind)
         ));
         if let Some(m) = remote_mta(why) {
             s.push_str(&format!("Remote-MTA: {m}\r\n"));
         }
         if let Some(d) = diagnostic(why) {
-            s.push_str(&format!("Diagnostic-Code: {}\r\n", crate::address::printable(&d)));
+            s.push_str(&format!(
+                "Diagnostic-Code: {}\r\n",
+                crate::address::printable(&d)
+            ));
         }
         if kind == Kind::Delayed {
             let until = env.created + run.cfg.max_age.as_secs();
-            s.push_str(&format!("Will-Retry-Until: {}\r\n", rfc5322_date(until as i64)));
+            s.push_str(&format!(
+                "Will-Retry-Until: {}\r\n",
+                rfc5322_date(until as i64)
+            ));
         }
     }
     s.push_str(&format!(

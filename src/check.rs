@@ -14,7 +14,11 @@ pub fn run(run: &Run) -> Result<i32> {
     for e in &entries {
         if let Some((sel, path)) = &e.dkim {
             if let Err(msg) = crate::dkim::check_key(path) {
-                problems.push(format!("{}: dkim={sel}:{}: {msg}", e.location(), path.display()));
+                problems.push(format!(
+                    "{}: dkim={sel}:{}: {msg}",
+                    e.location(),
+                    path.display()
+                ));
             }
         }
         if let Some(path) = &e.batv {

@@ -178,7 +178,10 @@ pub fn parse(prog: ProgName, args: &[String]) -> Result<Invocation, CliError> {
             own_at = 1;
         }
     }
-    if let Some(cmd) = args.get(own_at).filter(|a| a.starts_with("--") && a.len() > 2) {
+    if let Some(cmd) = args
+        .get(own_at)
+        .filter(|a| a.starts_with("--") && a.len() > 2)
+    {
         if own_at == 2 {
             inv.config = Some(PathBuf::from(&args[1]));
         } else if own_at == 1 {
@@ -280,7 +283,8 @@ pub fn parse(prog: ProgName, args: &[String]) -> Result<Invocation, CliError> {
                 'N' => {
                     let v = value("N")?.to_ascii_lowercase();
                     let ok = v == "never"
-                        || v.split(',').all(|p| matches!(p, "success" | "failure" | "delay"));
+                        || v.split(',')
+                            .all(|p| matches!(p, "success" | "failure" | "delay"));
                     if !ok {
                         return Err(usage(format!(
                             "-N {v}: use never, or a list of success,failure,delay"
@@ -299,7 +303,12 @@ pub fn parse(prog: ProgName, args: &[String]) -> Result<Invocation, CliError> {
                 }
                 'V' => {
                     let v = value("V")?;
-                    if v.is_empty() || v.len() > 100 || !v.chars().all(|c| c.is_ascii_graphic() && c != '+' && c != '=') {
+                    if v.is_empty()
+                        || v.len() > 100
+                        || !v
+                            .chars()
+                            .all(|c| c.is_ascii_graphic() && c != '+' && c != '=')
+                    {
                         return Err(usage("-V envid must be printable ASCII without '+' or '='"));
                     }
                     inv.envid = Some(v);
@@ -416,11 +425,25 @@ fn parse_big_o(inv: &mut Invocation, v: &str) -> Result<(), CliError> {
     // The first character of the value (not byte: `-ODeliveryMode=é` must not panic).
     let first: String = val.chars().take(1).collect();
     match k.to_ascii_lowercase().as_str() {
-        "ignoredots" => inv.ignore_dots = matches!(val.to_ascii_lowercase().as_str(), "true" | "t" | "yes" | "1"),
+        "ignoredots" => {
+            inv.ignore_dots = matches!(
+                val.to_ascii_lowercase().as_str(),
+                "true" | "t" | "yes" | "1"
+            )
+        }
         "deliverymode" => parse_o(inv, &format!("d{first}"))?,
         "errormode" => parse_o(inv, &format!("e{first}"))?,
-        "queuedirectory" | "logfile" | "statusfile" | "helpfile" | "aliasfile" | "deadletterdrop"
-        | "errorheader" | "forwardpath" | "pidfile" | "hoststatusdirectory" | "safefilenvironment"
+        "queuedirectory"
+        | "logfile"
+        | "statusfile"
+        | "helpfile"
+        | "aliasfile"
+        | "deadletterdrop"
+        | "errorheader"
+        | "forwardpath"
+        | "pidfile"
+        | "hoststatusdirectory"
+        | "safefilenvironment"
         | "controlsocketname" => inv.warnings.push(format!(
             "-O {}= ignored: vsendmail's files are set by the administrator only",
             crate::address::printable(k)
@@ -442,7 +465,9 @@ fn parse_queue(rest: &str) -> Result<QueueRun, CliError> {
     }
     let sel = |v: &str| -> Result<String, CliError> {
         if v.is_empty() || v.chars().any(|c| c.is_control() || c == ' ') {
-            Err(usage("-qI/-qR/-qS need a value glued to them (e.g. -qRexample.org)"))
+            Err(usage(
+                "-qI/-qR/-qS need a value glued to them (e.g. -qRexample.org)",
+            ))
         } else {
             Ok(v.to_string())
         }
@@ -478,7 +503,9 @@ fn parse_own(cmd: &str, rest: &[String]) -> Result<Own, CliError> {
                 v.to_string()
             } else {
                 i += 1;
-                rest.get(i - 1).cloned().ok_or_else(|| usage("--window needs a value"))?
+                rest.get(i - 1)
+                    .cloned()
+                    .ok_or_else(|| usage("--window needs a value"))?
             };
             window = Some(v);
         } else if !only_pos && a.starts_with('-') && a.len() > 1 {
@@ -537,17 +564,35 @@ mod tests {
     use super::*;
 
     fn p(args: &[&str]) -> Result<Invocation, CliError> {
-        parse(ProgName::Sendmail, &args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        parse(
+            ProgName::Sendmail,
+            &args.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
     }
 
     #[test]
     fn glued_and_separate_values() {
-        assert_eq!(p(&["-fbob@x.example"]).unwrap().sender.as_deref(), Some("bob@x.example"));
-        assert_eq!(p(&["-f", "bob@x.example"]).unwrap().sender.as_deref(), Some("bob@x.example"));
+        assert_eq!(
+            p(&["-fbob@x.example"]).unwrap().sender.as_deref(),
+            Some("bob@x.example")
+        );
+        assert_eq!(
+            p(&["-f", "bob@x.example"]).unwrap().sender.as_deref(),
+            Some("bob@x.example")
+        );
         assert_eq!(p(&["-r", "<>"]).unwrap().sender.as_deref(), Some(""));
-        assert_eq!(p(&["-FCronDaemon"]).unwrap().full_name.as_deref(), Some("CronDaemon"));
-        assert_eq!(p(&["-F", "Cron Daemon"]).unwrap().full_name.as_deref(), Some("Cron Daemon"));
-        assert_eq!(p(&["-B8BITMIME"]).unwrap().body, Some(BodyType::EightBitMime));
+        assert_eq!(
+            p(&["-FCronDaemon"]).unwrap().full_name.as_deref(),
+            Some("CronDaemon")
+        );
+        assert_eq!(
+            p(&["-F", "Cron Daemon"]).unwrap().full_name.as_deref(),
+            Some("Cron Daemon")
+        );
+        assert_eq!(
+            p(&["-B8BITMIME"]).unwrap().body,
+            Some(BodyType::EightBitMime)
+        );
         assert_eq!(p(&["-B", "7bit"]).unwrap().body, Some(BodyType::SevenBit));
     }
 
@@ -565,7 +610,17 @@ mod tests {
         let i = p(&["-FCronDaemon", "-i", "-B8BITMIME", "-oem", "alice"]).unwrap();
         assert_eq!(i.errors, ErrorMode::Mail);
         assert_eq!(i.recipients, vec!["alice"]);
-        let i = p(&["-FCronDaemon", "-i", "-odi", "-oem", "-oi", "-t", "-f", "root"]).unwrap();
+        let i = p(&[
+            "-FCronDaemon",
+            "-i",
+            "-odi",
+            "-oem",
+            "-oi",
+            "-t",
+            "-f",
+            "root",
+        ])
+        .unwrap();
         assert!(i.read_recipients);
         assert_eq!(i.delivery, DeliveryMode::Interactive);
     }
@@ -574,14 +629,23 @@ mod tests {
     fn modes_and_queue() {
         assert_eq!(p(&["-bs"]).unwrap().mode, Mode::Smtp);
         assert_eq!(p(&["-bp"]).unwrap().mode, Mode::PrintQueue);
-        assert_eq!(p(&["-odq", "a@x"]).unwrap().delivery, DeliveryMode::QueueOnly);
-        assert_eq!(p(&["-q"]).unwrap().mode, Mode::QueueRun(QueueRun::default()));
+        assert_eq!(
+            p(&["-odq", "a@x"]).unwrap().delivery,
+            DeliveryMode::QueueOnly
+        );
+        assert_eq!(
+            p(&["-q"]).unwrap().mode,
+            Mode::QueueRun(QueueRun::default())
+        );
         match p(&["-q5m"]).unwrap().mode {
             Mode::QueueRun(q) => assert_eq!(q.interval, Some(Duration::from_secs(300))),
             m => panic!("{m:?}"),
         }
         match p(&["-qRexample.org"]).unwrap().mode {
-            Mode::QueueRun(q) => assert_eq!(q.filters, vec![QueueFilter::Recipient("example.org".into())]),
+            Mode::QueueRun(q) => assert_eq!(
+                q.filters,
+                vec![QueueFilter::Recipient("example.org".into())]
+            ),
             m => panic!("{m:?}"),
         }
         // -q never swallows the next word.
@@ -596,7 +660,10 @@ mod tests {
         assert_eq!(i.recipients, vec!["a@x", "b@y", "c@z"]);
         let i = p(&["-i", "--", "a@x"]).unwrap();
         assert_eq!(i.recipients, vec!["a@x"]);
-        assert!(matches!(p(&["--", "-oQ/tmp"]), Err(CliError::BadAddress(_))));
+        assert!(matches!(
+            p(&["--", "-oQ/tmp"]),
+            Err(CliError::BadAddress(_))
+        ));
     }
 
     #[test]
@@ -610,13 +677,23 @@ mod tests {
         let i = p(&["-oQ/tmp/", "a@x"]).unwrap();
         assert_eq!(i.warnings.len(), 1);
         // PHPMailer CVE-2016-10033 payload as one -f argument.
-        assert!(p(&["-fattacker\\\" -oQ/tmp/ -X/var/www/cache/phpcode.php some\"@email.com"]).is_err());
+        assert!(
+            p(&["-fattacker\\\" -oQ/tmp/ -X/var/www/cache/phpcode.php some\"@email.com"]).is_err()
+        );
     }
 
     #[test]
     fn own_commands() {
         assert_eq!(
-            p(&["--who", "192.0.2.10:40312", "2026-11-23 12:03", "--window", "5m"]).unwrap().mode,
+            p(&[
+                "--who",
+                "192.0.2.10:40312",
+                "2026-11-23 12:03",
+                "--window",
+                "5m"
+            ])
+            .unwrap()
+            .mode,
             Mode::Own(Own::Who {
                 query: "192.0.2.10:40312".into(),
                 time: Some("2026-11-23 12:03".into()),
@@ -627,10 +704,7 @@ mod tests {
         assert_eq!(i.mode, Mode::Own(Own::Hold("ALL".into())));
         assert_eq!(i.config, Some(PathBuf::from("/tmp/c.conf")));
         assert!(p(&["a@x", "--who", "x"]).is_err());
-        assert_eq!(
-            parse(ProgName::Mailq, &[]).unwrap().mode,
-            Mode::PrintQueue
-        );
+        assert_eq!(parse(ProgName::Mailq, &[]).unwrap().mode, Mode::PrintQueue);
     }
 
     #[test]
@@ -668,9 +742,25 @@ mod tests {
     #[test]
     fn injection_payloads() {
         // PHPMailer CVE-2016-10033 after escapeshellcmd.
-        assert!(p(&["-fattacker\\", "-oQ/tmp/", "-X/var/www/cache/phpcode.php", "some\"@email.com"]).is_err());
+        assert!(
+            p(&[
+                "-fattacker\\",
+                "-oQ/tmp/",
+                "-X/var/www/cache/phpcode.php",
+                "some\"@email.com"
+            ])
+            .is_err()
+        );
         // PHPMailer CVE-2016-10045: escapeshellarg + escapeshellcmd.
-        assert!(p(&["-f'attacker\\\\'", "-oQ/tmp/", "-X/var/www/cache/phpcode.php", "some\"@email.com"]).is_err());
+        assert!(
+            p(&[
+                "-f'attacker\\\\'",
+                "-oQ/tmp/",
+                "-X/var/www/cache/phpcode.php",
+                "some\"@email.com"
+            ])
+            .is_err()
+        );
         // As one argument (proc_open with an array, or a quoting caller).
         for payload in [
             "\"attacker\\\" -oQ/tmp/ -X/var/www/cache/phpcode.php some\"@email.com",
@@ -682,16 +772,37 @@ mod tests {
             "a@x\r\nRCPT TO:<victim@y.example>",
             "a\\@x.example",
         ] {
-            assert!(p(&["-f", payload, "a@x"]).is_err(), "-f {payload:?} accepted");
-            assert!(p(&[&format!("-f{payload}"), "a@x"]).is_err(), "-f{payload:?} accepted");
-            assert!(p(&["-t", "--", payload]).is_err(), "recipient {payload:?} accepted");
+            assert!(
+                p(&["-f", payload, "a@x"]).is_err(),
+                "-f {payload:?} accepted"
+            );
+            assert!(
+                p(&[&format!("-f{payload}"), "a@x"]).is_err(),
+                "-f{payload:?} accepted"
+            );
+            assert!(
+                p(&["-t", "--", payload]).is_err(),
+                "recipient {payload:?} accepted"
+            );
         }
         // The dangerous flags themselves only ever warn.
-        let i = p(&["-t", "-OQueueDirectory=/tmp", "-X", "/var/www/x.php", "-oQ/tmp/", "-O", "QueueDirectory = /x"]).unwrap();
+        let i = p(&[
+            "-t",
+            "-OQueueDirectory=/tmp",
+            "-X",
+            "/var/www/x.php",
+            "-oQ/tmp/",
+            "-O",
+            "QueueDirectory = /x",
+        ])
+        .unwrap();
         assert_eq!(i.warnings.len(), 4, "{:?}", i.warnings);
         assert!(i.recipients.is_empty() && i.config.is_none());
         // Exim's expansion test mode does not exist here.
-        assert!(matches!(p(&["-be", "${run{/bin/touch /tmp/x}}"]), Err(CliError::Usage(_))));
+        assert!(matches!(
+            p(&["-be", "${run{/bin/touch /tmp/x}}"]),
+            Err(CliError::Usage(_))
+        ));
     }
 
     #[test]

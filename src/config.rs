@@ -13,7 +13,11 @@ pub enum ConfigError {
     #[error("{path}: cannot read: {err}; create it or point -C at a readable file")]
     Read { path: String, err: std::io::Error },
     #[error("{path}:{line}: {msg}")]
-    Syntax { path: String, line: usize, msg: String },
+    Syntax {
+        path: String,
+        line: usize,
+        msg: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -244,7 +248,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
         parse_duration(v).ok_or_else(|| {
             bad(
                 key,
-                format!("{key} = \"{v}\" is not a duration (use e.g. \"30s\", \"5m\", \"4h\", \"5d\")"),
+                format!(
+                    "{key} = \"{v}\" is not a duration (use e.g. \"30s\", \"5m\", \"4h\", \"5d\")"
+                ),
             )
         })
     };

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("source address {src} (identity {identity}) is not configured on this host; add it to an interface or fix /etc/virtusers")]
+    #[error(
+        "source address {src} (identity {identity}) is not configured on this host; add it to an interface or fix /etc/virtusers"
+    )]
     NotConfigured { src: IpAddr, identity: String },
     #[error("cannot bind source address {src} (identity {identity}): {err}")]
     Bind {
@@ -18,14 +20,20 @@ pub enum ConnectError {
         err: std::io::Error,
     },
     #[error("connect to {dst} from {src} timed out after {secs}s")]
-    Timeout { dst: SocketAddr, src: String, secs: u64 },
+    Timeout {
+        dst: SocketAddr,
+        src: String,
+        secs: u64,
+    },
     #[error("connect to {dst} from {src}: {err}")]
     Connect {
         dst: SocketAddr,
         src: String,
         err: std::io::Error,
     },
-    #[error("connection to {dst} left from {got}, not from the bound address {want}; closed, nothing sent")]
+    #[error(
+        "connection to {dst} left from {got}, not from the bound address {want}; closed, nothing sent"
+    )]
     Mismatch {
         dst: SocketAddr,
         want: IpAddr,
@@ -40,7 +48,9 @@ impl ConnectError {
     pub fn is_local(&self) -> bool {
         matches!(
             self,
-            ConnectError::NotConfigured { .. } | ConnectError::Bind { .. } | ConnectError::Mismatch { .. }
+            ConnectError::NotConfigured { .. }
+                | ConnectError::Bind { .. }
+                | ConnectError::Mismatch { .. }
         )
     }
 }
@@ -60,8 +70,13 @@ pub fn connect(
     timeout: Duration,
     identity: &str,
 ) -> Result<Connection, ConnectError> {
-    let domain = if dst.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
-    let sock = Socket::new(domain, Type::STREAM.cloexec(), Some(Protocol::TCP)).map_err(ConnectError::Socket)?;
+    let domain = if dst.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let sock = Socket::new(domain, Type::STREAM.cloexec(), Some(Protocol::TCP))
+        .map_err(ConnectError::Socket)?;
     if let Some(ip) = src {
         let sa = SocketAddr::new(ip, 0);
         if let Err(err) = sock.bind(&SockAddr::from(sa)) {
@@ -79,17 +94,27 @@ pub fn connect(
             });
         }
     }
-    let src_s = src.map(|s| s.to_string()).unwrap_or_else(|| "the host's address".into());
+    let src_s = src
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| "the host's address".into());
     if let Err(err) = sock.connect_timeout(&SockAddr::from(dst), timeout) {
-        return Err(if err.kind() == std::io::ErrorKind::TimedOut || err.kind() == std::io::ErrorKind::WouldBlock {
-            ConnectError::Timeout {
-                dst,
-                src: src_s,
-                secs: timeout.as_secs(),
-            }
-        } else {
-            ConnectError::Connect { dst, src: src_s, err }
-        });
+        return Err(
+            if err.kind() == std::io::ErrorKind::TimedOut
+                || err.kind() == std::io::ErrorKind::WouldBlock
+            {
+                ConnectError::Timeout {
+                    dst,
+                    src: src_s,
+                    secs: timeout.as_secs(),
+                }
+            } else {
+                ConnectError::Connect {
+                    dst,
+                    src: src_s,
+                    err,
+                }
+            },
+        );
     }
     let local = sock
         .local_addr()
@@ -98,7 +123,11 @@ pub fn connect(
         .ok_or_else(|| ConnectError::Socket(std::io::Error::other("local address is not IP")))?;
     if let Some(want) = src {
         if local.ip() != want {
-            return Err(ConnectError::Mismatch { dst, want, got: local });
+            return Err(ConnectError::Mismatch {
+                dst,
+                want,
+                got: local,
+            });
         }
     }
     let _ = sock.set_tcp_nodelay(true);
@@ -132,7 +161,13 @@ mod tests {
     fn binds_and_verifies_loopback_source() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let dst = l.local_addr().unwrap();
-        let c = connect(Some("127.0.0.2".parse().unwrap()), dst, Duration::from_secs(5), "t@x").unwrap();
+        let c = connect(
+            Some("127.0.0.2".parse().unwrap()),
+            dst,
+            Duration::from_secs(5),
+            "t@x",
+        )
+        .unwrap();
         assert_eq!(c.local.ip(), "127.0.0.2".parse::<IpAddr>().unwrap());
         let (_, peer) = l.accept().unwrap();
         assert_eq!(peer, c.local);

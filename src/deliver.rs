@@ -99,7 +99,8 @@ impl<'a> Context<'a> {
 
     fn init_tls(&mut self) -> Result<(), String> {
         if self.tls.is_none() {
-            self.tls = Some(crate::smtp::tls::TlsContext::new(self.cfg).map_err(|e| e.to_string())?);
+            self.tls =
+                Some(crate::smtp::tls::TlsContext::new(self.cfg).map_err(|e| e.to_string())?);
         }
         Ok(())
     }
@@ -108,7 +109,11 @@ impl<'a> Context<'a> {
 /// Why one try of one address did not settle every recipient.
 enum TryError {
     /// Try the next address/host; the reason applies to every remaining recipient.
-    Next { why: String, permanent: bool, local: bool },
+    Next {
+        why: String,
+        permanent: bool,
+        local: bool,
+    },
     /// Stop trying for this destination; the remaining recipients get `why`.
     Stop { why: String, permanent: bool },
 }
@@ -125,26 +130,41 @@ pub fn deliver(ctx: &mut Context, msg: &mut Locked) -> Report {
         .filter(|(_, r)| r.state == RcptState::Pending)
         .map(|(i, r)| (i, r.addr.clone()))
         .collect();
-    let mut outcomes: HashMap<usize, (Outcome, Option<SocketAddr>, Option<String>)> = HashMap::new();
+    let mut outcomes: HashMap<usize, (Outcome, Option<SocketAddr>, Option<String>)> =
+        HashMap::new();
     let mut report = Report::default();
+    if let Err(why) = msg.check_size() {
+        ctx.log.err(&format!("{}: {why}", msg.env.id));
+        report.local_errors.push(why.clone());
+        for (i, _) in &pending {
+            outcomes.insert(*i, (Outcome::Deferred(why.clone()), None, None));
+        }
+    }
 
     let relay_url = identity.relay.clone().or_else(|| ctx.cfg.cfg.relay.clone());
     let relay = relay_url.as_deref().and_then(|u| Relay::parse(u).ok());
-    let sources = match resolve_sources(ctx, &identity) {
-        Ok(s) => s,
-        Err(why) => {
-            for (i, _) in &pending {
-                outcomes.insert(*i, (Outcome::Deferred(why.clone()), None, None));
+    let sources = if !outcomes.is_empty() {
+        Vec::new()
+    } else {
+        match resolve_sources(ctx, &identity) {
+            Ok(s) => s,
+            Err(why) => {
+                for (i, _) in &pending {
+                    outcomes.insert(*i, (Outcome::Deferred(why.clone()), None, None));
+                }
+                report.local_errors.push(why);
+                Vec::new()
             }
-            report.local_errors.push(why);
-            Vec::new()
         }
     };
     if outcomes.is_empty() {
         let families = crate::route::families(&sources);
         let v6_first = ctx.cfg.cfg.prefer == crate::config::Prefer::Ipv6;
         let mx_port = ctx.cfg.cfg.mx_port;
-        let needs_dns = relay.as_ref().map(|r| r.host.parse::<IpAddr>().is_err()).unwrap_or(true);
+        let needs_dns = relay
+            .as_ref()
+            .map(|r| r.host.parse::<IpAddr>().is_err())
+            .unwrap_or(true);
         let (dests, bad) = {
             let dns = if needs_dns { ctx.dns() } else { None };
             let router = Router {
@@ -164,7 +184,15 @@ pub fn deliver(ctx: &mut Context, msg: &mut Locked) -> Report {
             outcomes.insert(u.rcpt, (o, None, None));
         }
         for d in dests {
-            deliver_destination(ctx, msg, &identity, &sources, &d, &mut outcomes, &mut report);
+            deliver_destination(
+                ctx,
+                msg,
+                &identity,
+                &sources,
+                &d,
+                &mut outcomes,
+                &mut report,
+            );
         }
     }
 
@@ -228,7 +256,10 @@ fn precise_delay(created: u64) -> f64 {
 pub fn backoff(cfg: &Loaded, attempts: u32) -> std::time::Duration {
     let base = cfg.retry_min.as_secs().max(1);
     let factor = 1u64 << attempts.saturating_sub(1).min(20);
-    std::time::Duration::from_secs(base.saturating_mul(factor).min(cfg.retry_max.as_secs().max(base)))
+    std::time::Duration::from_secs(
+        base.saturating_mul(factor)
+            .min(cfg.retry_max.as_secs().max(base)),
+    )
 }
 
 /// The identity's source addresses; a `source_host` is resolved now.
@@ -237,13 +268,22 @@ fn resolve_sources(ctx: &mut Context, id: &Identity) -> Result<Vec<IpAddr>, Stri
         return Ok(id.sources.clone());
     };
     let Some(dns) = ctx.dns() else {
-        return Err(format!("cannot resolve source host {h} (identity {}): no resolver", id.sender));
+        return Err(format!(
+            "cannot resolve source host {h} (identity {}): no resolver",
+            id.sender
+        ));
     };
-    let v = dns
-        .addrs(h, true, true, true)
-        .map_err(|e| format!("cannot resolve source host {h} (identity {}): {e}", id.sender))?;
+    let v = dns.addrs(h, true, true, true).map_err(|e| {
+        format!(
+            "cannot resolve source host {h} (identity {}): {e}",
+            id.sender
+        )
+    })?;
     if v.is_empty() {
-        return Err(format!("source host {h} (identity {}) has no address", id.sender));
+        return Err(format!(
+            "source host {h} (identity {}) has no address",
+            id.sender
+        ));
     }
     Ok(v)
 }
@@ -265,13 +305,19 @@ fn deliver_destination(
             if remaining.is_empty() {
                 break 'hosts;
             }
-            match try_address(ctx, msg, identity, sources, dest, &host.name, *addr, &remaining, outcomes) {
+            match try_address(
+                ctx, msg, identity, sources, dest, &host.name, *addr, &remaining, outcomes,
+            ) {
                 Ok(left) => {
                     remaining = left;
                     // The session ran; a different address of the same host won't do better.
                     continue 'hosts;
                 }
-                Err(TryError::Next { why, permanent, local }) => {
+                Err(TryError::Next {
+                    why,
+                    permanent,
+                    local,
+                }) => {
                     if local && !report.local_errors.contains(&why) {
                         report.local_errors.push(why.clone());
                     }
@@ -286,7 +332,10 @@ fn deliver_destination(
     }
     let (why, permanent) = last.unwrap_or_else(|| ("no host could be reached".into(), false));
     for i in remaining {
-        if outcomes.get(&i).is_some_and(|(o, _, _)| !matches!(o, Outcome::Deferred(_))) {
+        if outcomes
+            .get(&i)
+            .is_some_and(|(o, _, _)| !matches!(o, Outcome::Deferred(_)))
+        {
             continue;
         }
         if outcomes.contains_key(&i) && !permanent {
@@ -351,10 +400,21 @@ fn try_address(
         None => {
             // Connections that fail after connect get their audit record too.
             let mut opened = Vec::new();
-            let r = open_session(ctx, identity, &candidates, dest, host_name, addr, &mut connect_time, &mut opened);
+            let r = open_session(
+                ctx,
+                identity,
+                &candidates,
+                dest,
+                host_name,
+                addr,
+                &mut connect_time,
+                &mut opened,
+            );
             let failure = match &r {
                 Ok(_) => None,
-                Err(TryError::Next { why, permanent, .. } | TryError::Stop { why, permanent }) => Some((why.as_str(), *permanent)),
+                Err(TryError::Next { why, permanent, .. } | TryError::Stop { why, permanent }) => {
+                    Some((why.as_str(), *permanent))
+                }
             };
             crate::audit::sessions_failed(ctx.cfg, env, &opened, failure, remaining.len());
             r?
@@ -364,8 +424,14 @@ fn try_address(
     let peer_name = session.peer_name.clone();
 
     let from = crate::batv::envelope_sender(&env.sender, identity, ctx.cfg);
-    let rcpts: Vec<String> = remaining.iter().map(|i| env.recipients[*i].addr.clone()).collect();
-    let orcpts: Vec<Option<String>> = remaining.iter().map(|i| env.recipients[*i].orig.clone()).collect();
+    let rcpts: Vec<String> = remaining
+        .iter()
+        .map(|i| env.recipients[*i].addr.clone())
+        .collect();
+    let orcpts: Vec<Option<String>> = remaining
+        .iter()
+        .map(|i| env.recipients[*i].orig.clone())
+        .collect();
     let tx = Transaction {
         from: &from,
         rcpts: &rcpts,
@@ -429,12 +495,14 @@ fn try_address(
                             sent += 1;
                             Outcome::Sent(d.to_string())
                         }
-                        Some(d) if d.is_permanent() => {
-                            Outcome::Failed(format!("message rejected by {peer_name} after end of data: {d}"))
-                        }
+                        Some(d) if d.is_permanent() => Outcome::Failed(format!(
+                            "message rejected by {peer_name} after end of data: {d}"
+                        )),
                         Some(d) => {
                             left.push(*idx);
-                            Outcome::Deferred(format!("message deferred by {peer_name} after end of data: {d}"))
+                            Outcome::Deferred(format!(
+                                "message deferred by {peer_name} after end of data: {d}"
+                            ))
                         }
                         None => {
                             left.push(*idx);
@@ -455,7 +523,10 @@ fn try_address(
                 }
                 outcomes.insert(*idx, (o, src, Some(peer_name.clone())));
             }
-            audit(&summary.unwrap_or_else(|| "deferred".into()), if sent > 0 { sent } else { remaining.len() });
+            audit(
+                &summary.unwrap_or_else(|| "deferred".into()),
+                if sent > 0 { sent } else { remaining.len() },
+            );
             keep_or_quit(ctx, session, identity, relay_user, addr, connect_time);
             Ok(left)
         }
@@ -465,8 +536,11 @@ fn try_address(
             audit(&format!("{status} ({e})"), remaining.len());
             let why = e.to_string();
             // MAIL or DATA refused permanently, or a refusal of ours: final for all.
-            let stop = permanent || matches!(&e, SmtpError::Io { step, .. } | SmtpError::Timeout { step, .. } if step == "end of data" || step == "message data");
-            if matches!(e, SmtpError::Refused(_)) || !matches!(e, SmtpError::Io { .. } | SmtpError::Timeout { .. }) {
+            let stop = permanent
+                || matches!(&e, SmtpError::Io { step, .. } | SmtpError::Timeout { step, .. } if step == "end of data" || step == "message data");
+            if matches!(e, SmtpError::Refused(_))
+                || !matches!(e, SmtpError::Io { .. } | SmtpError::Timeout { .. })
+            {
                 session.quit();
             }
             for idx in remaining {
@@ -506,9 +580,12 @@ fn keep_or_quit(
 ) {
     match ctx.pool.as_mut() {
         Some(pool) => {
-            let src = Some(session.local.ip()).filter(|_| !identity.sources.is_empty() || identity.source_host.is_some());
-            pool.sessions
-                .insert((src, addr, identity.helo.clone(), relay_user), (session, connect_time));
+            let src = Some(session.local.ip())
+                .filter(|_| !identity.sources.is_empty() || identity.source_host.is_some());
+            pool.sessions.insert(
+                (src, addr, identity.helo.clone(), relay_user),
+                (session, connect_time),
+            );
         }
         None => session.quit(),
     }
@@ -536,7 +613,10 @@ fn open_session(
     use crate::smtp::tls::{self, StartTlsError, Started};
     let timeouts = ctx.cfg.cfg.timeouts.clone();
     let mut last_local = None;
-    let implicit_tls = dest.relay.as_ref().is_some_and(|r| r.scheme == Scheme::Smtps);
+    let implicit_tls = dest
+        .relay
+        .as_ref()
+        .is_some_and(|r| r.scheme == Scheme::Smtps);
     // Credentials decide the TLS policy before anything is sent.
     let creds = match &dest.relay {
         Some(r) => match crate::secrets::for_relay(&ctx.cfg.cfg.secrets, r) {
@@ -602,15 +682,24 @@ fn open_session(
         let tls_ctx = ctx.tls.as_ref().expect("initialised above");
         let mut implicit_info = None;
         let stream = if implicit_tls {
-            let (st, info) = tls::implicit(conn.stream, host_name, tls_ctx, policy, timeouts.greeting())
-                .map_err(|e| next(e.to_string(), false))?;
+            let (st, info) =
+                tls::implicit(conn.stream, host_name, tls_ctx, policy, timeouts.greeting())
+                    .map_err(|e| next(e.to_string(), false))?;
             implicit_info = Some(info);
             st
         } else {
             crate::smtp::Stream::Plain(conn.stream)
         };
-        let mut s = Session::open(stream, local, peer, host_name, &identity.helo, &timeouts, ctx.verbose)
-            .map_err(|e| next(e.to_string(), e.is_permanent()))?;
+        let mut s = Session::open(
+            stream,
+            local,
+            peer,
+            host_name,
+            &identity.helo,
+            &timeouts,
+            ctx.verbose,
+        )
+        .map_err(|e| next(e.to_string(), e.is_permanent()))?;
         if let Some(info) = implicit_info {
             s.tls = true;
             tls_note(ctx, &info.describe(&s.peer_name), false);
@@ -629,7 +718,9 @@ fn open_session(
                 }) if !plain_retry => {
                     tls_note(
                         ctx,
-                        &format!("TLS handshake with {peer} failed ({why}); retrying once without TLS"),
+                        &format!(
+                            "TLS handshake with {peer} failed ({why}); retrying once without TLS"
+                        ),
                         true,
                     );
                     continue;

@@ -79,7 +79,9 @@ impl Dns {
         opts.ndots = 0;
         let resolver = {
             let _g = rt.enter();
-            builder.build().map_err(|e| DnsError::Setup(e.to_string()))?
+            builder
+                .build()
+                .map_err(|e| DnsError::Setup(e.to_string()))?
         };
         let servers = if nameservers.is_empty() {
             resolv_conf_servers()
@@ -131,8 +133,18 @@ impl Dns {
     }
 
     /// Addresses of `host` in the families asked for, IPv6 first when `v6_first`.
-    pub fn addrs(&self, host: &str, v4: bool, v6: bool, v6_first: bool) -> Result<Vec<IpAddr>, DnsError> {
-        if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+    pub fn addrs(
+        &self,
+        host: &str,
+        v4: bool,
+        v6: bool,
+        v6_first: bool,
+    ) -> Result<Vec<IpAddr>, DnsError> {
+        if let Ok(ip) = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
             return Ok(vec![ip]);
         }
         let mut six = Vec::new();
@@ -336,8 +348,13 @@ mod tests {
 
     #[test]
     fn reverse_names() {
-        assert_eq!(reverse_name("192.0.2.10".parse().unwrap()), "10.2.0.192.in-addr.arpa");
+        assert_eq!(
+            reverse_name("192.0.2.10".parse().unwrap()),
+            "10.2.0.192.in-addr.arpa"
+        );
         assert!(reverse_name("2001:db8::1".parse().unwrap()).starts_with("1.0.0.0."));
-        assert!(reverse_name("2001:db8::1".parse().unwrap()).ends_with(".8.b.d.0.1.0.0.2.ip6.arpa"));
+        assert!(
+            reverse_name("2001:db8::1".parse().unwrap()).ends_with(".8.b.d.0.1.0.0.2.ip6.arpa")
+        );
     }
 }

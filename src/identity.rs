@@ -112,7 +112,8 @@ impl Identity {
 
     /// Whether `addr` is one this identity may use as sender or From:.
     pub fn may_use(&self, addr: &str) -> bool {
-        addr.eq_ignore_ascii_case(&self.sender) || self.from.iter().any(|p| crate::address::wildcard(p, addr))
+        addr.eq_ignore_ascii_case(&self.sender)
+            || self.from.iter().any(|p| crate::address::wildcard(p, addr))
     }
 
     fn allowed(&self) -> String {
@@ -189,7 +190,10 @@ pub struct SenderChoice {
 
 impl SenderChoice {
     fn plain(sender: String) -> Self {
-        SenderChoice { sender, warning: None }
+        SenderChoice {
+            sender,
+            warning: None,
+        }
     }
 }
 
@@ -204,7 +208,12 @@ mod tests {
             Path::new("/etc/virtusers"),
             "alice alice@shop.example 192.0.2.10 from=*@shop.example,alice@other.example\n",
         );
-        Identity::resolve(t.lookup("alice", &[]).unwrap().as_ref(), "alice", 1001, "host.example")
+        Identity::resolve(
+            t.lookup("alice", &[]).unwrap().as_ref(),
+            "alice",
+            1001,
+            "host.example",
+        )
     }
 
     #[test]
@@ -251,9 +260,16 @@ mod tests {
     fn trusted_and_null_sender() {
         let i = alice();
         assert_eq!(
-            i.envelope_sender(Some("x@y.example"), true, SenderPolicy::Reject).unwrap().sender,
+            i.envelope_sender(Some("x@y.example"), true, SenderPolicy::Reject)
+                .unwrap()
+                .sender,
             "x@y.example"
         );
-        assert_eq!(i.envelope_sender(Some(""), false, SenderPolicy::Reject).unwrap().sender, "");
+        assert_eq!(
+            i.envelope_sender(Some(""), false, SenderPolicy::Reject)
+                .unwrap()
+                .sender,
+            ""
+        );
     }
 }

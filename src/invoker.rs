@@ -14,8 +14,10 @@ pub struct Invoker {
     pub uid: u32,
     pub gid: u32,
     pub login: String,
-    /// Names of the primary and supplementary groups.
-    pub groups: Vec<String>,
+    /// Names of the primary and supplementary groups, looked up on first use
+    /// (getgrouplist may load NSS modules: a third of a run's instructions,
+    /// needed only when virtusers has no line for the user).
+    groups: std::cell::OnceCell<Vec<String>>,
     /// The binary runs set-uid or set-gid (effective ids differ from real ones).
     pub setid: bool,
 }
@@ -30,9 +32,20 @@ impl Invoker {
         Ok(Invoker {
             uid: uid.as_raw(),
             gid: user.gid.as_raw(),
-            groups: groups_of(&user),
+            groups: std::cell::OnceCell::new(),
             login: user.name,
             setid: uid != Uid::effective() || Gid::current() != Gid::effective(),
+        })
+    }
+
+    /// Group names of the user (primary and supplementary).
+    pub fn groups(&self) -> &[String] {
+        self.groups.get_or_init(|| {
+            User::from_name(&self.login)
+                .ok()
+                .flatten()
+                .map(|u| groups_of(&u))
+                .unwrap_or_default()
         })
     }
 
@@ -61,7 +74,10 @@ fn groups_of(user: &User) -> Vec<String> {
 
 /// The login name of a uid (for messages queued by someone else).
 pub fn login_of(uid: u32) -> Option<String> {
-    User::from_uid(Uid::from_raw(uid)).ok().flatten().map(|u| u.name)
+    User::from_uid(Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
 }
 
 /// Look up a user by login (for queue runs re-resolving an identity).
@@ -70,7 +86,7 @@ pub fn by_login(login: &str) -> Option<Invoker> {
     Some(Invoker {
         uid: user.uid.as_raw(),
         gid: user.gid.as_raw(),
-        groups: groups_of(&user),
+        groups: std::cell::OnceCell::from(groups_of(&user)),
         login: user.name,
         setid: false,
     })

@@ -1,9 +1,9 @@
 //! `-bp` / `mailq`: the queue listed as Postfix's mailq does. Only the
 //! invoking user's messages unless root (or a trusted user).
 
+use crate::Result;
 use crate::app::Run;
 use crate::spool::{Envelope, RcptState};
-use crate::Result;
 use std::fmt::Write;
 
 pub fn print(run: &Run) -> Result<i32> {
@@ -30,14 +30,29 @@ pub fn render(envs: &[Envelope]) -> String {
     for e in envs {
         bytes += e.size;
         let mark = if e.held { "!" } else { " " };
-        let sender = if e.sender.is_empty() { "MAILER-DAEMON" } else { &e.sender };
-        let _ = writeln!(s, "{}{mark} {:>8} {} {}", e.id, e.size, arrival(e.created), sender);
+        let sender = if e.sender.is_empty() {
+            "MAILER-DAEMON"
+        } else {
+            &e.sender
+        };
+        let _ = writeln!(
+            s,
+            "{}{mark} {:>8} {} {}",
+            e.id,
+            e.size,
+            arrival(e.created),
+            sender
+        );
         if e.held {
             let _ = writeln!(s, "{:>44}(held)", "");
         } else if e.rate_held {
             let _ = writeln!(s, "{:>44}(rate limited)", "");
         }
-        for r in e.recipients.iter().filter(|r| r.state == RcptState::Pending) {
+        for r in e
+            .recipients
+            .iter()
+            .filter(|r| r.state == RcptState::Pending)
+        {
             if let Some(reply) = &r.reply {
                 let _ = writeln!(s, "{:>44}({})", "", crate::address::printable(reply));
             }
@@ -64,7 +79,13 @@ fn arrival(t: u64) -> String {
     if p.len() < 5 {
         return d;
     }
-    format!("{} {} {:>2} {}", p[0].trim_end_matches(','), p[2], p[1], p[4])
+    format!(
+        "{} {} {:>2} {}",
+        p[0].trim_end_matches(','),
+        p[2],
+        p[1],
+        p[4]
+    )
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@ fn main() {
     let code = match std::panic::catch_unwind(|| vsendmail::app::main(argv)) {
         Ok(c) => c,
         Err(_) => {
-            eprintln!("vsendmail: internal error (a bug); nothing was sent that was not reported; please report it");
+            eprintln!(
+                "vsendmail: internal error (a bug); nothing was sent that was not reported; please report it"
+            );
             vsendmail::exit::SOFTWARE
         }
     };

@@ -148,7 +148,10 @@ impl Router<'_> {
                 Ok(_) => bad.extend(idx.into_iter().map(|rcpt| Unroutable {
                     rcpt,
                     permanent: false,
-                    why: format!("relay {} has no address of a family this identity can use", r.host),
+                    why: format!(
+                        "relay {} has no address of a family this identity can use",
+                        r.host
+                    ),
                 })),
                 Err((permanent, why)) => bad.extend(idx.into_iter().map(|rcpt| Unroutable {
                     rcpt,
@@ -230,7 +233,9 @@ impl Router<'_> {
                 .map_err(|_| (true, format!("bad address literal [{lit}]")))?;
             return Ok(vec![self.host(&ip.to_string(), self.mx_port)?]);
         }
-        let mx = dns.mx(domain).map_err(|e| (e.is_permanent(), e.to_string()))?;
+        let mx = dns
+            .mx(domain)
+            .map_err(|e| (e.is_permanent(), e.to_string()))?;
         let names: Vec<String> = match mx {
             Mx::Null => {
                 return Err((
@@ -253,7 +258,9 @@ impl Router<'_> {
         if hosts.is_empty() {
             return Err(last_err.map(|(_, w)| (false, w)).unwrap_or((
                 false,
-                format!("no mail host of {domain} has an address of a family this identity can use"),
+                format!(
+                    "no mail host of {domain} has an address of a family this identity can use"
+                ),
             )));
         }
         Ok(hosts)
@@ -288,7 +295,10 @@ mod tests {
     #[test]
     fn relay_urls() {
         let r = Relay::parse("smtps://relay.example.net:465").unwrap();
-        assert_eq!((r.scheme, r.host.as_str(), r.port()), (Scheme::Smtps, "relay.example.net", 465));
+        assert_eq!(
+            (r.scheme, r.host.as_str(), r.port()),
+            (Scheme::Smtps, "relay.example.net", 465)
+        );
         let r = Relay::parse("smtp://bob@relay.example.net").unwrap();
         assert_eq!((r.user.as_deref(), r.port()), (Some("bob"), 587));
         let r = Relay::parse("smtp://[::1]:2525").unwrap();
@@ -301,11 +311,7 @@ mod tests {
     #[test]
     fn equal_preferences_keep_order_between_groups() {
         for _ in 0..20 {
-            let o = shuffle_equal(vec![
-                (20, "c".into()),
-                (10, "a".into()),
-                (10, "b".into()),
-            ]);
+            let o = shuffle_equal(vec![(20, "c".into()), (10, "a".into()), (10, "b".into())]);
             assert_eq!(o[2], "c");
             assert!(o[..2].contains(&"a".to_string()) && o[..2].contains(&"b".to_string()));
         }

@@ -6,12 +6,12 @@
 //! connection pool per run: messages to the same host from the same source
 //! share an SMTP connection (RSET between).
 
+use crate::Result;
 use crate::app::Run;
 use crate::cli::{QueueFilter, QueueRun};
 use crate::deliver::{self, Context};
 use crate::spool::{Envelope, RcptState};
 use crate::syslog::unix_now;
-use crate::Result;
 
 pub fn run(run: &Run, q: &QueueRun) -> Result<i32> {
     let spool = run.spool()?;
@@ -54,7 +54,12 @@ pub fn run(run: &Run, q: &QueueRun) -> Result<i32> {
                     .env
                     .recipients
                     .iter()
-                    .filter(|r| r.state == RcptState::Failed && r.reply.as_deref().is_some_and(|x| x.starts_with("message expired")))
+                    .filter(|r| {
+                        r.state == RcptState::Failed
+                            && r.reply
+                                .as_deref()
+                                .is_some_and(|x| x.starts_with("message expired"))
+                    })
                     .map(|r| (r.addr.clone(), r.reply.clone().unwrap_or_default()))
                     .collect(),
                 ..Default::default()
@@ -91,7 +96,9 @@ pub fn run(run: &Run, q: &QueueRun) -> Result<i32> {
     spool.sweep();
     crate::audit::expire(&run.cfg);
     if run.inv.verbose {
-        eprintln!("vsendmail: queue run done: {tried} message(s) tried, {rate_released} released from the rate hold");
+        eprintln!(
+            "vsendmail: queue run done: {tried} message(s) tried, {rate_released} released from the rate hold"
+        );
     }
     Ok(0)
 }
@@ -99,19 +106,31 @@ pub fn run(run: &Run, q: &QueueRun) -> Result<i32> {
 /// Substring selection as sendmail's -qI/-qR/-qS.
 pub fn selected(env: &Envelope, filters: &[QueueFilter]) -> bool {
     filters.iter().all(|f| match f {
-        QueueFilter::Id(s) => env.id.to_ascii_lowercase().contains(&s.to_ascii_lowercase()),
-        QueueFilter::Recipient(s) => env
-            .recipients
-            .iter()
-            .any(|r| r.state == RcptState::Pending && r.addr.to_ascii_lowercase().contains(&s.to_ascii_lowercase())),
-        QueueFilter::Sender(s) => env.sender.to_ascii_lowercase().contains(&s.to_ascii_lowercase()),
+        QueueFilter::Id(s) => env
+            .id
+            .to_ascii_lowercase()
+            .contains(&s.to_ascii_lowercase()),
+        QueueFilter::Recipient(s) => env.recipients.iter().any(|r| {
+            r.state == RcptState::Pending
+                && r.addr
+                    .to_ascii_lowercase()
+                    .contains(&s.to_ascii_lowercase())
+        }),
+        QueueFilter::Sender(s) => env
+            .sender
+            .to_ascii_lowercase()
+            .contains(&s.to_ascii_lowercase()),
     })
 }
 
 /// Past max_age: every pending recipient fails with the last reason.
 fn expire(env: &mut Envelope, max_age: u64) {
     let days = max_age as f64 / 86400.0;
-    for r in env.recipients.iter_mut().filter(|r| r.state == RcptState::Pending) {
+    for r in env
+        .recipients
+        .iter_mut()
+        .filter(|r| r.state == RcptState::Pending)
+    {
         r.state = RcptState::Failed;
         r.reply = Some(format!(
             "message expired after {days:.1} days in the queue; last error: {}",

@@ -27,7 +27,11 @@ pub enum SecretsError {
     #[error("{path}: cannot read: {err}")]
     Read { path: String, err: std::io::Error },
     #[error("{path}:{line}: {why} (expected `host[:port] user password`)")]
-    Syntax { path: String, line: usize, why: String },
+    Syntax {
+        path: String,
+        line: usize,
+        why: String,
+    },
 }
 
 /// A user and password for one relay. The password is never printed.
@@ -93,7 +97,10 @@ impl Secrets {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(SecretsError::Read { path: p, err }),
         };
-        let meta = f.metadata().map_err(|err| SecretsError::Read { path: p.clone(), err })?;
+        let meta = f.metadata().map_err(|err| SecretsError::Read {
+            path: p.clone(),
+            err,
+        })?;
         if meta.mode() & 0o007 != 0 {
             return Err(SecretsError::WorldReadable {
                 path: p,
@@ -103,7 +110,10 @@ impl Secrets {
         let mut text = String::new();
         f.take(1 << 20)
             .read_to_string(&mut text)
-            .map_err(|err| SecretsError::Read { path: p.clone(), err })?;
+            .map_err(|err| SecretsError::Read {
+                path: p.clone(),
+                err,
+            })?;
         Secrets::parse(&text, &p).map(Some)
     }
 
@@ -120,7 +130,9 @@ impl Secrets {
                 line: i + 1,
                 why: why.to_string(),
             };
-            let (hostport, rest) = line.split_once(char::is_whitespace).ok_or_else(|| syntax("missing user and password"))?;
+            let (hostport, rest) = line
+                .split_once(char::is_whitespace)
+                .ok_or_else(|| syntax("missing user and password"))?;
             let rest = rest.trim_start();
             let (user, password) = rest
                 .split_once(char::is_whitespace)
@@ -196,7 +208,13 @@ pub fn for_relay(path: &Path, relay: &Relay) -> Result<RelayAuth, String> {
     let secrets = match Secrets::load(path) {
         Ok(s) => s,
         Err(e) if relay.user.is_none() => return Err(format!("relay {}: {e}", relay.host)),
-        Err(e) => return Err(format!("relay {} (user {}): {e}", relay.host, relay.user.as_deref().unwrap_or(""))),
+        Err(e) => {
+            return Err(format!(
+                "relay {} (user {}): {e}",
+                relay.host,
+                relay.user.as_deref().unwrap_or("")
+            ));
+        }
     };
     let found = secrets
         .as_ref()
@@ -215,7 +233,11 @@ pub fn for_relay(path: &Path, relay: &Relay) -> Result<RelayAuth, String> {
 }
 
 fn host_for_line(h: &str) -> String {
-    if h.contains(':') { format!("[{h}]") } else { h.to_string() }
+    if h.contains(':') {
+        format!("[{h}]")
+    } else {
+        h.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -233,24 +255,48 @@ mod tests {
     #[test]
     fn chooses_lines() {
         let s = Secrets::parse(FILE, "f").unwrap();
-        let l = |h: &str, p: u16, u: Option<&str>| s.lookup(h, p, u).map(|c| (c.user.clone(), c.password().to_string()));
-        assert_eq!(l("relay.example", 587, None), Some(("bob".into(), "s3cret pass".into())));
-        assert_eq!(l("RELAY.example", 587, Some("alice")), Some(("alice".into(), "al1ce".into())));
-        assert_eq!(l("relay.example", 25, None), Some(("alice".into(), "al1ce".into())));
-        assert_eq!(l("relay.example", 2525, None), Some(("carol".into(), "c4rol".into())));
+        let l = |h: &str, p: u16, u: Option<&str>| {
+            s.lookup(h, p, u)
+                .map(|c| (c.user.clone(), c.password().to_string()))
+        };
+        assert_eq!(
+            l("relay.example", 587, None),
+            Some(("bob".into(), "s3cret pass".into()))
+        );
+        assert_eq!(
+            l("RELAY.example", 587, Some("alice")),
+            Some(("alice".into(), "al1ce".into()))
+        );
+        assert_eq!(
+            l("relay.example", 25, None),
+            Some(("alice".into(), "al1ce".into()))
+        );
+        assert_eq!(
+            l("relay.example", 2525, None),
+            Some(("carol".into(), "c4rol".into()))
+        );
         assert_eq!(l("relay.example", 2525, Some("bob")), None);
         assert_eq!(l("::1", 2525, None), Some(("dave".into(), "d4ve".into())));
         assert_eq!(l("::1", 25, None), None);
-        assert_eq!(l("2001:db8::1", 465, Some("erin")), Some(("erin".into(), "3rin".into())));
+        assert_eq!(
+            l("2001:db8::1", 465, Some("erin")),
+            Some(("erin".into(), "3rin".into()))
+        );
         assert_eq!(l("other.example", 587, None), None);
     }
 
     #[test]
     fn errors_never_show_the_line() {
-        let e = Secrets::parse("relay.example:x bob hunter2\n", "/etc/s").err().unwrap().to_string();
+        let e = Secrets::parse("relay.example:x bob hunter2\n", "/etc/s")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.starts_with("/etc/s:1: bad port"), "{e}");
         assert!(!e.contains("hunter2"));
-        let e = Secrets::parse("\nrelay.example hunter2\n", "/etc/s").err().unwrap().to_string();
+        let e = Secrets::parse("\nrelay.example hunter2\n", "/etc/s")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.starts_with("/etc/s:2: missing password"), "{e}");
         assert!(!e.contains("hunter2"));
     }

@@ -57,7 +57,10 @@ pub fn run(run: &Run) -> Result<i32> {
                 tx = None;
                 say(&mut out, &format!("250-{host}"))?;
                 say(&mut out, "250-PIPELINING")?;
-                say(&mut out, &format!("250-SIZE {}", run.cfg.cfg.max_message_size))?;
+                say(
+                    &mut out,
+                    &format!("250-SIZE {}", run.cfg.cfg.max_message_size),
+                )?;
                 say(&mut out, "250-8BITMIME")?;
                 say(&mut out, "250-SMTPUTF8")?;
                 say(&mut out, "250 ENHANCEDSTATUSCODES")?;
@@ -90,7 +93,9 @@ pub fn run(run: &Run) -> Result<i32> {
                 };
                 // Policy is applied at DATA, where the message is taken; check now to refuse early.
                 if !a.is_empty() {
-                    if let Err(e) = identity.envelope_sender(Some(&a), run.trusted(), run.cfg.cfg.sender_policy) {
+                    if let Err(e) =
+                        identity.envelope_sender(Some(&a), run.trusted(), run.cfg.cfg.sender_policy)
+                    {
                         say(&mut out, &format!("550 5.7.1 {e}"))?;
                         continue;
                     }
@@ -146,8 +151,14 @@ pub fn run(run: &Run) -> Result<i32> {
                 say(&mut out, &format!("221 2.0.0 {host} closing"))?;
                 return Ok(0);
             }
-            "VRFY" => say(&mut out, "252 2.5.2 Cannot VRFY user; send some mail and I will try my best")?,
-            "HELP" => say(&mut out, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY")?,
+            "VRFY" => say(
+                &mut out,
+                "252 2.5.2 Cannot VRFY user; send some mail and I will try my best",
+            )?,
+            "HELP" => say(
+                &mut out,
+                "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY",
+            )?,
             "STARTTLS" | "AUTH" | "BDAT" | "ETRN" | "TURN" => {
                 say(&mut out, "502 5.5.1 Error: command not implemented")?
             }
@@ -158,7 +169,12 @@ pub fn run(run: &Run) -> Result<i32> {
 }
 
 /// Take one message after 354 and try to deliver it; the reply to the dot.
-fn transaction<R: BufRead>(run: &Run, identity: &crate::identity::Identity, t: &Tx, input: &mut R) -> String {
+fn transaction<R: BufRead>(
+    run: &Run,
+    identity: &crate::identity::Identity,
+    t: &Tx,
+    input: &mut R,
+) -> String {
     let sub = Submission {
         requested_sender: t.from.as_deref(),
         recipients: t.rcpts.clone(),
@@ -168,6 +184,7 @@ fn transaction<R: BufRead>(run: &Run, identity: &crate::identity::Identity, t: &
         dsn: Dsn::default(),
         errors: ErrorMode::Mail,
         eightbit_hint: t.eightbit,
+        deliver_now: true,
     };
     let locked = match app::accept(run, identity, &sub, input) {
         Ok(l) => l,
@@ -192,7 +209,10 @@ fn transaction<R: BufRead>(run: &Run, identity: &crate::identity::Identity, t: &
     if report.sent.is_empty() && report.deferred.is_empty() && !report.failed.is_empty() {
         let why = report.failed[0].1.clone();
         let _ = locked.remove();
-        return format!("554 5.0.0 delivery failed: {}", crate::address::printable(&why));
+        return format!(
+            "554 5.0.0 delivery failed: {}",
+            crate::address::printable(&why)
+        );
     }
     match app::finish(run, &mut ctx, locked, &report, ErrorMode::Mail) {
         Ok(_) => format!("250 2.0.0 Ok: queued as {id}"),
@@ -239,7 +259,10 @@ mod tests {
 
     #[test]
     fn paths() {
-        assert_eq!(path_arg("FROM:<a@b> SIZE=1", "FROM:").as_deref(), Some("a@b"));
+        assert_eq!(
+            path_arg("FROM:<a@b> SIZE=1", "FROM:").as_deref(),
+            Some("a@b")
+        );
         assert_eq!(path_arg("from: <a@b>", "FROM:").as_deref(), Some("a@b"));
         assert_eq!(path_arg("FROM:<>", "FROM:").as_deref(), Some(""));
         assert_eq!(path_arg("TO:c@d", "TO:").as_deref(), Some("c@d"));

@@ -22,7 +22,9 @@ pub struct Syslog {
 
 impl Syslog {
     pub fn open(path: &Path, tag: &str) -> Syslog {
-        let sock = UnixDatagram::unbound().ok().and_then(|s| s.connect(path).ok().map(|_| s));
+        let sock = UnixDatagram::unbound()
+            .ok()
+            .and_then(|s| s.connect(path).ok().map(|_| s));
         Syslog {
             sock,
             tag: tag.to_string(),
@@ -49,7 +51,10 @@ impl Syslog {
         } else {
             now.clone()
         };
-        let clean: String = msg.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        let clean: String = msg
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
         let line = format!(
             "<{}>{} {}[{}]: {}",
             FACILITY_MAIL * 8 + severity,
@@ -110,7 +115,9 @@ pub fn attempt_line(a: &Attempt) -> String {
         a.uid,
         a.user,
         a.identity,
-        a.src.map(|s| addr_port(&s)).unwrap_or_else(|| "none".into()),
+        a.src
+            .map(|s| addr_port(&s))
+            .unwrap_or_else(|| "none".into()),
         a.to,
         a.relay.unwrap_or("none"),
         a.delay,

@@ -36,7 +36,13 @@ pub fn run(run: &Run) -> Result<i32> {
         }
     }
     let dns = if relay.is_none() {
-        let ns: Vec<_> = run.cfg.cfg.dns.iter().filter_map(|s| crate::config::parse_nameserver(s)).collect();
+        let ns: Vec<_> = run
+            .cfg
+            .cfg
+            .dns
+            .iter()
+            .filter_map(|s| crate::config::parse_nameserver(s))
+            .collect();
         crate::dns::Dns::new(&ns, std::time::Duration::from_secs(5)).ok()
     } else {
         None
@@ -59,11 +65,23 @@ pub fn run(run: &Run) -> Result<i32> {
                 })
                 .collect();
             match &relay {
-                Some(_) => format!("relay {} -> {}", relay_url.clone().unwrap_or_default(), hosts.join(", ")),
+                Some(_) => format!(
+                    "relay {} -> {}",
+                    relay_url.clone().unwrap_or_default(),
+                    hosts.join(", ")
+                ),
                 None => format!("mx {}", hosts.join(", ")),
             }
         } else if let Some(b) = bad.first() {
-            format!("{} ({})", if b.permanent { "undeliverable" } else { "cannot route now" }, b.why)
+            format!(
+                "{} ({})",
+                if b.permanent {
+                    "undeliverable"
+                } else {
+                    "cannot route now"
+                },
+                b.why
+            )
         } else {
             "none".into()
         };
@@ -86,7 +104,11 @@ pub fn run(run: &Run) -> Result<i32> {
 
 /// `192.0.2.10` plus whether it can be bound here.
 fn source_state(ip: IpAddr) -> String {
-    let domain = if ip.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+    let domain = if ip.is_ipv4() {
+        socket2::Domain::IPV4
+    } else {
+        socket2::Domain::IPV6
+    };
     let ok = socket2::Socket::new(domain, socket2::Type::STREAM, None)
         .and_then(|s| s.bind(&std::net::SocketAddr::new(ip, 0).into()))
         .is_ok();

@@ -86,7 +86,9 @@ pub fn parse_line(text: &str, path: &Path, line: usize) -> Result<Option<Entry>,
         return Ok(None);
     }
     if content.starts_with([' ', '\t']) {
-        return Err(err("line starts with white space; the login must start the line".into()));
+        return Err(err(
+            "line starts with white space; the login must start the line".into(),
+        ));
     }
     let fields: Vec<&str> = content.split_ascii_whitespace().collect();
     if fields.len() < 3 {
@@ -147,7 +149,11 @@ pub fn parse_line(text: &str, path: &Path, line: usize) -> Result<Option<Entry>,
         }
         match k {
             "helo" => {
-                if v.starts_with('-') || !v.chars().all(|c| c.is_ascii_alphanumeric() || ".-_[]:".contains(c)) {
+                if v.starts_with('-')
+                    || !v
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || ".-_[]:".contains(c))
+                {
                     return Err(err(format!("helo=`{v}` is not a host name")));
                 }
                 e.helo = Some(v.to_string());
@@ -193,7 +199,10 @@ fn parse_sources(f: &str) -> Result<Sources, String> {
         return Ok(Sources::Kernel);
     }
     let parts: Vec<&str> = f.split(',').collect();
-    if parts.iter().any(|p| p.parse::<IpAddr>().is_ok() || p.contains(':')) {
+    if parts
+        .iter()
+        .any(|p| p.parse::<IpAddr>().is_ok() || p.contains(':'))
+    {
         let mut v = Vec::new();
         for p in parts {
             let ip: IpAddr = p
@@ -211,12 +220,15 @@ fn parse_sources(f: &str) -> Result<Sources, String> {
     if parts.len() > 1 {
         return Err(format!("source `{f}`: give IP addresses, or one host name"));
     }
-    if f.split('.').all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    if f.split('.')
+        .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
         && !f.chars().all(|c| c.is_ascii_digit() || c == '.')
     {
         Ok(Sources::Host(f.to_ascii_lowercase()))
     } else {
-        Err(format!("source `{f}` is not an IP address, a host name or -"))
+        Err(format!(
+            "source `{f}` is not an IP address, a host name or -"
+        ))
     }
 }
 
@@ -289,11 +301,25 @@ impl Table {
     /// The line that applies to `login` with supplementary `groups`: the first
     /// user line, else the first matching `%group` line, else the first `*` line.
     pub fn lookup(&self, login: &str, groups: &[String]) -> Result<Option<Entry>, VirtusersError> {
+        self.lookup_with(login, || groups.to_vec())
+    }
+
+    /// As [`Table::lookup`], asking for the groups only when a `%group` line exists.
+    pub fn lookup_with(
+        &self,
+        login: &str,
+        groups: impl FnOnce() -> Vec<String>,
+    ) -> Result<Option<Entry>, VirtusersError> {
         if let Some(e) = self.first_with_prefix(login.as_bytes(), |w| w == login.as_bytes())? {
             return Ok(Some(e));
         }
+        let has_group_lines =
+            self.data.starts_with(b"%") || memchr::memmem::find(&self.data, b"\n%").is_some();
+        let groups = if has_group_lines { groups() } else { Vec::new() };
         if let Some(e) = self.first_with_prefix(b"%", |w| {
-            groups.iter().any(|g| w.len() == g.len() + 1 && &w[1..] == g.as_bytes())
+            groups
+                .iter()
+                .any(|g| w.len() == g.len() + 1 && &w[1..] == g.as_bytes())
         })? {
             return Ok(Some(e));
         }
@@ -397,7 +423,10 @@ www-blog       noreply@blog.example    192.0.2.11,2001:db8::11\n\
         let b = t.lookup("www-blog", &[]).unwrap().unwrap();
         assert_eq!(
             b.sources,
-            Sources::Addrs(vec!["192.0.2.11".parse().unwrap(), "2001:db8::11".parse().unwrap()])
+            Sources::Addrs(vec![
+                "192.0.2.11".parse().unwrap(),
+                "2001:db8::11".parse().unwrap()
+            ])
         );
     }
 
@@ -417,7 +446,8 @@ www-blog       noreply@blog.example    192.0.2.11,2001:db8::11\n\
             e,
             "/etc/virtusers:1: unknown option `colour` (known: helo, relay, from, rate, dkim, batv)"
         );
-        let (_, errs) = table("ok a@x.example -\nbad a@x.example 999.1.1.1\nbad2 nodomain -\n").check_all();
+        let (_, errs) =
+            table("ok a@x.example -\nbad a@x.example 999.1.1.1\nbad2 nodomain -\n").check_all();
         let msgs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
         assert_eq!(msgs.len(), 2, "{msgs:?}");
         assert!(msgs[0].starts_with("/etc/virtusers:2:"), "{msgs:?}");

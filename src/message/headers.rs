@@ -225,7 +225,10 @@ pub fn is_field_start(line: &[u8]) -> bool {
     let Some(colon) = line.iter().position(|&b| b == b':') else {
         return false;
     };
-    colon > 0 && line[..colon].iter().all(|&b| (33..=126).contains(&b) && b != b':')
+    colon > 0
+        && line[..colon]
+            .iter()
+            .all(|&b| (33..=126).contains(&b) && b != b':')
 }
 
 /// Add `@domain` to bare local names in an address-list header value
@@ -320,7 +323,12 @@ fn qualify_mailbox(seg: &str, domain: &str) -> Option<String> {
             if inner.trim().is_empty() || inner.contains('@') {
                 return None;
             }
-            return Some(format!("{}{}@{domain}{}", &seg[..lt + 1], inner.trim(), &seg[gt..]));
+            return Some(format!(
+                "{}{}@{domain}{}",
+                &seg[..lt + 1],
+                inner.trim(),
+                &seg[gt..]
+            ));
         }
         return None;
     }
@@ -471,10 +479,22 @@ mod list_tests {
     #[test]
     fn address_list_shapes() {
         assert_eq!(address_list("root (Cron Daemon)"), vec!["root"]);
-        assert_eq!(address_list("\"Doe, J\" <j@x.example>, k@y"), vec!["j@x.example", "k@y"]);
-        assert_eq!(address_list("team: a@x, b@y;, c@z"), vec!["a@x", "b@y", "c@z"]);
-        assert_eq!(address_list("undisclosed-recipients:;"), Vec::<String>::new());
-        assert_eq!(address_list("\"quoted local\"@y.example"), vec!["\"quoted local\"@y.example"]);
+        assert_eq!(
+            address_list("\"Doe, J\" <j@x.example>, k@y"),
+            vec!["j@x.example", "k@y"]
+        );
+        assert_eq!(
+            address_list("team: a@x, b@y;, c@z"),
+            vec!["a@x", "b@y", "c@z"]
+        );
+        assert_eq!(
+            address_list("undisclosed-recipients:;"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            address_list("\"quoted local\"@y.example"),
+            vec!["\"quoted local\"@y.example"]
+        );
         assert_eq!(address_list("<@relay:bob@x>"), vec!["bob@x"]);
     }
 }

@@ -22,7 +22,9 @@ pub enum IntakeError {
     Io(std::io::Error),
     #[error("writing the message to the spool: {0}; the message was NOT accepted")]
     Spool(#[from] SpoolError),
-    #[error("line {line} of the message is longer than {max} octets; wrap it or encode the body (quoted-printable or base64)")]
+    #[error(
+        "line {line} of the message is longer than {max} octets; wrap it or encode the body (quoted-printable or base64)"
+    )]
     LineTooLong { line: usize, max: usize },
     #[error("the message header is larger than {max} bytes")]
     HeaderTooBig { max: usize },
@@ -76,7 +78,11 @@ fn io(e: std::io::Error) -> IntakeError {
 }
 
 /// Read the message from `r` into `draft`.
-pub fn take<R: BufRead>(r: &mut R, draft: &mut Draft, o: &IntakeOptions) -> Result<Taken, IntakeError> {
+pub fn take<R: BufRead>(
+    r: &mut R,
+    draft: &mut Draft,
+    o: &IntakeOptions,
+) -> Result<Taken, IntakeError> {
     let limits = o.limits;
     let mut t = Taken::default();
     let mut line = Vec::with_capacity(1024);
@@ -133,11 +139,17 @@ pub fn take<R: BufRead>(r: &mut R, draft: &mut Draft, o: &IntakeOptions) -> Resu
             break;
         }
         if matches!(line[0], b' ' | b'\t') && !fields.is_empty() {
-            fields.last_mut().expect("non-empty").lines.push(line.clone());
+            fields
+                .last_mut()
+                .expect("non-empty")
+                .lines
+                .push(line.clone());
             continue;
         }
         if headers::is_field_start(&line) {
-            fields.push(Field { lines: vec![line.clone()] });
+            fields.push(Field {
+                lines: vec![line.clone()],
+            });
             continue;
         }
         // Not a header: the body starts here (no blank line given).
@@ -150,7 +162,9 @@ pub fn take<R: BufRead>(r: &mut R, draft: &mut Draft, o: &IntakeOptions) -> Resu
 
     // Recipients for -t, before Bcc goes.
     if o.read_recipients {
-        let resent = fields.iter().any(|f| f.name().to_ascii_lowercase().starts_with("resent-"));
+        let resent = fields
+            .iter()
+            .any(|f| f.name().to_ascii_lowercase().starts_with("resent-"));
         let names: &[&str] = if resent {
             &["Resent-To", "Resent-Cc", "Resent-Bcc"]
         } else {
@@ -222,7 +236,10 @@ pub fn take<R: BufRead>(r: &mut R, draft: &mut Draft, o: &IntakeOptions) -> Resu
     );
     w.put(received.as_bytes())?;
     if let Some(warn) = o.auth_warning {
-        let f = Field::new("X-Authentication-Warning", &format!("{}: {warn}", o.hostname));
+        let f = Field::new(
+            "X-Authentication-Warning",
+            &format!("{}: {warn}", o.hostname),
+        );
         w.put(&f.bytes())?;
     }
     for f in fields.iter().chain(added.iter()) {
@@ -294,7 +311,9 @@ impl Out<'_> {
         if self.size > self.max {
             return Err(IntakeError::TooBig { max: self.max });
         }
-        self.w.write_all(b).map_err(|e| IntakeError::Spool(spool_io(e)))
+        self.w
+            .write_all(b)
+            .map_err(|e| IntakeError::Spool(spool_io(e)))
     }
 }
 
@@ -308,7 +327,9 @@ fn spool_io(err: std::io::Error) -> SpoolError {
 
 /// A display name, quoted when it has specials.
 fn display_name(n: &str) -> String {
-    if n.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-' || c == '_' || c == '.') {
+    if n.chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-' || c == '_' || c == '.')
+    {
         if n.contains('.') {
             format!("\"{n}\"")
         } else {
@@ -319,6 +340,9 @@ fn display_name(n: &str) -> String {
     } else {
         // RFC 2047 encoded word for non-ASCII names.
         use base64::Engine;
-        format!("=?UTF-8?B?{}?=", base64::engine::general_purpose::STANDARD.encode(n))
+        format!(
+            "=?UTF-8?B?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(n)
+        )
     }
 }

@@ -9,7 +9,9 @@ use std::io::{self, BufRead};
 #[derive(Debug, PartialEq, Eq)]
 pub enum Line {
     /// A line (terminator removed), and whether it had a terminator.
-    Text { terminated: bool },
+    Text {
+        terminated: bool,
+    },
     /// The line exceeded the bound; `buf` holds its first `max` bytes.
     TooLong,
     Eof,
@@ -100,7 +102,11 @@ mod tests {
         for cap in [1, 2, 3, 64] {
             let got = lines(b"a\r\nb\nc\rd\r\n\r\n.\r\ne", cap);
             let texts: Vec<&[u8]> = got.iter().map(|(b, _)| b.as_slice()).collect();
-            assert_eq!(texts, vec![&b"a"[..], b"b", b"c", b"d", b"", b".", b"e"], "cap {cap}");
+            assert_eq!(
+                texts,
+                vec![&b"a"[..], b"b", b"c", b"d", b"", b".", b"e"],
+                "cap {cap}"
+            );
             assert_eq!(got.last().unwrap().1, Line::Text { terminated: false });
         }
     }

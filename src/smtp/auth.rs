@@ -18,7 +18,10 @@ pub const MECHANISMS: [&str; 2] = ["PLAIN", "LOGIN"];
 
 /// Authenticate with `creds`. `Ok(Some(mechanism))` when done, `Ok(None)` when
 /// the server offers no AUTH.
-pub fn authenticate(s: &mut Session, creds: &Credentials) -> Result<Option<&'static str>, SmtpError> {
+pub fn authenticate(
+    s: &mut Session,
+    creds: &Credentials,
+) -> Result<Option<&'static str>, SmtpError> {
     if !s.tls {
         return Err(SmtpError::Deferred(format!(
             "not sending the credentials of {} to relay {} over an unencrypted connection; the relay must offer STARTTLS (or use smtps://)",
@@ -28,7 +31,11 @@ pub fn authenticate(s: &mut Session, creds: &Credentials) -> Result<Option<&'sta
     if s.ext.auth.is_empty() {
         return Ok(None);
     }
-    let Some(mech) = MECHANISMS.iter().copied().find(|m| s.ext.auth.iter().any(|a| a == m)) else {
+    let Some(mech) = MECHANISMS
+        .iter()
+        .copied()
+        .find(|m| s.ext.auth.iter().any(|a| a == m))
+    else {
         return Err(SmtpError::Deferred(format!(
             "relay {} offers AUTH {}, vsendmail speaks {}",
             s.peer_name,
@@ -55,7 +62,8 @@ pub fn authenticate(s: &mut Session, creds: &Credentials) -> Result<Option<&'sta
                 return Err(failed(s, creds, &step, r));
             }
             let pass = B64.encode(creds.password());
-            s.command_shown(&pass, "****", t).map_err(|e| rename(e, &step))?
+            s.command_shown(&pass, "****", t)
+                .map_err(|e| rename(e, &step))?
         }
     };
     if reply.code == 235 {

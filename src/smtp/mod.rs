@@ -11,8 +11,8 @@
 //! and reads replies without a bound on their size. What we need of SMTP is
 //! small: commands, bounded replies, EHLO keywords, dot-stuffing.
 
-pub mod reply;
 pub mod auth;
+pub mod reply;
 pub mod tls;
 
 pub use reply::Reply;
@@ -33,7 +33,11 @@ pub enum SmtpError {
         err: io::Error,
     },
     #[error("{step} to {peer}: no reply within {secs}s (timeout)")]
-    Timeout { step: String, peer: String, secs: u64 },
+    Timeout {
+        step: String,
+        peer: String,
+        secs: u64,
+    },
     #[error("{step} rejected by {peer}: {reply}")]
     Rejected {
         step: String,
@@ -41,7 +45,11 @@ pub enum SmtpError {
         reply: Reply,
     },
     #[error("{step} to {peer}: {why}")]
-    Protocol { step: String, peer: String, why: String },
+    Protocol {
+        step: String,
+        peer: String,
+        why: String,
+    },
     /// A refusal we make before sending (SIZE, 8BITMIME, SMTPUTF8, TLS policy).
     #[error("{0}")]
     Refused(String),
@@ -264,7 +272,10 @@ impl Session {
     }
 
     fn io_err(&self, step: &str, err: io::Error, timeout: Duration) -> SmtpError {
-        if matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
+        if matches!(
+            err.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ) {
             SmtpError::Timeout {
                 step: step.to_string(),
                 peer: self.peer_name.clone(),
@@ -281,7 +292,12 @@ impl Session {
 
     /// Send one command line and read its reply. `shown` is what `-v` prints
     /// (AUTH secrets masked).
-    pub fn command_shown(&mut self, line: &str, shown: &str, timeout: Duration) -> Result<Reply, SmtpError> {
+    pub fn command_shown(
+        &mut self,
+        line: &str,
+        shown: &str,
+        timeout: Duration,
+    ) -> Result<Reply, SmtpError> {
         self.write_line(line, shown, timeout)?;
         self.read_reply(first_word(shown), timeout)
     }
@@ -316,13 +332,21 @@ impl Session {
         loop {
             let line = self.read_line(step, timeout)?;
             if self.verbose {
-                eprintln!("<<< {}", line.chars().map(|c| if c.is_control() { '?' } else { c }).collect::<String>());
+                eprintln!(
+                    "<<< {}",
+                    line.chars()
+                        .map(|c| if c.is_control() { '?' } else { c })
+                        .collect::<String>()
+                );
             }
             let Some((c, last, text)) = Reply::parse_line(&line) else {
                 return Err(SmtpError::Protocol {
                     step: step.to_string(),
                     peer: self.peer_name.clone(),
-                    why: format!("malformed reply line \"{}\"", crate::address::printable(&line)),
+                    why: format!(
+                        "malformed reply line \"{}\"",
+                        crate::address::printable(&line)
+                    ),
                 });
             };
             if *code.get_or_insert(c) != c {
@@ -378,7 +402,10 @@ impl Session {
                     return Err(SmtpError::Io {
                         step: step.to_string(),
                         peer: self.peer_name.clone(),
-                        err: io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed by the server"),
+                        err: io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "connection closed by the server",
+                        ),
                     });
                 }
                 Ok(n) => n,
@@ -404,7 +431,11 @@ impl Session {
 
     /// Run one mail transaction. Per-recipient rejections are results, not
     /// errors; an error means the whole transaction failed.
-    pub fn send<R: Read>(&mut self, tx: &Transaction, body: &mut R) -> Result<TxOutcome, SmtpError> {
+    pub fn send<R: Read>(
+        &mut self,
+        tx: &Transaction,
+        body: &mut R,
+    ) -> Result<TxOutcome, SmtpError> {
         if let Some(limit) = self.ext.size.filter(|l| *l > 0) {
             let total = tx.size + tx.prepend.len() as u64;
             if total > limit {

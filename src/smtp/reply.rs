@@ -34,7 +34,9 @@ impl Reply {
         let parts: Vec<&str> = tok.split('.').collect();
         (parts.len() == 3
             && matches!(parts[0], "2" | "4" | "5")
-            && parts.iter().all(|p| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit())))
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit())))
         .then_some(tok)
     }
 
@@ -91,7 +93,10 @@ mod tests {
 
     #[test]
     fn parses_lines() {
-        assert_eq!(Reply::parse_line("250-PIPELINING"), Some((250, false, "PIPELINING".into())));
+        assert_eq!(
+            Reply::parse_line("250-PIPELINING"),
+            Some((250, false, "PIPELINING".into()))
+        );
         assert_eq!(Reply::parse_line("250 OK"), Some((250, true, "OK".into())));
         assert_eq!(Reply::parse_line("250"), Some((250, true, String::new())));
         assert_eq!(Reply::parse_line("25"), None);

@@ -21,7 +21,10 @@ use crate::route::Destination;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme, StreamOwned};
+use rustls::{
+    ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
+    StreamOwned,
+};
 use std::io;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -52,7 +55,10 @@ impl TlsContext {
     }
 
     /// A context trusting the CAs of `system_ca_file` (when it exists) and `ca_file`.
-    pub fn with_roots(system_ca_file: &Path, ca_file: Option<&Path>) -> Result<TlsContext, TlsError> {
+    pub fn with_roots(
+        system_ca_file: &Path,
+        ca_file: Option<&Path>,
+    ) -> Result<TlsContext, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let untrusted = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -110,9 +116,12 @@ impl TlsContext {
                 self.system_ca_file.display()
             ));
         }
-        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
-            .build()
-            .map_err(|e| format!("TLS setup: {e}"))?;
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            self.provider.clone(),
+        )
+        .build()
+        .map_err(|e| format!("TLS setup: {e}"))?;
         let cfg = ClientConfig::builder_with_provider(self.provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS setup: {e}"))?
@@ -147,7 +156,12 @@ impl ServerCertVerifier for AcceptAny {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -156,11 +170,18 @@ impl ServerCertVerifier for AcceptAny {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -224,7 +245,11 @@ pub enum StartTlsError {
     /// connection is unusable. `retry_plain`: the policy is opportunistic, so
     /// one new connection without TLS may be tried.
     #[error("TLS handshake with {peer} failed: {why}")]
-    HandshakeFailed { peer: String, why: String, retry_plain: bool },
+    HandshakeFailed {
+        peer: String,
+        why: String,
+        retry_plain: bool,
+    },
     /// The policy forbids going on without TLS; the session is intact (QUIT it).
     #[error("{0}")]
     Policy(String),
@@ -237,7 +262,9 @@ pub enum StartTlsError {
 pub enum Started {
     Tls(TlsInfo),
     /// Without TLS; `note` says why when it is worth a log line.
-    Plain { note: Option<String> },
+    Plain {
+        note: Option<String>,
+    },
 }
 
 /// The TLS policy for a destination: the global `tls` key. (A relay with
@@ -248,16 +275,21 @@ pub fn policy_for(cfg: &Loaded, _dest: &Destination) -> TlsPolicy {
 
 /// Explain a handshake error; certificate problems in words an admin can act on.
 fn describe_error(e: &io::Error, timeout: Duration) -> String {
-    if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    ) {
         return format!("no reply within {}s (timeout)", timeout.as_secs());
     }
     if e.kind() == io::ErrorKind::UnexpectedEof {
         return "connection closed by the server during the handshake".into();
     }
     match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)) => format!(
-            "invalid peer certificate: issued by a CA that is neither in {SYSTEM_CA_FILE} nor in tls_ca_file (unknown issuer)"
-        ),
+        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)) => {
+            format!(
+                "invalid peer certificate: issued by a CA that is neither in {SYSTEM_CA_FILE} nor in tls_ca_file (unknown issuer)"
+            )
+        }
         Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Expired)) => {
             "invalid peer certificate: certificate expired".into()
         }
@@ -271,8 +303,16 @@ fn describe_error(e: &io::Error, timeout: Duration) -> String {
 
 /// The name the certificate must carry; an address literal for IP hosts.
 fn server_name(host: &str) -> Result<ServerName<'static>, String> {
-    let h = host.trim_start_matches('[').trim_end_matches(']').trim_end_matches('.');
-    ServerName::try_from(h.to_string()).map_err(|_| format!("\"{}\" is not a valid TLS server name", crate::address::printable(h)))
+    let h = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_end_matches('.');
+    ServerName::try_from(h.to_string()).map_err(|_| {
+        format!(
+            "\"{}\" is not a valid TLS server name",
+            crate::address::printable(h)
+        )
+    })
 }
 
 /// Run the client handshake on `tcp` to completion, bounded by `timeout` per read/write.
@@ -348,7 +388,10 @@ pub fn starttls(
     if r.code != 220 {
         if opportunistic {
             return Ok(Started::Plain {
-                note: Some(format!("STARTTLS refused by {} ({r}); going on without TLS", s.peer_name)),
+                note: Some(format!(
+                    "STARTTLS refused by {} ({r}); going on without TLS",
+                    s.peer_name
+                )),
             });
         }
         return Err(StartTlsError::Policy(format!(
@@ -368,7 +411,10 @@ pub fn starttls(
     };
     if s.has_buffered() {
         // Bytes after the 220 would be read as if they came over TLS (CVE-2011-0411 class).
-        return Err(fail(s, "the server sent data after its STARTTLS reply".into()));
+        return Err(fail(
+            s,
+            "the server sent data after its STARTTLS reply".into(),
+        ));
     }
     let tcp = match s.stream.tcp().try_clone() {
         Ok(t) => t,
@@ -388,8 +434,14 @@ mod tests {
 
     #[test]
     fn server_names() {
-        assert!(matches!(server_name("mx.example."), Ok(ServerName::DnsName(_))));
-        assert!(matches!(server_name("127.0.0.1"), Ok(ServerName::IpAddress(_))));
+        assert!(matches!(
+            server_name("mx.example."),
+            Ok(ServerName::DnsName(_))
+        ));
+        assert!(matches!(
+            server_name("127.0.0.1"),
+            Ok(ServerName::IpAddress(_))
+        ));
         assert!(matches!(server_name("::1"), Ok(ServerName::IpAddress(_))));
         assert!(server_name("bad name").is_err());
     }
@@ -400,8 +452,15 @@ mod tests {
         assert!(ctx.config(TlsPolicy::Opportunistic).is_ok());
         let e = ctx.config(TlsPolicy::Verify).err().unwrap();
         assert!(e.contains("no CA certificate"), "{e}");
-        let ctx = TlsContext::with_roots(Path::new("/nonexistent/ca.crt"), Some(Path::new("/nonexistent/x.pem"))).unwrap();
+        let ctx = TlsContext::with_roots(
+            Path::new("/nonexistent/ca.crt"),
+            Some(Path::new("/nonexistent/x.pem")),
+        )
+        .unwrap();
         let e = ctx.config(TlsPolicy::Verify).err().unwrap();
-        assert!(e.starts_with("tls_ca_file /nonexistent/x.pem: cannot read"), "{e}");
+        assert!(
+            e.starts_with("tls_ca_file /nonexistent/x.pem: cannot read"),
+            "{e}"
+        );
     }
 }

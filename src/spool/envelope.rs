@@ -132,7 +132,9 @@ impl Envelope {
     }
 
     pub fn pending(&self) -> impl Iterator<Item = &Recipient> {
-        self.recipients.iter().filter(|r| r.state == RcptState::Pending)
+        self.recipients
+            .iter()
+            .filter(|r| r.state == RcptState::Pending)
     }
 
     pub fn has_pending(&self) -> bool {

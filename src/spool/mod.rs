@@ -22,7 +22,7 @@
 
 mod envelope;
 
-pub use envelope::{Dsn, Envelope, RcptState, Recipient, ENVELOPE_VERSION};
+pub use envelope::{Dsn, ENVELOPE_VERSION, Envelope, RcptState, Recipient};
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -148,7 +148,12 @@ impl Spool {
         let rd = std::fs::read_dir(&q).map_err(|e| SpoolError::io("cannot list", &q, e))?;
         let mut ids: Vec<String> = rd
             .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".env").map(str::to_string))
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_suffix(".env")
+                    .map(str::to_string)
+            })
             .collect();
         ids.sort();
         Ok(ids)
@@ -205,6 +210,7 @@ impl Spool {
             spool: self.clone(),
             env,
             msg: file,
+            durable: true,
         }))
     }
 
@@ -246,7 +252,9 @@ impl Spool {
     /// Write a file durably under tmp/ then rename it to `dest`.
     fn write_atomic(&self, dest: &Path, data: &[u8]) -> Result<(), SpoolError> {
         let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("x");
-        let tmp = self.tmp().join(format!("{name}.{}.tmp", std::process::id()));
+        let tmp = self
+            .tmp()
+            .join(format!("{name}.{}.tmp", std::process::id()));
         let _ = std::fs::remove_file(&tmp);
         let mut f = create_excl(&tmp).map_err(|err| SpoolError::Create {
             dir: self.tmp().display().to_string(),
@@ -268,7 +276,10 @@ impl Spool {
 /// then we must not create directories that user would own).
 fn running_setid_for_user() -> bool {
     // SAFETY: these four calls cannot fail and have no side effects.
-    unsafe { libc::getuid() != 0 && (libc::getuid() != libc::geteuid() || libc::getgid() != libc::getegid()) }
+    unsafe {
+        libc::getuid() != 0
+            && (libc::getuid() != libc::geteuid() || libc::getgid() != libc::getegid())
+    }
 }
 
 fn create_excl(path: &Path) -> std::io::Result<File> {
@@ -314,19 +325,35 @@ impl Draft {
     }
 
     /// Make the message durable and visible in the queue, locked by us.
-    pub fn commit(mut self, env: &Envelope) -> Result<Locked, SpoolError> {
+    pub fn commit(self, env: &Envelope) -> Result<Locked, SpoolError> {
+        self.commit_with(env, true)
+    }
+
+    /// Make the message visible in the queue, locked by us, without waiting
+    /// for the disk: for a delivery attempt that starts at once. The caller
+    /// must not report acceptance before the message was either delivered or
+    /// made durable with [`Locked::save`] (which syncs everything).
+    pub fn commit_for_delivery(self, env: &Envelope) -> Result<Locked, SpoolError> {
+        self.commit_with(env, false)
+    }
+
+    fn commit_with(mut self, env: &Envelope, durable: bool) -> Result<Locked, SpoolError> {
         let file = self.file.take().expect("draft committed once");
         let tmpdir = self.spool.tmp();
         let create_err = |err: std::io::Error| SpoolError::Create {
             dir: tmpdir.display().to_string(),
             err,
         };
-        file.sync_data().map_err(create_err)?;
+        if durable {
+            file.sync_data().map_err(create_err)?;
+        }
         // SAFETY: flock on a valid descriptor we own.
         unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) };
         let env_tmp = tmpdir.join(format!("{}.env", self.id));
         let mut ef = create_excl(&env_tmp).map_err(create_err)?;
-        let res = ef.write_all(&env.encode()).and_then(|_| ef.sync_data());
+        let res = ef
+            .write_all(&env.encode())
+            .and_then(|_| if durable { ef.sync_data() } else { Ok(()) });
         if let Err(e) = res {
             let _ = std::fs::remove_file(&env_tmp);
             return Err(create_err(e));
@@ -336,7 +363,7 @@ impl Draft {
         let env_dest = self.spool.env_path(&self.id);
         let res = std::fs::rename(&self.path, &msg_dest)
             .and_then(|_| std::fs::rename(&env_tmp, &env_dest))
-            .and_then(|_| fsync_dir(&q));
+            .and_then(|_| if durable { fsync_dir(&q) } else { Ok(()) });
         if let Err(e) = res {
             let _ = std::fs::remove_file(&env_tmp);
             let _ = std::fs::remove_file(&env_dest);
@@ -348,6 +375,7 @@ impl Draft {
             spool: self.spool.clone(),
             env: env.clone(),
             msg: file,
+            durable,
         })
     }
 }
@@ -365,6 +393,8 @@ pub struct Locked {
     spool: Spool,
     pub env: Envelope,
     msg: File,
+    /// Message and envelope are known to be on disk.
+    durable: bool,
 }
 
 impl Locked {
@@ -386,10 +416,40 @@ impl Locked {
         self.spool.msg_path(&self.env.id)
     }
 
-    /// Write the envelope's current state durably.
-    pub fn save(&self) -> Result<(), SpoolError> {
+    /// Write the envelope's current state durably (and the message too, when
+    /// it was committed for an immediate delivery attempt).
+    pub fn save(&mut self) -> Result<(), SpoolError> {
+        let create_err = |err: std::io::Error| SpoolError::Create {
+            dir: self.spool.queue().display().to_string(),
+            err,
+        };
+        if !self.durable {
+            self.msg.sync_data().map_err(create_err)?;
+        }
         self.spool
-            .write_atomic(&self.spool.env_path(&self.env.id), &self.env.encode())
+            .write_atomic(&self.spool.env_path(&self.env.id), &self.env.encode())?;
+        fsync_dir(&self.spool.queue()).map_err(create_err)?;
+        self.durable = true;
+        Ok(())
+    }
+
+    /// The message file's length matches the envelope (a file damaged by a
+    /// crash of the machine is never sent).
+    pub fn check_size(&self) -> Result<(), String> {
+        let len = self
+            .msg
+            .metadata()
+            .map(|m| m.len())
+            .map_err(|e| e.to_string())?;
+        if len != self.env.size {
+            return Err(format!(
+                "queue file {} is damaged ({len} bytes, {} expected); not sent — inspect it, then vsendmail --delete {}",
+                self.message_path().display(),
+                self.env.size,
+                self.env.id
+            ));
+        }
+        Ok(())
     }
 
     /// Remove the message from the queue (envelope first).
@@ -420,7 +480,10 @@ mod tests {
         assert!(s.list().unwrap().is_empty());
         let l = dr.commit(&env(&id)).unwrap();
         assert_eq!(s.list().unwrap(), vec![id.clone()]);
-        assert!(s.lock(&id, false).unwrap().is_none(), "second lock must fail");
+        assert!(
+            s.lock(&id, false).unwrap().is_none(),
+            "second lock must fail"
+        );
         drop(l);
         let l = s.lock(&id, false).unwrap().unwrap();
         l.remove().unwrap();

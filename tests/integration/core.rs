@@ -37,18 +37,27 @@ fn delivers_from_bound_source_with_helo_and_envelope() {
     assert_eq!(m.mail_from, "root@shop.example");
     assert_eq!(m.rcpts, vec!["bob@example.org"]);
     let received = m.header("Received").expect("our Received line");
-    assert!(received.contains("uid 0 user root identity root@shop.example"), "{received}");
+    assert!(
+        received.contains("uid 0 user root identity root@shop.example"),
+        "{received}"
+    );
     assert!(m.header("Date").is_some());
     assert!(m.header("Message-ID").unwrap().ends_with("@shop.example>"));
     assert_eq!(m.header("From").unwrap(), "root@shop.example");
     assert!(m.text().contains("Hello Bob."));
     // Delivered: nothing left in the queue.
-    assert!(env.run(&["-bp"], b"").stdout.contains("Mail queue is empty"));
+    assert!(
+        env.run(&["-bp"], b"")
+            .stdout
+            .contains("Mail queue is empty")
+    );
     // One syslog line per recipient with the bound source address and port.
     let src = format!("src=127.0.0.2:{}", m.peer.port());
     let lines = env.log_lines();
     assert!(
-        lines.iter().any(|l| l.contains(&src) && l.contains("to=<bob@example.org>") && l.contains("status=sent (250")),
+        lines.iter().any(|l| l.contains(&src)
+            && l.contains("to=<bob@example.org>")
+            && l.contains("status=sent (250")),
         "{lines:?}"
     );
 }
@@ -65,12 +74,21 @@ fn two_users_get_two_source_addresses_and_user_env_changes_nothing() {
     for (u, pretend) in [("vst_core_a", "vst_core_b"), ("vst_core_b", "vst_core_a")] {
         let mut c = env.cmd(Some(u));
         c.env("USER", pretend).env("LOGNAME", pretend);
-        c.arg("-C").arg(env.conf_path()).arg("-i").arg("bob@example.org");
+        c.arg("-C")
+            .arg(env.conf_path())
+            .arg("-i")
+            .arg("bob@example.org");
         env.output(c, MSG).expect_code(0);
     }
     let msgs = sink.wait_messages(2, WAIT);
-    let a = msgs.iter().find(|m| m.mail_from == "a@site-a.example").expect("a's message");
-    let b = msgs.iter().find(|m| m.mail_from == "b@site-b.example").expect("b's message");
+    let a = msgs
+        .iter()
+        .find(|m| m.mail_from == "a@site-a.example")
+        .expect("a's message");
+    let b = msgs
+        .iter()
+        .find(|m| m.mail_from == "b@site-b.example")
+        .expect("b's message");
     assert_eq!(a.peer.ip(), ip("127.0.0.2"));
     assert_eq!(b.peer.ip(), ip("127.0.0.3"));
     assert_eq!(a.helo, "site-a.example");
@@ -87,16 +105,25 @@ fn group_line_then_star_then_host_identity() {
         "%vst_core_hosting  @customers.example  127.0.0.4\n\
          *                  @host.example       127.0.0.5\n",
     );
-    env.run_as("vst_core_g", &["-i", "x@example.org"], MSG).expect_code(0);
-    env.run_as("vst_core_s", &["-i", "x@example.org"], MSG).expect_code(0);
+    env.run_as("vst_core_g", &["-i", "x@example.org"], MSG)
+        .expect_code(0);
+    env.run_as("vst_core_s", &["-i", "x@example.org"], MSG)
+        .expect_code(0);
     let msgs = sink.wait_messages(2, WAIT);
-    let g = msgs.iter().find(|m| m.peer.ip() == ip("127.0.0.4")).expect("group identity");
+    let g = msgs
+        .iter()
+        .find(|m| m.peer.ip() == ip("127.0.0.4"))
+        .expect("group identity");
     assert_eq!(g.mail_from, "vst_core_g@customers.example");
-    let s = msgs.iter().find(|m| m.peer.ip() == ip("127.0.0.5")).expect("star identity");
+    let s = msgs
+        .iter()
+        .find(|m| m.peer.ip() == ip("127.0.0.5"))
+        .expect("star identity");
     assert_eq!(s.mail_from, "vst_core_s@host.example");
     // No line at all: the host identity, no binding, HELO = hostname.
     env.virtusers("");
-    env.run_as("vst_core_s", &["-i", "x@example.org"], MSG).expect_code(0);
+    env.run_as("vst_core_s", &["-i", "x@example.org"], MSG)
+        .expect_code(0);
     let h = sink.wait_messages(3, WAIT).pop().unwrap();
     assert_eq!(h.mail_from, "vst_core_s@host.test");
     assert_eq!(h.helo, "host.test");
@@ -106,7 +133,8 @@ fn group_line_then_star_then_host_identity() {
 fn t_flag_reads_to_cc_bcc_and_removes_bcc() {
     let (env, sink) = setup();
     let msg = b"To: Bob <bob@example.org>,\n  \"Doe, J\" <j@example.net>\nCc: team: c@example.com, d@example.com;\nBcc: hidden@example.org (secret)\nSubject: t\n\nbody\n";
-    env.run(&["-t", "-i", "extra@example.org"], msg).expect_code(0);
+    env.run(&["-t", "-i", "extra@example.org"], msg)
+        .expect_code(0);
     let m = &sink.wait_messages(1, WAIT)[0];
     let mut r = m.rcpts.clone();
     r.sort();
@@ -137,10 +165,17 @@ fn t_without_any_recipient_is_refused() {
 #[test]
 fn dot_line_ends_message_without_i_and_leading_dots_unstuffed() {
     let (env, sink) = setup();
-    env.run(&["bob@example.org"], b"Subject: d\n\n..leading\nline\n.\nnot part of it\n")
-        .expect_code(0);
+    env.run(
+        &["bob@example.org"],
+        b"Subject: d\n\n..leading\nline\n.\nnot part of it\n",
+    )
+    .expect_code(0);
     let m = &sink.wait_messages(1, WAIT)[0];
-    assert!(m.body().starts_with(b".leading\r\nline\r\n"), "{:?}", m.text());
+    assert!(
+        m.body().starts_with(b".leading\r\nline\r\n"),
+        "{:?}",
+        m.text()
+    );
     assert!(!m.text().contains("not part of it"));
     // On the wire the leading dot is stuffed again.
     assert!(crate::support::sink::find(&m.raw_data, b"\r\n..leading\r\n").is_some());
@@ -149,17 +184,28 @@ fn dot_line_ends_message_without_i_and_leading_dots_unstuffed() {
 #[test]
 fn dot_line_is_content_with_i_and_stuffed_on_the_wire() {
     let (env, sink) = setup();
-    env.run(&["-oi", "bob@example.org"], b"Subject: d\n\n.\n..two\nend\n").expect_code(0);
+    env.run(
+        &["-oi", "bob@example.org"],
+        b"Subject: d\n\n.\n..two\nend\n",
+    )
+    .expect_code(0);
     let m = &sink.wait_messages(1, WAIT)[0];
-    assert!(m.body().starts_with(b".\r\n..two\r\nend\r\n"), "{:?}", m.text());
+    assert!(
+        m.body().starts_with(b".\r\n..two\r\nend\r\n"),
+        "{:?}",
+        m.text()
+    );
     assert!(crate::support::sink::find(&m.raw_data, b"\r\n..\r\n...two\r\n").is_some());
 }
 
 #[test]
 fn bare_lf_and_cr_become_crlf_on_the_wire() {
     let (env, sink) = setup();
-    env.run(&["-i", "bob@example.org"], b"Subject: x\r\nX-A: 1\n\nline1\nline2\rline3\r\n.\n")
-        .expect_code(0);
+    env.run(
+        &["-i", "bob@example.org"],
+        b"Subject: x\r\nX-A: 1\n\nline1\nline2\rline3\r\n.\n",
+    )
+    .expect_code(0);
     let m = &sink.wait_messages(1, WAIT)[0];
     let raw = &m.raw_data;
     for (i, b) in raw.iter().enumerate() {
@@ -170,17 +216,32 @@ fn bare_lf_and_cr_become_crlf_on_the_wire() {
             assert_eq!(raw.get(i + 1), Some(&b'\n'), "bare CR at {i}");
         }
     }
-    assert!(m.body().starts_with(b"line1\r\nline2\r\nline3\r\n..\r\n") || m.body().starts_with(b"line1\r\nline2\r\nline3\r\n.\r\n"));
+    assert!(
+        m.body().starts_with(b"line1\r\nline2\r\nline3\r\n..\r\n")
+            || m.body().starts_with(b"line1\r\nline2\r\nline3\r\n.\r\n")
+    );
 }
 
 #[test]
 fn eight_bit_uses_8bitmime_and_utf8_address_uses_smtputf8() {
     let (env, sink) = setup();
-    env.run(&["-i", "bob@example.org"], "Subject: x\n\nGrüße\n".as_bytes()).expect_code(0);
+    env.run(
+        &["-i", "bob@example.org"],
+        "Subject: x\n\nGrüße\n".as_bytes(),
+    )
+    .expect_code(0);
     env.run(&["-i", "jörg@example.org"], MSG).expect_code(0);
     let msgs = sink.wait_messages(2, WAIT);
-    assert!(msgs[0].mail_params.contains("BODY=8BITMIME"), "{}", msgs[0].mail_params);
-    assert!(msgs[1].mail_params.contains("SMTPUTF8"), "{}", msgs[1].mail_params);
+    assert!(
+        msgs[0].mail_params.contains("BODY=8BITMIME"),
+        "{}",
+        msgs[0].mail_params
+    );
+    assert!(
+        msgs[1].mail_params.contains("SMTPUTF8"),
+        "{}",
+        msgs[1].mail_params
+    );
 }
 
 #[test]
@@ -191,7 +252,10 @@ fn eight_bit_to_a_server_without_8bitmime_fails_clearly() {
     });
     let env = Env::new();
     env.relay(sink.addr());
-    let o = env.run(&["-i", "bob@example.org"], "Subject: x\n\nGrüße\n".as_bytes());
+    let o = env.run(
+        &["-i", "bob@example.org"],
+        "Subject: x\n\nGrüße\n".as_bytes(),
+    );
     o.expect_code(69);
     assert!(o.stderr.contains("8BITMIME"), "{o}");
     assert!(sink.messages().is_empty());
@@ -201,19 +265,29 @@ fn eight_bit_to_a_server_without_8bitmime_fails_clearly() {
 fn local_names_go_through_aliases_then_get_the_identity_domain() {
     let (env, sink) = setup();
     env.aliases("root: admin, ops@example.net\nadmin: boss\n");
-    env.run(&["-i", "root", "carol"], b"From: root (Cron Daemon)\nSubject: cron\n\nout\n")
-        .expect_code(0);
+    env.run(
+        &["-i", "root", "carol"],
+        b"From: root (Cron Daemon)\nSubject: cron\n\nout\n",
+    )
+    .expect_code(0);
     let m = &sink.wait_messages(1, WAIT)[0];
     let mut r = m.rcpts.clone();
     r.sort();
-    assert_eq!(r, vec!["boss@shop.example", "carol@shop.example", "ops@example.net"]);
+    assert_eq!(
+        r,
+        vec!["boss@shop.example", "carol@shop.example", "ops@example.net"]
+    );
     assert_eq!(m.header("From").unwrap(), "root@shop.example (Cron Daemon)");
 }
 
 #[test]
 fn full_name_goes_into_an_added_from() {
     let (env, sink) = setup();
-    env.run(&["-i", "-F", "Cron Daemon", "bob@example.org"], b"Subject: x\n\nb\n").expect_code(0);
+    env.run(
+        &["-i", "-F", "Cron Daemon", "bob@example.org"],
+        b"Subject: x\n\nb\n",
+    )
+    .expect_code(0);
     let m = &sink.wait_messages(1, WAIT)[0];
     assert_eq!(m.header("From").unwrap(), "Cron Daemon <root@shop.example>");
 }
@@ -221,37 +295,57 @@ fn full_name_goes_into_an_added_from() {
 #[test]
 fn rcpt_550_fails_alone_and_is_reported() {
     let sink = Sink::start(SinkConfig {
-        rules: vec![Rule::reply(Step::Rcpt("nobody".into()), "550 5.1.1 no such user")],
+        rules: vec![Rule::reply(
+            Step::Rcpt("nobody".into()),
+            "550 5.1.1 no such user",
+        )],
         ..Default::default()
     });
     let env = Env::new();
     env.relay(sink.addr());
-    let o = env.run(&["-i", "a@example.org", "nobody@example.org", "c@example.org"], MSG);
+    let o = env.run(
+        &["-i", "a@example.org", "nobody@example.org", "c@example.org"],
+        MSG,
+    );
     o.expect_code(69);
     assert!(
-        o.stderr.contains("<nobody@example.org>: RCPT TO:<nobody@example.org> rejected by 127.0.0.1[127.0.0.1]:"),
+        o.stderr.contains(
+            "<nobody@example.org>: RCPT TO:<nobody@example.org> rejected by 127.0.0.1[127.0.0.1]:"
+        ),
         "{o}"
     );
     assert!(o.stderr.contains("550 5.1.1 no such user"), "{o}");
     let m = &sink.wait_messages(1, WAIT)[0];
     assert_eq!(m.rcpts, vec!["a@example.org", "c@example.org"]);
-    assert!(env.run(&["-bp"], b"").stdout.contains("Mail queue is empty"));
+    assert!(
+        env.run(&["-bp"], b"")
+            .stdout
+            .contains("Mail queue is empty")
+    );
 }
 
 #[test]
 fn oem_mails_a_bounce_and_exits_zero() {
     let sink = Sink::start(SinkConfig {
-        rules: vec![Rule::reply(Step::Rcpt("nobody".into()), "550 5.1.1 no such user")],
+        rules: vec![Rule::reply(
+            Step::Rcpt("nobody".into()),
+            "550 5.1.1 no such user",
+        )],
         ..Default::default()
     });
     let env = Env::new();
     env.relay(sink.addr());
     env.virtusers("root root@shop.example 127.0.0.2\n");
-    env.run(&["-oem", "-i", "nobody@example.org"], MSG).expect_code(0);
+    env.run(&["-oem", "-i", "nobody@example.org"], MSG)
+        .expect_code(0);
     let b = &sink.wait_messages(1, WAIT)[0];
     assert_eq!(b.mail_from, "", "bounces use the null sender");
     assert_eq!(b.rcpts, vec!["root@shop.example"]);
-    assert_eq!(b.peer.ip(), ip("127.0.0.2"), "the bounce leaves from the identity's address");
+    assert_eq!(
+        b.peer.ip(),
+        ip("127.0.0.2"),
+        "the bounce leaves from the identity's address"
+    );
     assert!(b.text().contains("Status: 5.1.1"), "{}", b.text());
 }
 
@@ -278,13 +372,19 @@ fn temporary_failure_queues_and_exits_zero_or_75_without_queue() {
     env.relay(sink.addr());
     env.run(&["-i", "bob@example.org"], MSG).expect_code(0);
     let q = env.run(&["-bp"], b"").stdout;
-    assert!(q.contains("bob@example.org") && q.contains("451 4.3.0 try later"), "{q}");
+    assert!(
+        q.contains("bob@example.org") && q.contains("451 4.3.0 try later"),
+        "{q}"
+    );
     env.conf("queue = false");
     let o = env.run(&["-i", "carol@example.org"], MSG);
     o.expect_code(75);
     assert!(o.stderr.contains("451 4.3.0 try later"), "{o}");
     let q = env.run(&["-bp"], b"").stdout;
-    assert!(!q.contains("carol@example.org"), "not queued when queue = false: {q}");
+    assert!(
+        !q.contains("carol@example.org"),
+        "not queued when queue = false: {q}"
+    );
 }
 
 #[test]
@@ -294,10 +394,15 @@ fn unconfigured_source_is_named_and_the_message_kept() {
     let o = env.run(&["-i", "bob@example.org"], MSG);
     o.expect_code(0);
     assert!(
-        o.stderr.contains("source address 192.0.2.10 (identity root@shop.example) is not configured on this host"),
+        o.stderr.contains(
+            "source address 192.0.2.10 (identity root@shop.example) is not configured on this host"
+        ),
         "{o}"
     );
-    assert!(sink.connections().is_empty(), "never falls back to the host's address");
+    assert!(
+        sink.connections().is_empty(),
+        "never falls back to the host's address"
+    );
     assert!(env.run(&["-bp"], b"").stdout.contains("bob@example.org"));
 }
 
@@ -307,7 +412,11 @@ fn bad_input_gets_one_line_and_the_right_code() {
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
         (vec![], 64, "no recipients"),
         (vec!["-Q"], 64, "unknown option -Q"),
-        (vec!["-f", "a b@x.example", "bob@example.org"], 65, "contains a space"),
+        (
+            vec!["-f", "a b@x.example", "bob@example.org"],
+            65,
+            "contains a space",
+        ),
         (vec!["bad address@x"], 65, "contains a space"),
         (vec!["--", "-oQ/tmp/x"], 65, "starts with '-'"),
         (vec!["-bd"], 64, "no daemon mode"),
@@ -329,7 +438,10 @@ fn bad_virtusers_line_is_a_config_error_with_file_and_line() {
     env.virtusers("# comment\nroot root@shop.example 127.0.0.2 colour=blue\n");
     let o = env.run(&["-i", "bob@example.org"], MSG);
     o.expect_code(78);
-    let want = format!("{}:2: unknown option `colour`", env.dir().join("virtusers").display());
+    let want = format!(
+        "{}:2: unknown option `colour`",
+        env.dir().join("virtusers").display()
+    );
     assert!(o.stderr.contains(&want), "{o}");
     let o = env.run(&["-bi"], b"");
     o.expect_code(78);
@@ -353,7 +465,10 @@ fn x_flag_is_refused_with_a_warning_and_writes_nothing() {
     let t = target.display().to_string();
     let o = env.run(&["-X", &t, "-oQ/tmp/", "-i", "bob@example.org"], MSG);
     o.expect_code(0);
-    assert!(o.stderr.contains("-X") && o.stderr.contains("refused"), "{o}");
+    assert!(
+        o.stderr.contains("-X") && o.stderr.contains("refused"),
+        "{o}"
+    );
     assert!(!target.exists());
     sink.wait_messages(1, WAIT);
 }
@@ -361,8 +476,11 @@ fn x_flag_is_refused_with_a_warning_and_writes_nothing() {
 #[test]
 fn comma_separated_and_joined_flags() {
     let (env, sink) = setup();
-    env.run(&["-ti", "-fsales@shop.example", "a@example.org,b@example.org"], b"Subject: x\n\nb\n")
-        .expect_code(0);
+    env.run(
+        &["-ti", "-fsales@shop.example", "a@example.org,b@example.org"],
+        b"Subject: x\n\nb\n",
+    )
+    .expect_code(0);
     let m = &sink.wait_messages(1, WAIT)[0];
     assert_eq!(m.rcpts, vec!["a@example.org", "b@example.org"]);
     // sales@shop.example is not in root's patterns, but root is trusted.
@@ -386,7 +504,10 @@ fn bv_shows_identity_source_and_route_and_sends_nothing() {
     o.expect_code(0);
     assert!(o.stdout.contains("identity root@shop.example"), "{o}");
     assert!(o.stdout.contains("127.0.0.2 (bound here: ok)"), "{o}");
-    assert!(o.stdout.contains(&format!("relay smtp://{}", sink.addr())), "{o}");
+    assert!(
+        o.stdout.contains(&format!("relay smtp://{}", sink.addr())),
+        "{o}"
+    );
     assert!(sink.connections().is_empty());
 }
 
@@ -422,7 +543,12 @@ fn bs_speaks_smtp_and_delivers_as_the_identity() {
     let replies: Vec<&str> = o.stdout.lines().collect();
     assert!(replies[0].starts_with("220 "), "{o}");
     assert!(replies.iter().any(|l| l.starts_with("354 ")), "{o}");
-    assert!(replies.iter().any(|l| l.starts_with("250 2.0.0 Ok: queued as")), "{o}");
+    assert!(
+        replies
+            .iter()
+            .any(|l| l.starts_with("250 2.0.0 Ok: queued as")),
+        "{o}"
+    );
     assert!(replies.last().unwrap().starts_with("221 "), "{o}");
     let m = &sink.wait_messages(1, WAIT)[0];
     assert_eq!(m.peer.ip(), ip("127.0.0.2"));
@@ -459,11 +585,18 @@ fn mx_routing_preference_fallback_null_mx_and_implicit_mx() {
     env.run(&["-i", "bob@example.test"], MSG).expect_code(0);
     let m = &second.wait_messages(1, WAIT)[0];
     assert_eq!(m.peer.ip(), ip("127.0.0.2"));
-    assert_eq!(first.connections().len(), 1, "the preferred MX was tried first");
+    assert_eq!(
+        first.connections().len(),
+        1,
+        "the preferred MX was tried first"
+    );
     // Null MX: permanent failure, said clearly.
     let o = env.run(&["-i", "x@nomail.test"], MSG);
     o.expect_code(69);
-    assert!(o.stderr.contains("nomail.test accepts no mail (null MX"), "{o}");
+    assert!(
+        o.stderr.contains("nomail.test accepts no mail (null MX"),
+        "{o}"
+    );
     // No MX: the domain's own address.
     env.run(&["-i", "y@plain.test"], MSG).expect_code(0);
     let msgs = second.wait_messages(2, WAIT);
@@ -493,7 +626,11 @@ fn ipv4_only_identity_never_uses_an_ipv6_mx_address() {
             .a("mx.dual.test", Ipv4Addr::new(127, 0, 0, 12)),
     );
     let env = Env::new();
-    env.conf(&format!("dns = [\"{}\"]\nmx_port = {}", dns.addr(), sink.port()));
+    env.conf(&format!(
+        "dns = [\"{}\"]\nmx_port = {}",
+        dns.addr(),
+        sink.port()
+    ));
     env.virtusers("root root@shop.example 127.0.0.2\n");
     env.run(&["-i", "x@dual.test"], MSG).expect_code(0);
     assert_eq!(sink.wait_messages(1, WAIT)[0].peer.ip(), ip("127.0.0.2"));
@@ -525,7 +662,9 @@ fn end_to_end_through_a_real_postfix_whose_received_header_shows_the_source() {
     let m = &sink.wait_messages(1, Duration::from_secs(60))[0];
     let received = m.headers("Received");
     assert!(
-        received.iter().any(|r| r.contains("[127.0.0.2]") && r.contains("mail.shop.example")),
+        received
+            .iter()
+            .any(|r| r.contains("[127.0.0.2]") && r.contains("mail.shop.example")),
         "Postfix's Received: must show the bound source: {received:?}"
     );
     assert_eq!(m.mail_from, "root@shop.example");

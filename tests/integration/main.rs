@@ -4,9 +4,9 @@
 
 mod accountability;
 mod core;
+mod deliverability;
 mod queue;
 mod support;
 mod support_selftest;
-mod trust;
 mod transport;
-mod deliverability;
+mod trust;

@@ -29,7 +29,12 @@ fn queued_ids(env: &Env) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(env.spool().join("queue"))
         .map(|rd| {
             rd.flatten()
-                .filter_map(|e| e.file_name().to_str()?.strip_suffix(".env").map(str::to_string))
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()?
+                        .strip_suffix(".env")
+                        .map(str::to_string)
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -40,13 +45,20 @@ fn queued_ids(env: &Env) -> Vec<String> {
 #[test]
 fn receiver_down_then_up_delivers_once_with_q() {
     // A port with nothing listening: bind, note the port, close.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let env = Env::new();
     env.conf(&format!("relay = \"smtp://127.0.0.1:{port}\""));
     env.virtusers("root root@shop.example 127.0.0.2\n");
     env.run(&["-i", "bob@example.org"], MSG).expect_code(0);
     let q = env.run(&["-bp"], b"").stdout;
-    assert!(q.contains("bob@example.org") && q.contains("Connection refused"), "{q}");
+    assert!(
+        q.contains("bob@example.org") && q.contains("Connection refused"),
+        "{q}"
+    );
     assert!(q.contains("-- 1 Kbytes in 1 Request."), "{q}");
     assert_eq!(queued_ids(&env).len(), 1);
     // The receiver comes up on that port.
@@ -56,7 +68,11 @@ fn receiver_down_then_up_delivers_once_with_q() {
     });
     env.run(&["-q"], b"").expect_code(0);
     let m = sink.wait_messages(1, WAIT);
-    assert_eq!(m[0].peer.ip(), ip("127.0.0.2"), "the retry uses the identity's source");
+    assert_eq!(
+        m[0].peer.ip(),
+        ip("127.0.0.2"),
+        "the retry uses the identity's source"
+    );
     assert!(queued_ids(&env).is_empty());
     env.run(&["-q"], b"").expect_code(0);
     std::thread::sleep(Duration::from_millis(200));
@@ -81,20 +97,38 @@ fn four_fifty_one_then_recovery() {
 #[test]
 fn one_recipient_of_three_deferred_is_retried_alone() {
     let sink = Sink::start(SinkConfig {
-        rules: vec![Rule::reply(Step::Rcpt("carol".into()), "450 4.2.0 mailbox busy")],
+        rules: vec![Rule::reply(
+            Step::Rcpt("carol".into()),
+            "450 4.2.0 mailbox busy",
+        )],
         ..Default::default()
     });
     let env = env_for(&sink);
-    env.run(&["-i", "alice@example.org", "bob@example.org", "carol@example.org"], MSG)
-        .expect_code(0);
+    env.run(
+        &[
+            "-i",
+            "alice@example.org",
+            "bob@example.org",
+            "carol@example.org",
+        ],
+        MSG,
+    )
+    .expect_code(0);
     let first = sink.wait_messages(1, WAIT);
     assert_eq!(first[0].rcpts, vec!["alice@example.org", "bob@example.org"]);
     let q = env.run(&["-bp"], b"").stdout;
-    assert!(q.contains("carol@example.org") && !q.contains("alice@example.org"), "{q}");
+    assert!(
+        q.contains("carol@example.org") && !q.contains("alice@example.org"),
+        "{q}"
+    );
     sink.set_rules(vec![]);
     env.run(&["-q"], b"").expect_code(0);
     let all = sink.wait_messages(2, WAIT);
-    assert_eq!(all[1].rcpts, vec!["carol@example.org"], "a delivered recipient is never sent again");
+    assert_eq!(
+        all[1].rcpts,
+        vec!["carol@example.org"],
+        "a delivered recipient is never sent again"
+    );
     assert!(queued_ids(&env).is_empty());
 }
 
@@ -111,7 +145,10 @@ fn drop_after_data_payload_is_delivered_later() {
     env.run(&["-i", "bob@example.org"], MSG).expect_code(0);
     assert_eq!(queued_ids(&env).len(), 1);
     let conns = sink.connections();
-    assert!(crate::support::sink::find(&conns[0].raw, b"queued body").is_some(), "the payload was sent");
+    assert!(
+        crate::support::sink::find(&conns[0].raw, b"queued body").is_some(),
+        "the payload was sent"
+    );
     env.run(&["-q"], b"").expect_code(0);
     assert_eq!(sink.wait_messages(1, WAIT).len(), 1);
     assert!(queued_ids(&env).is_empty());
@@ -127,7 +164,10 @@ fn slow_final_reply_hits_the_timeout_and_the_message_stays() {
     env.conf("[timeouts]\nfinal_dot = 1");
     let t = Instant::now();
     env.run(&["-i", "bob@example.org"], MSG).expect_code(0);
-    assert!(t.elapsed() < Duration::from_secs(4), "the caller waits no longer than the timeout");
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "the caller waits no longer than the timeout"
+    );
     let q = env.run(&["-bp"], b"").stdout;
     assert!(q.contains("timeout"), "{q}");
     // The receiver accepted after its delay: retrying duplicates (documented).
@@ -139,7 +179,8 @@ fn slow_final_reply_hits_the_timeout_and_the_message_stays() {
 fn odq_only_spools_and_q_interval_sends_due_messages() {
     let sink = Sink::start_default();
     let env = env_for(&sink);
-    env.run(&["-odq", "-i", "bob@example.org"], MSG).expect_code(0);
+    env.run(&["-odq", "-i", "bob@example.org"], MSG)
+        .expect_code(0);
     std::thread::sleep(Duration::from_millis(200));
     assert!(sink.connections().is_empty(), "-odq sends nothing");
     // Never tried: due for -q5m.
@@ -168,8 +209,10 @@ fn q_interval_skips_messages_not_yet_due_and_q_forces() {
 fn q_selectors_flush_only_matching_messages() {
     let sink = Sink::start_default();
     let env = env_for(&sink);
-    env.run(&["-odq", "-i", "a@alpha.example"], MSG).expect_code(0);
-    env.run(&["-odq", "-i", "b@beta.example"], MSG).expect_code(0);
+    env.run(&["-odq", "-i", "a@alpha.example"], MSG)
+        .expect_code(0);
+    env.run(&["-odq", "-i", "b@beta.example"], MSG)
+        .expect_code(0);
     env.run(&["-qRbeta"], b"").expect_code(0);
     let m = sink.wait_messages(1, WAIT);
     assert_eq!(m[0].rcpts, vec!["b@beta.example"]);
@@ -177,7 +220,8 @@ fn q_selectors_flush_only_matching_messages() {
     assert_eq!(left.len(), 1);
     env.run(&["-qSnobody"], b"").expect_code(0);
     assert_eq!(queued_ids(&env).len(), 1);
-    env.run(&[&format!("-qI{}", &left[0][4..])], b"").expect_code(0);
+    env.run(&[&format!("-qI{}", &left[0][4..])], b"")
+        .expect_code(0);
     sink.wait_messages(2, WAIT);
     assert!(queued_ids(&env).is_empty());
 }
@@ -187,11 +231,16 @@ fn queue_run_reuses_one_connection_per_host_and_source() {
     let sink = Sink::start_default();
     let env = env_for(&sink);
     for i in 0..20 {
-        env.run(&["-odq", "-i", &format!("r{i}@example.org")], MSG).expect_code(0);
+        env.run(&["-odq", "-i", &format!("r{i}@example.org")], MSG)
+            .expect_code(0);
     }
     env.run(&["-q"], b"").expect_code(0);
     sink.wait_messages(20, WAIT);
-    assert_eq!(sink.connections().len(), 1, "20 messages, one connection (RSET between)");
+    assert_eq!(
+        sink.connections().len(),
+        1,
+        "20 messages, one connection (RSET between)"
+    );
     assert!(sink.connections()[0].commands.iter().any(|c| c == "RSET"));
 }
 
@@ -206,8 +255,12 @@ fn eight_parallel_queue_runs_deliver_each_message_once() {
     let mut children = Vec::new();
     for i in 0..n {
         let mut c = Command::new(bin);
-        c.arg("-C").arg(&conf).args(["-odq", "-i", &format!("r{i}@example.org")]);
-        c.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
+        c.arg("-C")
+            .arg(&conf)
+            .args(["-odq", "-i", &format!("r{i}@example.org")]);
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         let mut ch = c.spawn().unwrap();
         ch.stdin.take().unwrap().write_all(MSG).unwrap();
         children.push(ch);
@@ -240,7 +293,10 @@ fn eight_parallel_queue_runs_deliver_each_message_once() {
     std::thread::sleep(Duration::from_millis(300));
     let msgs_after = sink.messages();
     assert_eq!(msgs_after.len(), n, "each message exactly once");
-    let ids: HashSet<String> = msgs.iter().map(|m| m.header("Message-ID").unwrap()).collect();
+    let ids: HashSet<String> = msgs
+        .iter()
+        .map(|m| m.header("Message-ID").unwrap())
+        .collect();
     assert_eq!(ids.len(), n);
     assert!(queued_ids(&env).is_empty());
 }
@@ -253,8 +309,12 @@ fn kill_9_during_delivery_leaves_a_complete_message_that_q_sends() {
     });
     let env = env_for(&sink);
     let mut c = env.cmd(None);
-    c.arg("-C").arg(env.conf_path()).args(["-i", "bob@example.org"]);
-    c.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
+    c.arg("-C")
+        .arg(env.conf_path())
+        .args(["-i", "bob@example.org"]);
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     let mut child = c.spawn().unwrap();
     child.stdin.take().unwrap().write_all(MSG).unwrap();
     wait_until("DATA reached the receiver", WAIT, || {
@@ -265,7 +325,11 @@ fn kill_9_during_delivery_leaves_a_complete_message_that_q_sends() {
     });
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(queued_ids(&env).len(), 1, "the accepted message is in the queue");
+    assert_eq!(
+        queued_ids(&env).len(),
+        1,
+        "the accepted message is in the queue"
+    );
     env.run(&["-q"], b"").expect_code(0);
     assert_eq!(sink.wait_messages(1, WAIT).len(), 1);
     assert!(queued_ids(&env).is_empty());
@@ -276,11 +340,17 @@ fn kill_9_during_intake_leaves_nothing_to_send() {
     let sink = Sink::start_default();
     let env = env_for(&sink);
     let mut c = env.cmd(None);
-    c.arg("-C").arg(env.conf_path()).args(["-i", "bob@example.org"]);
-    c.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null());
+    c.arg("-C")
+        .arg(env.conf_path())
+        .args(["-i", "bob@example.org"]);
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     let mut child = c.spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"Subject: half\n\nfirst half of the body\n").unwrap();
+    stdin
+        .write_all(b"Subject: half\n\nfirst half of the body\n")
+        .unwrap();
     stdin.flush().unwrap();
     wait_until("the draft appeared in tmp/", WAIT, || {
         std::fs::read_dir(env.spool().join("tmp"))
@@ -320,11 +390,16 @@ fn disk_full_spool_refuses_with_74_and_leaves_no_partial_file() {
     env.conf(&format!("spool = \"{}\"", mnt.display()));
     let mut big = b"Subject: big\n\n".to_vec();
     for _ in 0..20000 {
-        big.extend_from_slice(b"0123456789012345678901234567890123456789012345678901234567890123456789\n");
+        big.extend_from_slice(
+            b"0123456789012345678901234567890123456789012345678901234567890123456789\n",
+        );
     }
     let o = env.run(&["-i", "bob@example.org"], &big);
     assert!(o.code == 74 || o.code == 73, "{o}");
-    assert!(o.stderr.contains("NOT accepted") || o.stderr.contains("No space"), "{o}");
+    assert!(
+        o.stderr.contains("NOT accepted") || o.stderr.contains("No space"),
+        "{o}"
+    );
     let tmp_left = std::fs::read_dir(mnt.join("tmp")).unwrap().count();
     let q_left = std::fs::read_dir(mnt.join("queue")).unwrap().count();
     assert_eq!((tmp_left, q_left), (0, 0), "no partial file left");
@@ -338,15 +413,27 @@ fn permanent_failure_in_a_queue_run_bounces_rfc3464_from_the_identity() {
         ..Default::default()
     });
     let env = env_for(&sink);
-    env.run(&["-i", "nobody@example.org"], b"Subject: lost\nMessage-ID: <orig@shop.example>\n\nbody\n")
-        .expect_code(0);
-    sink.set_rules(vec![Rule::reply(Step::Rcpt("nobody".into()), "550 5.1.1 no such user")]);
+    env.run(
+        &["-i", "nobody@example.org"],
+        b"Subject: lost\nMessage-ID: <orig@shop.example>\n\nbody\n",
+    )
+    .expect_code(0);
+    sink.set_rules(vec![Rule::reply(
+        Step::Rcpt("nobody".into()),
+        "550 5.1.1 no such user",
+    )]);
     env.run(&["-q"], b"").expect_code(0);
     let b = &sink.wait_messages(1, WAIT)[0];
     assert_eq!(b.mail_from, "");
     assert_eq!(b.rcpts, vec!["root@shop.example"]);
     assert_eq!(b.peer.ip(), ip("127.0.0.2"));
-    check_dsn(&b.data, "failed", "5.1.1", "nobody@example.org", "<orig@shop.example>");
+    check_dsn(
+        &b.data,
+        "failed",
+        "5.1.1",
+        "nobody@example.org",
+        "<orig@shop.example>",
+    );
     assert!(queued_ids(&env).is_empty());
 }
 
@@ -358,7 +445,8 @@ fn max_age_expires_with_a_bounce() {
     });
     let env = env_for(&sink);
     env.conf("max_age = \"1s\"");
-    env.run(&["-i", "bob@example.org"], b"Subject: old\n\nbody\n").expect_code(0);
+    env.run(&["-i", "bob@example.org"], b"Subject: old\n\nbody\n")
+        .expect_code(0);
     std::thread::sleep(Duration::from_millis(2100));
     sink.set_rules(vec![]);
     env.run(&["-q"], b"").expect_code(0);
@@ -383,21 +471,35 @@ fn retry_sends_as_the_recorded_identity_even_after_virtusers_changed() {
     assert_eq!(m.peer.ip(), ip("127.0.0.2"));
     assert_eq!(m.mail_from, "root@shop.example");
     let lines = env.log_lines();
-    assert!(lines.iter().any(|l| l.contains("changed in virtusers since submission")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("changed in virtusers since submission")),
+        "{lines:?}"
+    );
 }
 
 #[test]
 fn odb_returns_at_once_and_a_child_delivers() {
     let sink = Sink::start(SinkConfig {
-        rules: vec![Rule::new(Step::Connect, Action::Delay(Duration::from_millis(500)))],
+        rules: vec![Rule::new(
+            Step::Connect,
+            Action::Delay(Duration::from_millis(500)),
+        )],
         ..Default::default()
     });
     let env = env_for(&sink);
     let t = Instant::now();
-    env.run(&["-odb", "-i", "bob@example.org"], MSG).expect_code(0);
-    assert!(t.elapsed() < Duration::from_millis(500), "returned before the receiver answered");
+    env.run(&["-odb", "-i", "bob@example.org"], MSG)
+        .expect_code(0);
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "returned before the receiver answered"
+    );
     assert_eq!(sink.wait_messages(1, WAIT).len(), 1);
-    wait_until("queue empty", WAIT, || queued_ids(&env).is_empty().then_some(()));
+    wait_until("queue empty", WAIT, || {
+        queued_ids(&env).is_empty().then_some(())
+    });
 }
 
 /// Parse a DSN with Python's email package and check its RFC 3464 structure.
@@ -431,7 +533,12 @@ print(hdrs.get_payload())
     p.stdin.take().unwrap().write_all(data).unwrap();
     let o = p.wait_with_output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "DSN does not parse as RFC 3464: {}\n{}", String::from_utf8_lossy(&o.stderr), String::from_utf8_lossy(data));
+    assert!(
+        o.status.success(),
+        "DSN does not parse as RFC 3464: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(data)
+    );
     let first = out.lines().next().unwrap_or("");
     assert_eq!(first, format!("{action} {status} rfc822; {rcpt}"));
     assert!(out.contains(orig_msgid), "original headers attached: {out}");

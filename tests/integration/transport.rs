@@ -12,8 +12,8 @@ use crate::support::sink::{Action, Rule, Sink, SinkConfig, Step, server_tls};
 use crate::support::vs::{self, Env, Out};
 use crate::support::{users, wait_until};
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -47,7 +47,8 @@ fn key_der(k: &KeyPair) -> PrivateKeyDer<'static> {
 fn leaf_params(names: &[&str], expired: bool) -> CertificateParams {
     let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     let mut p = CertificateParams::new(names.clone()).unwrap();
-    p.distinguished_name.push(DnType::CommonName, names[0].clone());
+    p.distinguished_name
+        .push(DnType::CommonName, names[0].clone());
     p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     if expired {
         p.not_before = rcgen::date_time_ymd(2020, 1, 1);
@@ -60,7 +61,8 @@ impl Pki {
     fn new() -> Pki {
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name.push(DnType::CommonName, "vsendmail transport test CA");
+        p.distinguished_name
+            .push(DnType::CommonName, "vsendmail transport test CA");
         p.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
             KeyUsagePurpose::CrlSign,
@@ -77,7 +79,9 @@ impl Pki {
     /// A server certificate for `names` (DNS names or IP literals) issued by the CA.
     fn leaf(&self, names: &[&str], expired: bool) -> Chain {
         let key = KeyPair::generate().unwrap();
-        let cert = leaf_params(names, expired).signed_by(&key, &self.ca).unwrap();
+        let cert = leaf_params(names, expired)
+            .signed_by(&key, &self.ca)
+            .unwrap();
         (vec![cert.der().clone()], key_der(&key))
     }
 }
@@ -111,7 +115,11 @@ fn mx_env(sink: &Sink) -> (Env, DnsServer) {
             .a("mx.test", Ipv4Addr::LOCALHOST),
     );
     let env = Env::new();
-    env.conf(&format!("dns = [\"{}\"]\nmx_port = {}", dns.addr(), sink.port()));
+    env.conf(&format!(
+        "dns = [\"{}\"]\nmx_port = {}",
+        dns.addr(),
+        sink.port()
+    ));
     env.virtusers("root  root@shop.example  127.0.0.2\n");
     (env, dns)
 }
@@ -141,16 +149,25 @@ fn assert_no_secret(text: &str, what: &str) {
         b64.encode(PASSWORD),
         b64.encode(format!("\0relayuser\0{PASSWORD}")),
     ] {
-        assert!(!text.contains(&needle), "{what} contains the secret {needle:?}:\n{text}");
+        assert!(
+            !text.contains(&needle),
+            "{what} contains the secret {needle:?}:\n{text}"
+        );
     }
 }
 
 /// The message is queued with `why` in its reply, and the log says deferred.
 fn assert_queued(env: &Env, why: &str) {
     let q = queue(env);
-    assert!(q.contains("bob@example.test") && q.contains(why), "queue should hold the message with {why:?}:\n{q}");
+    assert!(
+        q.contains("bob@example.test") && q.contains(why),
+        "queue should hold the message with {why:?}:\n{q}"
+    );
     let l = log(env);
-    assert!(l.contains("status=deferred") && l.contains(why), "log:\n{l}");
+    assert!(
+        l.contains("status=deferred") && l.contains(why),
+        "log:\n{l}"
+    );
 }
 
 // ---------------------------------------------------------------- TLS
@@ -166,11 +183,20 @@ fn opportunistic_starttls_takes_any_certificate_and_says_so() {
     let m = &sink.wait_messages(1, WAIT)[0];
     let c = &sink.connections()[m.conn];
     assert!(c.tls, "the message went over TLS");
-    let cmds: Vec<&str> = c.commands.iter().map(|s| s.split(' ').next().unwrap()).collect();
-    assert_eq!(&cmds[..3], ["EHLO", "STARTTLS", "EHLO"], "EHLO again after STARTTLS: {cmds:?}");
+    let cmds: Vec<&str> = c
+        .commands
+        .iter()
+        .map(|s| s.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(
+        &cmds[..3],
+        ["EHLO", "STARTTLS", "EHLO"],
+        "EHLO again after STARTTLS: {cmds:?}"
+    );
     let l = log(&env);
     assert!(
-        l.contains("Untrusted TLS connection established to [127.0.0.1]") && l.contains("certificate not verified"),
+        l.contains("Untrusted TLS connection established to [127.0.0.1]")
+            && l.contains("certificate not verified"),
         "{l}"
     );
     assert!(l.contains("status=sent"), "{l}");
@@ -186,9 +212,17 @@ fn opportunistic_broken_handshake_retries_once_without_tls() {
     env.run(&["-i", "bob@example.test"], MSG).expect_code(0);
     sink.wait_messages(1, WAIT);
     let conns = sink.wait_connections(2, WAIT);
-    assert_eq!(conns.len(), 2, "one failed TLS connection, one plain retry: {}", sink.dump());
+    assert_eq!(
+        conns.len(),
+        2,
+        "one failed TLS connection, one plain retry: {}",
+        sink.dump()
+    );
     assert!(conns[0].commands.iter().any(|c| c == "STARTTLS"));
-    assert!(!conns[1].commands.iter().any(|c| c == "STARTTLS"), "the retry is without TLS");
+    assert!(
+        !conns[1].commands.iter().any(|c| c == "STARTTLS"),
+        "the retry is without TLS"
+    );
     assert!(!conns[1].tls);
     let l = log(&env);
     assert!(l.contains("retrying once without TLS"), "{l}");
@@ -203,7 +237,13 @@ fn required_without_starttls_keeps_the_message_queued() {
     env.run(&["-i", "bob@example.test"], MSG).expect_code(0);
     assert!(sink.messages().is_empty());
     let conns = sink.wait_connections(1, WAIT);
-    assert!(!conns.iter().any(|c| c.commands.iter().any(|x| x.starts_with("MAIL"))), "{}", sink.dump());
+    assert!(
+        !conns
+            .iter()
+            .any(|c| c.commands.iter().any(|x| x.starts_with("MAIL"))),
+        "{}",
+        sink.dump()
+    );
     assert_queued(&env, "does not offer STARTTLS");
 }
 
@@ -230,7 +270,10 @@ fn verify_case(pki: &Pki, chain: Chain) -> (Env, Sink, DnsServer, Out) {
     });
     let (env, dns) = mx_env(&sink);
     let ca = env.write("ca.pem", &pki.ca_pem());
-    env.conf(&format!("tls = \"verify\"\ntls_ca_file = \"{}\"", ca.display()));
+    env.conf(&format!(
+        "tls = \"verify\"\ntls_ca_file = \"{}\"",
+        ca.display()
+    ));
     let o = env.run(&["-i", "bob@example.test"], MSG);
     (env, sink, dns, o)
 }
@@ -243,7 +286,10 @@ fn verify_accepts_a_ca_signed_certificate_for_the_mx_name() {
     let m = &sink.wait_messages(1, WAIT)[0];
     assert!(sink.connections()[m.conn].tls);
     let l = log(&env);
-    assert!(l.contains("Verified TLS connection established to mx.test[127.0.0.1]"), "{l}");
+    assert!(
+        l.contains("Verified TLS connection established to mx.test[127.0.0.1]"),
+        "{l}"
+    );
 }
 
 #[test]
@@ -271,8 +317,15 @@ fn verify_refuses_a_self_signed_certificate_and_ignores_ssl_cert_file() {
     let leaf_pem = {
         use base64::Engine;
         let b = base64::engine::general_purpose::STANDARD.encode(chain.0[0].as_ref());
-        let lines: Vec<&str> = b.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
-        format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
+        let lines: Vec<&str> = b
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            lines.join("\n")
+        )
     };
     let sink = Sink::start(SinkConfig {
         tls: tls_cfg(chain),
@@ -281,11 +334,16 @@ fn verify_refuses_a_self_signed_certificate_and_ignores_ssl_cert_file() {
     let (env, _dns) = mx_env(&sink);
     let ca = env.write("ca.pem", &pki.ca_pem());
     let trap = env.write("trap.pem", &leaf_pem);
-    env.conf(&format!("tls = \"verify\"\ntls_ca_file = \"{}\"", ca.display()));
+    env.conf(&format!(
+        "tls = \"verify\"\ntls_ca_file = \"{}\"",
+        ca.display()
+    ));
     // The environment must not add trusted roots (a set-gid binary's caller sets it).
     let mut c = env.cmd(None);
     c.env("SSL_CERT_FILE", &trap).env("SSL_CERT_DIR", env.dir());
-    c.arg("-C").arg(env.conf_path()).args(["-i", "bob@example.test"]);
+    c.arg("-C")
+        .arg(env.conf_path())
+        .args(["-i", "bob@example.test"]);
     env.output(c, MSG).expect_code(0);
     assert!(sink.messages().is_empty());
     assert_queued(&env, "unknown issuer");
@@ -310,7 +368,11 @@ fn implicit_tls_relay_with_verification() {
     env.run(&["-i", "bob@example.test"], MSG).expect_code(0);
     let m = &sink.wait_messages(1, WAIT)[0];
     let c = &sink.connections()[m.conn];
-    assert!(c.tls && !c.commands.iter().any(|x| x == "STARTTLS"), "{}", sink.dump());
+    assert!(
+        c.tls && !c.commands.iter().any(|x| x == "STARTTLS"),
+        "{}",
+        sink.dump()
+    );
     assert_eq!(m.peer.ip(), ip("127.0.0.2"));
     assert!(log(&env).contains("Verified TLS connection established to [127.0.0.1]"));
 }
@@ -319,7 +381,11 @@ fn implicit_tls_relay_with_verification() {
 
 fn auth_sink(mechs: &[&str], tls: bool) -> Sink {
     Sink::start(SinkConfig {
-        tls: if tls { tls_cfg(self_signed(&["relay.test"])) } else { None },
+        tls: if tls {
+            tls_cfg(self_signed(&["relay.test"]))
+        } else {
+            None
+        },
         auth: vec![("relayuser".into(), PASSWORD.into())],
         auth_mechs: mechs.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
@@ -331,15 +397,28 @@ fn auth_plain_after_starttls_and_the_password_is_never_shown() {
     let sink = auth_sink(&["PLAIN", "LOGIN"], true);
     let env = Env::new();
     env.virtusers("root  root@shop.example  127.0.0.2\n");
-    env.conf(&format!("relay = \"smtp://relayuser@127.0.0.1:{}\"", sink.port()));
-    secrets(&env, &format!("# relay accounts\n127.0.0.1:{} relayuser {PASSWORD}\n", sink.port()), 0o640);
+    env.conf(&format!(
+        "relay = \"smtp://relayuser@127.0.0.1:{}\"",
+        sink.port()
+    ));
+    secrets(
+        &env,
+        &format!(
+            "# relay accounts\n127.0.0.1:{} relayuser {PASSWORD}\n",
+            sink.port()
+        ),
+        0o640,
+    );
     let o = env.run(&["-v", "-i", "bob@example.test"], MSG);
     o.expect_code(0);
     let m = &sink.wait_messages(1, WAIT)[0];
     let c = &sink.connections()[m.conn];
     assert_eq!(c.auth.len(), 1, "{}", sink.dump());
     let a = &c.auth[0];
-    assert!(a.ok && a.tls && a.mech == "PLAIN" && a.user == "relayuser" && a.password == PASSWORD, "{a:?}");
+    assert!(
+        a.ok && a.tls && a.mech == "PLAIN" && a.user == "relayuser" && a.password == PASSWORD,
+        "{a:?}"
+    );
     assert!(o.stderr.contains(">>> AUTH PLAIN ****"), "{o}");
     assert_no_secret(&o.stderr, "-v output");
     assert_no_secret(&o.stdout, "stdout");
@@ -359,7 +438,10 @@ fn auth_login_with_the_user_from_the_secrets_line() {
     let m = &sink.wait_messages(1, WAIT)[0];
     let a = &sink.connections()[m.conn].auth[0];
     assert!(a.ok && a.mech == "LOGIN" && a.user == "relayuser", "{a:?}");
-    assert!(o.stderr.contains(">>> AUTH LOGIN") && o.stderr.contains(">>> ****"), "{o}");
+    assert!(
+        o.stderr.contains(">>> AUTH LOGIN") && o.stderr.contains(">>> ****"),
+        "{o}"
+    );
     assert_no_secret(&o.stderr, "-v output");
     assert_no_secret(&log(&env), "syslog");
 }
@@ -369,10 +451,17 @@ fn auth_535_is_a_permanent_failure_that_says_so() {
     let sink = auth_sink(&["PLAIN"], true);
     let env = relay_env(&sink);
     let wrong = format!("{PASSWORD}-typo");
-    secrets(&env, &format!("127.0.0.1:{} relayuser {wrong}\n", sink.port()), 0o640);
+    secrets(
+        &env,
+        &format!("127.0.0.1:{} relayuser {wrong}\n", sink.port()),
+        0o640,
+    );
     let o = env.run(&["-oep", "-i", "bob@example.test"], MSG);
     o.expect_code(69);
-    assert!(o.stderr.contains("535") && o.stderr.contains("permanent"), "{o}");
+    assert!(
+        o.stderr.contains("535") && o.stderr.contains("permanent"),
+        "{o}"
+    );
     assert!(!o.stderr.contains(&wrong), "{o}");
     assert_no_secret(&o.stderr, "stderr");
     assert!(queue(&env).contains("Mail queue is empty"), "not retried");
@@ -390,8 +479,15 @@ fn credentials_are_never_sent_without_tls() {
     let o = env.run(&["-v", "-i", "bob@example.test"], MSG);
     o.expect_code(0);
     let conns = sink.wait_connections(1, WAIT);
-    assert!(conns.iter().all(|c| c.auth.is_empty() && !c.commands.iter().any(|x| x.starts_with("AUTH"))));
-    assert_no_secret(&String::from_utf8_lossy(&conns[0].raw), "what the relay received");
+    assert!(
+        conns
+            .iter()
+            .all(|c| c.auth.is_empty() && !c.commands.iter().any(|x| x.starts_with("AUTH")))
+    );
+    assert_no_secret(
+        &String::from_utf8_lossy(&conns[0].raw),
+        "what the relay received",
+    );
     assert!(sink.messages().is_empty());
     assert_queued(&env, "does not offer STARTTLS");
 }
@@ -403,7 +499,11 @@ fn a_world_readable_secrets_file_is_refused() {
     secrets(&env, &format!("127.0.0.1 relayuser {PASSWORD}\n"), 0o644);
     let o = env.run(&["-i", "bob@example.test"], MSG);
     o.expect_code(0);
-    assert!(sink.connections().is_empty(), "nothing sent: {}", sink.dump());
+    assert!(
+        sink.connections().is_empty(),
+        "nothing sent: {}",
+        sink.dump()
+    );
     assert_queued(&env, "mode 0644");
     assert_no_secret(&o.stderr, "stderr");
     assert_no_secret(&log(&env), "syslog");
@@ -414,7 +514,10 @@ fn a_user_missing_from_the_secrets_file_keeps_the_message() {
     let sink = auth_sink(&["PLAIN"], true);
     let env = Env::new();
     env.virtusers("root  root@shop.example  127.0.0.2\n");
-    env.conf(&format!("relay = \"smtp://nobody-here@127.0.0.1:{}\"", sink.port()));
+    env.conf(&format!(
+        "relay = \"smtp://nobody-here@127.0.0.1:{}\"",
+        sink.port()
+    ));
     secrets(&env, &format!("127.0.0.1 relayuser {PASSWORD}\n"), 0o640);
     env.run(&["-i", "bob@example.test"], MSG).expect_code(0);
     assert!(sink.connections().is_empty());
@@ -457,7 +560,11 @@ fn dual_stack() -> (Sink, Sink, Env, DnsServer) {
             .aaaa("mx.test", Ipv6Addr::LOCALHOST),
     );
     let env = Env::new();
-    env.conf(&format!("dns = [\"{}\"]\nmx_port = {}", dns.addr(), v4.port()));
+    env.conf(&format!(
+        "dns = [\"{}\"]\nmx_port = {}",
+        dns.addr(),
+        v4.port()
+    ));
     (v4, v6, env, dns)
 }
 
@@ -466,12 +573,20 @@ fn aaaa_first_unless_prefer_ipv4_and_only_the_identitys_families() {
     let (v4, v6, env, _dns) = dual_stack();
     env.virtusers("root  root@shop.example  127.0.0.2,::1\n");
     env.run(&["-i", "bob@example.test"], MSG).expect_code(0);
-    assert_eq!(v6.wait_messages(1, WAIT)[0].peer.ip(), ip("::1"), "AAAA first by default");
+    assert_eq!(
+        v6.wait_messages(1, WAIT)[0].peer.ip(),
+        ip("::1"),
+        "AAAA first by default"
+    );
     assert!(v4.messages().is_empty());
 
     env.conf("prefer = \"ipv4\"");
     env.run(&["-i", "bob@example.test"], MSG).expect_code(0);
-    assert_eq!(v4.wait_messages(1, WAIT)[0].peer.ip(), ip("127.0.0.2"), "A first with prefer = ipv4");
+    assert_eq!(
+        v4.wait_messages(1, WAIT)[0].peer.ip(),
+        ip("127.0.0.2"),
+        "A first with prefer = ipv4"
+    );
 
     // An identity without IPv6 never uses the AAAA record, whatever `prefer` says.
     env.conf("prefer = \"ipv6\"");
@@ -483,7 +598,11 @@ fn aaaa_first_unless_prefer_ipv4_and_only_the_identitys_families() {
     env.virtusers("root  root@shop.example  ::1\n");
     env.run(&["-i", "bob@example.test"], MSG).expect_code(0);
     assert_eq!(v6.wait_messages(2, WAIT).len(), 2);
-    assert_eq!(v4.messages().len(), 2, "no IPv4 connection for a v6-only identity");
+    assert_eq!(
+        v4.messages().len(),
+        2,
+        "no IPv4 connection for a v6-only identity"
+    );
 }
 
 #[test]
@@ -495,7 +614,9 @@ fn several_sources_of_one_family_use_the_first_that_binds() {
     let bv = env.run(&["-bv", "bob@example.test"], b"");
     bv.expect_code(0);
     assert!(
-        bv.stdout.contains("192.0.2.55 (NOT configured on this host)") && bv.stdout.contains("127.0.0.3 (bound here: ok)"),
+        bv.stdout
+            .contains("192.0.2.55 (NOT configured on this host)")
+            && bv.stdout.contains("127.0.0.3 (bound here: ok)"),
         "{bv}"
     );
     env.run(&["-i", "bob@example.test"], MSG).expect_code(0);
@@ -511,8 +632,14 @@ impl Netns {
     fn new(tag: &str) -> Netns {
         let name = format!("vst-{tag}-{}", std::process::id());
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        let ok = Command::new("ip").args(["netns", "add", &name]).status().is_ok_and(|s| s.success());
-        assert!(ok, "cannot create network namespace {name} (tests run as root)");
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            ok,
+            "cannot create network namespace {name} (tests run as root)"
+        );
         let n = Netns { name };
         assert!(n.ip(&["link", "set", "lo", "up"]));
         n
@@ -534,7 +661,9 @@ impl Netns {
             "vsdummy0"
         } else {
             assert!(
-                self.ip(&["link", "add", "vsveth0", "type", "veth", "peer", "name", "vsveth1"]),
+                self.ip(&[
+                    "link", "add", "vsveth0", "type", "veth", "peer", "name", "vsveth1"
+                ]),
                 "cannot create a dummy or veth interface in {}",
                 self.name
             );
@@ -553,7 +682,8 @@ impl Netns {
         std::thread::spawn(move || {
             let file = std::fs::File::open(&path).expect("open netns");
             // SAFETY: setns on a valid namespace fd, for this thread only.
-            let r = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+            let r =
+                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
             assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
             f()
         })
@@ -564,7 +694,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
@@ -597,13 +729,25 @@ fn two_ipv6_identities_in_a_network_namespace_keep_their_own_source() {
         env.output(c, MSG).expect_code(0);
     }
     let msgs = sink.wait_messages(2, WAIT);
-    let a = msgs.iter().find(|m| m.mail_from == "a@site-a.example").expect("a's message");
-    let b = msgs.iter().find(|m| m.mail_from == "b@site-b.example").expect("b's message");
+    let a = msgs
+        .iter()
+        .find(|m| m.mail_from == "a@site-a.example")
+        .expect("a's message");
+    let b = msgs
+        .iter()
+        .find(|m| m.mail_from == "b@site-b.example")
+        .expect("b's message");
     assert_eq!(a.peer.ip(), ip("fd00::10"));
     assert_eq!(b.peer.ip(), ip("fd00::11"));
     let l = log(&env);
-    assert!(l.contains(&format!("src=[fd00::10]:{}", a.peer.port())), "{l}");
-    assert!(l.contains(&format!("src=[fd00::11]:{}", b.peer.port())), "{l}");
+    assert!(
+        l.contains(&format!("src=[fd00::10]:{}", a.peer.port())),
+        "{l}"
+    );
+    assert!(
+        l.contains(&format!("src=[fd00::11]:{}", b.peer.port())),
+        "{l}"
+    );
 }
 
 // ---------------------------------------------------------------- extensions
@@ -612,13 +756,19 @@ fn two_ipv6_identities_in_a_network_namespace_keep_their_own_source() {
 fn pipelining_batches_mail_and_rcpt_in_one_write() {
     let sink = Sink::start_default();
     let env = relay_env(&sink);
-    env.run(&["-i", "bob@example.test", "carol@example.test"], MSG).expect_code(0);
+    env.run(&["-i", "bob@example.test", "carol@example.test"], MSG)
+        .expect_code(0);
     let m = &sink.wait_messages(1, WAIT)[0];
     let c = &sink.connections()[m.conn];
-    let batch = c.reads.iter().map(|r| String::from_utf8_lossy(r).into_owned()).find(|r| r.contains("MAIL FROM:"));
+    let batch = c
+        .reads
+        .iter()
+        .map(|r| String::from_utf8_lossy(r).into_owned())
+        .find(|r| r.contains("MAIL FROM:"));
     let batch = batch.expect("a read with MAIL FROM");
     assert!(
-        batch.contains("RCPT TO:<bob@example.test>") && batch.contains("RCPT TO:<carol@example.test>"),
+        batch.contains("RCPT TO:<bob@example.test>")
+            && batch.contains("RCPT TO:<carol@example.test>"),
         "MAIL and both RCPTs in one read: {batch:?}"
     );
 
@@ -628,7 +778,8 @@ fn pipelining_batches_mail_and_rcpt_in_one_write() {
         ..Default::default()
     });
     let env = relay_env(&plain);
-    env.run(&["-i", "bob@example.test", "carol@example.test"], MSG).expect_code(0);
+    env.run(&["-i", "bob@example.test", "carol@example.test"], MSG)
+        .expect_code(0);
     let m = &plain.wait_messages(1, WAIT)[0];
     let c = &plain.connections()[m.conn];
     assert!(
@@ -644,17 +795,27 @@ fn pipelining_batches_mail_and_rcpt_in_one_write() {
 #[test]
 fn size_limit_fails_early_and_permanently() {
     let sink = Sink::start(SinkConfig {
-        extensions: vec!["PIPELINING".into(), "SIZE 500".into(), "ENHANCEDSTATUSCODES".into()],
+        extensions: vec![
+            "PIPELINING".into(),
+            "SIZE 500".into(),
+            "ENHANCEDSTATUSCODES".into(),
+        ],
         ..Default::default()
     });
     let env = relay_env(&sink);
     let mut big = b"Subject: big\n\n".to_vec();
-    big.extend(std::iter::repeat_n(b"0123456789012345678901234567890123456789\n".as_slice(), 50).flatten());
+    big.extend(
+        std::iter::repeat_n(b"0123456789012345678901234567890123456789\n".as_slice(), 50).flatten(),
+    );
     let o = env.run(&["-oep", "-i", "bob@example.test"], &big);
     o.expect_code(69);
     assert!(o.stderr.contains("SIZE limit of 500 bytes"), "{o}");
     let conns = sink.wait_connections(1, WAIT);
-    assert!(!conns[0].commands.iter().any(|c| c.starts_with("MAIL")), "refused before MAIL: {}", sink.dump());
+    assert!(
+        !conns[0].commands.iter().any(|c| c.starts_with("MAIL")),
+        "refused before MAIL: {}",
+        sink.dump()
+    );
     assert!(queue(&env).contains("Mail queue is empty"));
 }
 
@@ -676,14 +837,28 @@ fn dsn_parameters_reach_the_wire_when_offered() {
     let sink = Sink::start_default();
     let env = relay_env(&sink);
     env.run(
-        &["-N", "success,failure", "-R", "hdrs", "-V", "env-42", "-i", "bob@example.test"],
+        &[
+            "-N",
+            "success,failure",
+            "-R",
+            "hdrs",
+            "-V",
+            "env-42",
+            "-i",
+            "bob@example.test",
+        ],
         MSG,
     )
     .expect_code(0);
     let m = &sink.wait_messages(1, WAIT)[0];
-    assert!(m.mail_params.contains("RET=HDRS") && m.mail_params.contains("ENVID=env-42"), "{}", m.mail_params);
     assert!(
-        m.rcpt_params[0].contains("NOTIFY=SUCCESS,FAILURE") && m.rcpt_params[0].contains("ORCPT=rfc822;bob@example.test"),
+        m.mail_params.contains("RET=HDRS") && m.mail_params.contains("ENVID=env-42"),
+        "{}",
+        m.mail_params
+    );
+    assert!(
+        m.rcpt_params[0].contains("NOTIFY=SUCCESS,FAILURE")
+            && m.rcpt_params[0].contains("ORCPT=rfc822;bob@example.test"),
         "{:?}",
         m.rcpt_params
     );
@@ -694,17 +869,36 @@ fn dsn_parameters_reach_the_wire_when_offered() {
         ..Default::default()
     });
     let env = relay_env(&no_dsn);
-    env.run(&["-N", "never", "-R", "full", "-V", "env-43", "-i", "bob@example.test"], MSG)
-        .expect_code(0);
+    env.run(
+        &[
+            "-N",
+            "never",
+            "-R",
+            "full",
+            "-V",
+            "env-43",
+            "-i",
+            "bob@example.test",
+        ],
+        MSG,
+    )
+    .expect_code(0);
     let m = &no_dsn.wait_messages(1, WAIT)[0];
-    assert!(!m.mail_params.contains("RET=") && !m.mail_params.contains("ENVID="), "{}", m.mail_params);
+    assert!(
+        !m.mail_params.contains("RET=") && !m.mail_params.contains("ENVID="),
+        "{}",
+        m.mail_params
+    );
     assert!(!m.rcpt_params[0].contains("NOTIFY="), "{:?}", m.rcpt_params);
 }
 
 #[test]
 fn enhanced_status_codes_are_in_the_log_and_on_stderr() {
     let sink = Sink::start(SinkConfig {
-        rules: vec![Rule::reply(Step::Rcpt("bob".into()), "550 5.1.1 <bob@example.test>: Recipient address rejected")],
+        rules: vec![Rule::reply(
+            Step::Rcpt("bob".into()),
+            "550 5.1.1 <bob@example.test>: Recipient address rejected",
+        )],
         ..Default::default()
     });
     let env = relay_env(&sink);
@@ -712,7 +906,10 @@ fn enhanced_status_codes_are_in_the_log_and_on_stderr() {
     o.expect_code(69);
     assert!(o.stderr.contains("550 5.1.1"), "{o}");
     let l = log(&env);
-    assert!(l.contains("status=failed") && l.contains("550 5.1.1 <bob@example.test>"), "{l}");
+    assert!(
+        l.contains("status=failed") && l.contains("550 5.1.1 <bob@example.test>"),
+        "{l}"
+    );
 }
 
 #[test]
@@ -727,12 +924,17 @@ fn helo_when_ehlo_is_refused() {
     let c = &sink.connections()[m.conn];
     assert_eq!(c.helo_cmd, "HELO");
     assert_eq!(m.helo, "mail.shop.example");
-    assert!(m.mail_params.is_empty(), "no ESMTP parameters after HELO: {}", m.mail_params);
+    assert!(
+        m.mail_params.is_empty(),
+        "no ESMTP parameters after HELO: {}",
+        m.mail_params
+    );
 }
 
 // ---------------------------------------------------------------- timeouts
 
-const SHORT: &str = "[timeouts]\nconnect = 1\ngreeting = 1\ncommand = 1\ndata_block = 1\nfinal_dot = 1";
+const SHORT: &str =
+    "[timeouts]\nconnect = 1\ngreeting = 1\ncommand = 1\ndata_block = 1\nfinal_dot = 1";
 
 /// Send with 1-second timeouts; the run must end well before the stall does,
 /// exit 0 with the message queued and the log saying why.
@@ -751,11 +953,14 @@ fn assert_times_out(env: &Env, body: &[u8], why: &str) {
 fn connect_timeout() {
     // A listener whose backlog is full: further SYNs go unanswered.
     let l = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    l.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+    l.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
     l.listen(0).unwrap();
     let addr = l.local_addr().unwrap().as_socket().unwrap();
     let filler: Vec<_> = (0..4)
-        .filter_map(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok())
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()
+        })
         .collect();
     assert!(!filler.is_empty());
     let env = Env::new();
@@ -781,7 +986,10 @@ fn greeting_timeout() {
 
 #[test]
 fn command_timeout() {
-    let (env, sink) = stalled(Rule::new(Step::Mail, Action::Delay(Duration::from_secs(30))));
+    let (env, sink) = stalled(Rule::new(
+        Step::Mail,
+        Action::Delay(Duration::from_secs(30)),
+    ));
     assert_times_out(&env, MSG, "MAIL FROM to [127.0.0.1]");
     assert!(log(&env).contains("no reply within 1s (timeout)"));
     assert!(sink.messages().is_empty());
@@ -789,7 +997,10 @@ fn command_timeout() {
 
 #[test]
 fn data_block_timeout() {
-    let (env, sink) = stalled(Rule::new(Step::Data, Action::ReplyThenStall("354 go ahead".into())));
+    let (env, sink) = stalled(Rule::new(
+        Step::Data,
+        Action::ReplyThenStall("354 go ahead".into()),
+    ));
     // Larger than what the socket buffers of both sides hold.
     let mut big = b"Subject: big\n\n".to_vec();
     let line = b"0123456789012345678901234567890123456789012345678901234567890123456789\n";
@@ -820,17 +1031,27 @@ fn postfix_with_starttls_verified_end_to_end() {
     let env = Env::new();
     env.relay(pf.addr());
     env.virtusers("root  root@shop.example  127.0.0.2\n");
-    env.conf(&format!("tls = \"verify\"\ntls_ca_file = \"{}\"", pf.ca_path().display()));
+    env.conf(&format!(
+        "tls = \"verify\"\ntls_ca_file = \"{}\"",
+        pf.ca_path().display()
+    ));
     env.run(&["-i", "bob@example.test"], MSG).expect_code(0);
     let m = &sink.wait_messages(1, Duration::from_secs(60))[0];
     assert_eq!(m.rcpts, vec!["bob@example.test"]);
     let received = m.headers("Received");
     assert!(
-        received.iter().any(|r| r.contains("[127.0.0.2]") && r.contains("using TLS")),
+        received
+            .iter()
+            .any(|r| r.contains("[127.0.0.2]") && r.contains("using TLS")),
         "Postfix saw TLS from 127.0.0.2: {received:?}\n{}",
         pf.maillog()
     );
     let l = log(&env);
-    assert!(l.contains("Verified TLS connection established to [127.0.0.1]"), "{l}");
-    wait_until("queue empty", WAIT, || queue(&env).contains("Mail queue is empty").then_some(()));
+    assert!(
+        l.contains("Verified TLS connection established to [127.0.0.1]"),
+        "{l}"
+    );
+    wait_until("queue empty", WAIT, || {
+        queue(&env).contains("Mail queue is empty").then_some(())
+    });
 }

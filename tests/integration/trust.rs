@@ -96,7 +96,11 @@ impl World {
     fn queued(&self) -> Vec<String> {
         self.spool_files()
             .iter()
-            .filter_map(|f| f.strip_prefix("queue/")?.strip_suffix(".env").map(str::to_string))
+            .filter_map(|f| {
+                f.strip_prefix("queue/")?
+                    .strip_suffix(".env")
+                    .map(str::to_string)
+            })
             .collect()
     }
 }
@@ -107,7 +111,12 @@ fn msg(to: &str, subject: &str) -> Vec<u8> {
 
 fn only_message(w: &World) -> Msg {
     let m = w.sink.messages();
-    assert_eq!(m.len(), 1, "expected exactly one message at the sink:\n{}", w.sink.dump());
+    assert_eq!(
+        m.len(),
+        1,
+        "expected exactly one message at the sink:\n{}",
+        w.sink.dump()
+    );
     m.into_iter().next().unwrap()
 }
 
@@ -124,7 +133,11 @@ fn trust_setgid_refuses_c_for_users_not_for_root() {
     let evil = w.env.write("evil.conf", "spool = \"/tmp\"\n");
     let evil = evil.to_str().unwrap();
     let glued = format!("-C{evil}");
-    for args in [vec!["-C", evil, "-bp"], vec![glued.as_str(), "-bp"], vec!["-C", evil, "-t"]] {
+    for args in [
+        vec!["-C", evil, "-bp"],
+        vec![glued.as_str(), "-bp"],
+        vec!["-C", evil, "-t"],
+    ] {
         let o = w.alice(&args, &msg("x@dest.test", "c"));
         o.expect_code(77);
         assert!(o.stderr.starts_with("vsendmail: -C "), "{o}");
@@ -133,7 +146,8 @@ fn trust_setgid_refuses_c_for_users_not_for_root() {
     assert!(w.sink.messages().is_empty());
     // Root may choose another configuration, set-gid or not.
     let conf = w.env.conf_path();
-    w.run(None, &["-C", conf.to_str().unwrap(), "-bp"], b"").expect_code(0);
+    w.run(None, &["-C", conf.to_str().unwrap(), "-bp"], b"")
+        .expect_code(0);
     // And the same user without the set-gid bit (plain copy) may too:
     // -C is refused because of the privilege, not because of the user.
     w.env.run_as(ALICE, &["-bp"], b"").expect_code(0);
@@ -157,7 +171,8 @@ fn trust_setgid_never_creates_spool_directories_a_user_would_own() {
         assert_eq!(m.gid(), w.sg.gid(), "{sub} group");
         assert_eq!(m.mode() & 0o7777, 0o2770, "{sub} mode");
     }
-    w.alice(&[ALICE_ID], &msg(ALICE_ID, "second")).expect_code(0);
+    w.alice(&[ALICE_ID], &msg(ALICE_ID, "second"))
+        .expect_code(0);
     assert_eq!(w.sink.messages().len(), 1);
 }
 
@@ -169,10 +184,16 @@ fn trust_setgid_ignores_the_environment() {
     let tz = "<+1337>-13:37";
     // Control: without set-id, TZ reaches the product (so this test can fail).
     let mut c = w.env.cmd(None);
-    c.arg("-C").arg(w.env.conf_path()).arg(ALICE_ID).env("TZ", tz);
+    c.arg("-C")
+        .arg(w.env.conf_path())
+        .arg(ALICE_ID)
+        .env("TZ", tz);
     w.env.output(c, &msg(ALICE_ID, "plain")).expect_code(0);
     let date = only_message(&w).header("Date").unwrap();
-    assert!(date.ends_with("+1337"), "TZ not honoured by the plain run: {date}");
+    assert!(
+        date.ends_with("+1337"),
+        "TZ not honoured by the plain run: {date}"
+    );
 
     let hostile = TempDir::new("vs-hostile-env");
     let h = hostile.path().display().to_string();
@@ -198,17 +219,28 @@ fn trust_setgid_ignores_the_environment() {
     let m = &m[1];
     let date = m.header("Date").unwrap();
     assert!(!date.ends_with("+1337"), "set-gid run honoured TZ: {date}");
-    assert_eq!(m.mail_from, ALICE_ID, "identity from the real uid, not $USER");
+    assert_eq!(
+        m.mail_from, ALICE_ID,
+        "identity from the real uid, not $USER"
+    );
     let received = m.header("Received").unwrap();
     assert!(received.contains(&format!("user {ALICE}")), "{received}");
-    assert_eq!(fs::read_dir(hostile.path()).unwrap().count(), 1, "nothing written in $TMPDIR/$HOME");
+    assert_eq!(
+        fs::read_dir(hostile.path()).unwrap().count(),
+        1,
+        "nothing written in $TMPDIR/$HOME"
+    );
 }
 
 #[test]
 fn trust_users_cannot_see_or_touch_each_others_queue() {
     let w = World::new();
-    w.run(Some(BOB), &["-odq", "friend@dest.test"], &msg("friend@dest.test", "bob's secret"))
-        .expect_code(0);
+    w.run(
+        Some(BOB),
+        &["-odq", "friend@dest.test"],
+        &msg("friend@dest.test", "bob's secret"),
+    )
+    .expect_code(0);
     let ids = w.queued();
     assert_eq!(ids.len(), 1, "{:?}", w.spool_files());
     let id = &ids[0];
@@ -216,7 +248,10 @@ fn trust_users_cannot_see_or_touch_each_others_queue() {
     // Bob sees his message; Alice sees an empty queue; root sees it.
     let o = w.run(Some(BOB), &["-bp"], b"");
     o.expect_code(0);
-    assert!(o.stdout.contains(id.as_str()) && o.stdout.contains(BOB_ID), "{o}");
+    assert!(
+        o.stdout.contains(id.as_str()) && o.stdout.contains(BOB_ID),
+        "{o}"
+    );
     let o = w.alice(&["-bp"], b"");
     o.expect_code(0);
     assert_eq!(o.stdout, "Mail queue is empty\n", "{o}");
@@ -245,7 +280,15 @@ fn trust_users_cannot_see_or_touch_each_others_queue() {
         assert_ne!(o.code, 0, "{user} listed the queue:\n{o}");
         let o = setgid::as_user(user, "rm", &["-f", &envf, &msgf]);
         assert_ne!(o.code, 0, "{user} removed a queue file:\n{o}");
-        let o = setgid::as_user(user, "ln", &["-s", "/etc/passwd", &w.sg.spool().join("tmp/x").display().to_string()]);
+        let o = setgid::as_user(
+            user,
+            "ln",
+            &[
+                "-s",
+                "/etc/passwd",
+                &w.sg.spool().join("tmp/x").display().to_string(),
+            ],
+        );
         assert_ne!(o.code, 0, "{user} created a link in the spool:\n{o}");
     }
     assert!(Path::new(&envf).exists() && Path::new(&msgf).exists());
@@ -261,13 +304,21 @@ fn trust_users_cannot_see_or_touch_each_others_queue() {
 fn trust_sender_outside_patterns_is_rewritten_with_a_warning_by_default() {
     let w = World::new();
     // Alice tries to send as Bob.
-    let o = w.alice(&["-f", BOB_ID, "x@dest.test"], &msg("x@dest.test", "as bob"));
+    let o = w.alice(
+        &["-f", BOB_ID, "x@dest.test"],
+        &msg("x@dest.test", "as bob"),
+    );
     o.expect_code(0);
     let m = only_message(&w);
     assert_eq!(m.mail_from, ALICE_ID);
-    let warn = m.header("X-Authentication-Warning").expect("X-Authentication-Warning");
+    let warn = m
+        .header("X-Authentication-Warning")
+        .expect("X-Authentication-Warning");
     assert!(warn.contains("host.test"), "{warn}");
-    assert!(warn.contains(ALICE) && warn.contains(BOB_ID) && warn.contains("-f"), "{warn}");
+    assert!(
+        warn.contains(ALICE) && warn.contains(BOB_ID) && warn.contains("-f"),
+        "{warn}"
+    );
     let rec = w.env.log_lines().join("\n");
     assert!(rec.contains("sender rewritten"), "{rec}");
 }
@@ -276,12 +327,23 @@ fn trust_sender_outside_patterns_is_rewritten_with_a_warning_by_default() {
 fn trust_sender_policy_reject_refuses_with_77_naming_the_patterns() {
     let w = World::new();
     w.env.conf("sender_policy = \"reject\"");
-    for args in [vec!["-f", BOB_ID, "x@dest.test"], vec!["-rceo@bank.test", "x@dest.test"]] {
+    for args in [
+        vec!["-f", BOB_ID, "x@dest.test"],
+        vec!["-rceo@bank.test", "x@dest.test"],
+    ] {
         let o = w.alice(&args, &msg("x@dest.test", "as bob"));
         o.expect_code(77);
         assert!(o.stderr.starts_with("vsendmail: "), "{o}");
-        for must in [ALICE_ID, "*@alice-shop.test", "alice@alice-other.test", "virtusers:2"] {
-            assert!(o.stderr.contains(must), "refusal does not name {must}:\n{o}");
+        for must in [
+            ALICE_ID,
+            "*@alice-shop.test",
+            "alice@alice-other.test",
+            "virtusers:2",
+        ] {
+            assert!(
+                o.stderr.contains(must),
+                "refusal does not name {must}:\n{o}"
+            );
         }
     }
     assert!(w.sink.messages().is_empty());
@@ -292,7 +354,8 @@ fn trust_sender_policy_reject_refuses_with_77_naming_the_patterns() {
         ("alice@alice-other.test", "alice@alice-other.test"),
         ("<>", ""),
     ] {
-        w.alice(&["-f", req, "x@dest.test"], &msg("x@dest.test", "inside")).expect_code(0);
+        w.alice(&["-f", req, "x@dest.test"], &msg("x@dest.test", "inside"))
+            .expect_code(0);
         let m = w.sink.messages().pop().unwrap();
         assert_eq!(m.mail_from, want);
         assert!(m.header("X-Authentication-Warning").is_none());
@@ -302,14 +365,35 @@ fn trust_sender_policy_reject_refuses_with_77_naming_the_patterns() {
 #[test]
 fn trust_sender_inside_patterns_and_trusted_users() {
     let w = World::new();
-    w.env.conf(&format!("trusted_users = [\"root\", \"{TRUSTED}\"]"));
-    w.alice(&["-fsupport@alice-shop.test", "x@dest.test"], &msg("x@dest.test", "1")).expect_code(0);
-    w.run(Some(TRUSTED), &["-f", BOB_ID, "x@dest.test"], &msg("x@dest.test", "2")).expect_code(0);
-    w.run(None, &["-f", "anyone@anywhere.test", "x@dest.test"], &msg("x@dest.test", "3")).expect_code(0);
+    w.env
+        .conf(&format!("trusted_users = [\"root\", \"{TRUSTED}\"]"));
+    w.alice(
+        &["-fsupport@alice-shop.test", "x@dest.test"],
+        &msg("x@dest.test", "1"),
+    )
+    .expect_code(0);
+    w.run(
+        Some(TRUSTED),
+        &["-f", BOB_ID, "x@dest.test"],
+        &msg("x@dest.test", "2"),
+    )
+    .expect_code(0);
+    w.run(
+        None,
+        &["-f", "anyone@anywhere.test", "x@dest.test"],
+        &msg("x@dest.test", "3"),
+    )
+    .expect_code(0);
     let m = w.sink.wait_messages(3, T);
     let froms: Vec<&str> = m.iter().map(|m| m.mail_from.as_str()).collect();
-    assert_eq!(froms, ["support@alice-shop.test", BOB_ID, "anyone@anywhere.test"]);
-    assert!(m.iter().all(|m| m.header("X-Authentication-Warning").is_none()));
+    assert_eq!(
+        froms,
+        ["support@alice-shop.test", BOB_ID, "anyone@anywhere.test"]
+    );
+    assert!(
+        m.iter()
+            .all(|m| m.header("X-Authentication-Warning").is_none())
+    );
 }
 
 #[test]
@@ -318,7 +402,10 @@ fn trust_from_header_policy_keep_rewrite_reject() {
     let input = b"From: \"The CEO\" <ceo@bank.test>\nTo: x@dest.test\nSubject: f\n\nHi.\n";
     // keep (default)
     w.alice(&["-t"], input).expect_code(0);
-    assert_eq!(w.sink.messages()[0].header("From").unwrap(), "\"The CEO\" <ceo@bank.test>");
+    assert_eq!(
+        w.sink.messages()[0].header("From").unwrap(),
+        "\"The CEO\" <ceo@bank.test>"
+    );
     // rewrite keeps the display name
     w.env.conf("from_policy = \"rewrite\"");
     w.alice(&["-t"], input).expect_code(0);
@@ -327,13 +414,23 @@ fn trust_from_header_policy_keep_rewrite_reject() {
         format!("\"The CEO\" <{ALICE_ID}>")
     );
     // a From: inside the patterns is kept under rewrite
-    w.alice(&["-t"], b"From: Shop <info@alice-shop.test>\nTo: x@dest.test\n\nHi.\n").expect_code(0);
-    assert_eq!(w.sink.messages()[2].header("From").unwrap(), "Shop <info@alice-shop.test>");
+    w.alice(
+        &["-t"],
+        b"From: Shop <info@alice-shop.test>\nTo: x@dest.test\n\nHi.\n",
+    )
+    .expect_code(0);
+    assert_eq!(
+        w.sink.messages()[2].header("From").unwrap(),
+        "Shop <info@alice-shop.test>"
+    );
     // reject
     w.env.conf("from_policy = \"reject\"");
     let o = w.alice(&["-t"], input);
     o.expect_code(77);
-    assert!(o.stderr.contains("ceo@bank.test") && o.stderr.contains("*@alice-shop.test"), "{o}");
+    assert!(
+        o.stderr.contains("ceo@bank.test") && o.stderr.contains("*@alice-shop.test"),
+        "{o}"
+    );
     assert_eq!(w.sink.messages().len(), 3);
 }
 
@@ -362,8 +459,8 @@ fn escapeshellcmd(s: &str) -> String {
                 }
                 out.push(c);
             }
-            '#' | '&' | ';' | '`' | '|' | '*' | '?' | '~' | '<' | '>' | '^' | '(' | ')' | '[' | ']' | '{'
-            | '}' | '$' | '\\' | '\n' | '\u{ff}' => {
+            '#' | '&' | ';' | '`' | '|' | '*' | '?' | '~' | '<' | '>' | '^' | '(' | ')' | '['
+            | ']' | '{' | '}' | '$' | '\\' | '\n' | '\u{ff}' => {
                 out.push('\\');
                 out.push(c);
             }
@@ -436,13 +533,26 @@ fn trust_injection_corpus_creates_no_file_and_sends_nothing_unintended() {
         // The PHPMailer payload as one argument (a caller that does not use a shell).
         Case {
             name: "quoted payload as one -f argument",
-            via: av(&["-t", "-i", "-f", "\"attacker\\\" -oQ{T}/ -X{T}/phpcode.php some\"@email.com"]),
+            via: av(&[
+                "-t",
+                "-i",
+                "-f",
+                "\"attacker\\\" -oQ{T}/ -X{T}/phpcode.php some\"@email.com",
+            ]),
             code: 65,
         },
         // mail() additional_parameters written by an attacker.
         Case {
             name: "-X and -oQ as separate flags",
-            via: av(&["-t", "-i", "-X", "{T}/log.php", "-oQ{T}/q", "-O", "QueueDirectory={T}/q2"]),
+            via: av(&[
+                "-t",
+                "-i",
+                "-X",
+                "{T}/log.php",
+                "-oQ{T}/q",
+                "-O",
+                "QueueDirectory={T}/q2",
+            ]),
             code: 0,
         },
         Case {
@@ -464,9 +574,17 @@ fn trust_injection_corpus_creates_no_file_and_sends_nothing_unintended() {
             via: php("-fbob@bob-shop.test -C{T}/evil.conf -X{T}/x.php"),
             code: 77,
         },
-        Case { name: "-D debug file", via: av(&["-t", "-D", "{T}/debug.log"]), code: 64 },
+        Case {
+            name: "-D debug file",
+            via: av(&["-t", "-D", "{T}/debug.log"]),
+            code: 64,
+        },
         // Exim: -be expansion and ${run} in addresses.
-        Case { name: "Exim -be", via: av(&["-be", "${run{/bin/touch {T}/pwned}}"]), code: 64 },
+        Case {
+            name: "Exim -be",
+            via: av(&["-be", "${run{/bin/touch {T}/pwned}}"]),
+            code: 64,
+        },
         Case {
             name: "Exim -be through mail()",
             via: php("-be ${run{/bin/touch {T}/pwned}}"),
@@ -481,7 +599,10 @@ fn trust_injection_corpus_creates_no_file_and_sends_nothing_unintended() {
         // The local part is RFC-valid atext: accepted, and rewritten by policy.
         Case {
             name: "Exim ${run} sender without spaces",
-            via: av(&["-t", "-f${run{/usr/bin/touch${substr{10}{1}{$tod_log}}{T}/pwned}}@x.test"]),
+            via: av(&[
+                "-t",
+                "-f${run{/usr/bin/touch${substr{10}{1}{$tod_log}}{T}/pwned}}@x.test",
+            ]),
             code: 0,
         },
         Case {
@@ -490,8 +611,16 @@ fn trust_injection_corpus_creates_no_file_and_sends_nothing_unintended() {
             code: 65,
         },
         // Option-shaped recipients.
-        Case { name: "recipient after --", via: av(&["-i", "--", "-oQ{T}/", to]), code: 65 },
-        Case { name: "recipient '-'", via: av(&["-i", to, "-"]), code: 65 },
+        Case {
+            name: "recipient after --",
+            via: av(&["-i", "--", "-oQ{T}/", to]),
+            code: 65,
+        },
+        Case {
+            name: "recipient '-'",
+            via: av(&["-i", to, "-"]),
+            code: 65,
+        },
         Case {
             name: "CRLF in a recipient",
             via: av(&["-i", "rcpt@dest.test\r\nRCPT TO:<victim@evil.test>"]),
@@ -499,19 +628,40 @@ fn trust_injection_corpus_creates_no_file_and_sends_nothing_unintended() {
         },
         Case {
             name: "CRLF in the sender",
-            via: av(&["-i", "-f", "a@alice-shop.test>\r\nRCPT TO:<victim@evil.test", to]),
+            via: av(&[
+                "-i",
+                "-f",
+                "a@alice-shop.test>\r\nRCPT TO:<victim@evil.test",
+                to,
+            ]),
             code: 65,
         },
-        Case { name: "space in a recipient", via: av(&["-i", "rcpt@dest.test victim@evil.test"]), code: 65 },
-        Case { name: "unbalanced quote", via: av(&["-i", "\"victim@evil.test"]), code: 65 },
+        Case {
+            name: "space in a recipient",
+            via: av(&["-i", "rcpt@dest.test victim@evil.test"]),
+            code: 65,
+        },
+        Case {
+            name: "unbalanced quote",
+            via: av(&["-i", "\"victim@evil.test"]),
+            code: 65,
+        },
         Case {
             name: "-q swallowing nothing",
             via: av(&["-qR{T}", "-i"]),
             code: 0, // a queue run: sends nothing (checked below like the rest)
         },
         // -f with a value that looks like a flag.
-        Case { name: "-f -oQ", via: av(&["-t", "-f", "-oQ{T}/"]), code: 65 },
-        Case { name: "-F with CR", via: av(&["-t", "-F", "x\rBcc: victim@evil.test"]), code: 64 },
+        Case {
+            name: "-f -oQ",
+            via: av(&["-t", "-f", "-oQ{T}/"]),
+            code: 65,
+        },
+        Case {
+            name: "-F with CR",
+            via: av(&["-t", "-F", "x\rBcc: victim@evil.test"]),
+            code: 64,
+        },
     ];
     let input = format!("To: {to}\nSubject: injection test\n\nbody\n");
     let before_env: BTreeSet<String> = dir_entries(w.env.dir());
@@ -524,8 +674,18 @@ fn trust_injection_corpus_creates_no_file_and_sends_nothing_unintended() {
                 w.alice(&args, input.as_bytes())
             }
             Via::PhpMail(params) => {
-                let script = format!("exec {} -t -i {}", w.sg.bin().display(), escapeshellcmd(params));
-                let mut c = w.sg.cmd_program(&w.env, Some(ALICE), None, Path::new("/bin/sh"), &["-c", &script]);
+                let script = format!(
+                    "exec {} -t -i {}",
+                    w.sg.bin().display(),
+                    escapeshellcmd(params)
+                );
+                let mut c = w.sg.cmd_program(
+                    &w.env,
+                    Some(ALICE),
+                    None,
+                    Path::new("/bin/sh"),
+                    &["-c", &script],
+                );
                 c.env("X", "");
                 w.env.output(c, input.as_bytes())
             }
@@ -550,7 +710,10 @@ fn trust_injection_corpus_creates_no_file_and_sends_nothing_unintended() {
         }
         for m in &sent {
             if m.rcpts != [to] || m.mail_from != ALICE_ID {
-                bad.push(format!("unintended: MAIL FROM <{}> to {:?}", m.mail_from, m.rcpts));
+                bad.push(format!(
+                    "unintended: MAIL FROM <{}> to {:?}",
+                    m.mail_from, m.rcpts
+                ));
             }
         }
         if o.code != 0 && !o.stderr.starts_with("vsendmail: ") {
@@ -561,17 +724,33 @@ fn trust_injection_corpus_creates_no_file_and_sends_nothing_unintended() {
         }
     }
     let after_env: BTreeSet<String> = dir_entries(w.env.dir());
-    assert_eq!(before_env, after_env, "files appeared in the working directory");
-    assert!(failures.is_empty(), "{} of {} payloads misbehaved:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert_eq!(
+        before_env, after_env,
+        "files appeared in the working directory"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} payloads misbehaved:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
     // The refused flags said so.
     let o = w.alice(&["-X", &format!("{t}/x"), "-oQ/x", to], input.as_bytes());
     o.expect_code(0);
-    assert!(o.stderr.contains("warning: -X") && o.stderr.contains("warning: -oQ"), "{o}");
+    assert!(
+        o.stderr.contains("warning: -X") && o.stderr.contains("warning: -oQ"),
+        "{o}"
+    );
 }
 
 fn dir_entries(d: &Path) -> BTreeSet<String> {
     fs::read_dir(d)
-        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -613,7 +792,8 @@ fn count(hay: &[u8], needle: &[u8]) -> usize {
 #[test]
 fn trust_smuggling_sequences_go_out_as_canonical_crlf() {
     let w = World::new();
-    let smuggled = "MAIL FROM:<evil@evil.test>\r\nRCPT TO:<victim@evil.test>\r\nDATA\r\nsmuggled\r\n";
+    let smuggled =
+        "MAIL FROM:<evil@evil.test>\r\nRCPT TO:<victim@evil.test>\r\nDATA\r\nsmuggled\r\n";
     let seqs: [(&str, &[u8]); 9] = [
         ("\\n.\\r\\n", b"\n.\r\n"),
         ("\\r.\\n", b"\r.\n"),
@@ -628,11 +808,16 @@ fn trust_smuggling_sequences_go_out_as_canonical_crlf() {
     let mut n = 0;
     for ignore_dots in [true, false] {
         for (name, seq) in seqs {
-            let mut input = b"To: rcpt@dest.test\r\nSubject: smuggle\nX-Mixed: a\r\r\nhello".to_vec();
+            let mut input =
+                b"To: rcpt@dest.test\r\nSubject: smuggle\nX-Mixed: a\r\r\nhello".to_vec();
             input.extend_from_slice(seq);
             input.extend_from_slice(smuggled.as_bytes());
             input.extend_from_slice(b"after\r\n.\r\nQUIT\r\n");
-            let args: &[&str] = if ignore_dots { &["-i", "rcpt@dest.test"] } else { &["rcpt@dest.test"] };
+            let args: &[&str] = if ignore_dots {
+                &["-i", "rcpt@dest.test"]
+            } else {
+                &["rcpt@dest.test"]
+            };
             w.alice(args, &input).expect_code(0);
             n += 1;
             let msgs = w.sink.wait_messages(n, T);
@@ -640,18 +825,46 @@ fn trust_smuggling_sequences_go_out_as_canonical_crlf() {
             let what = format!("{name} (-i: {ignore_dots})");
             assert_eq!(m.rcpts, ["rcpt@dest.test"], "{what}");
             assert_eq!(m.mail_from, ALICE_ID, "{what}");
-            assert!(canonical_crlf(&m.raw_data), "{what}: bare CR or LF on the wire: {:?}", String::from_utf8_lossy(&m.raw_data));
-            assert!(!m.raw_data.starts_with(b".\r\n") && find(&m.raw_data, b"\r\n.\r\n").is_none(), "{what}: a lone dot inside the data");
+            assert!(
+                canonical_crlf(&m.raw_data),
+                "{what}: bare CR or LF on the wire: {:?}",
+                String::from_utf8_lossy(&m.raw_data)
+            );
+            assert!(
+                !m.raw_data.starts_with(b".\r\n") && find(&m.raw_data, b"\r\n.\r\n").is_none(),
+                "{what}: a lone dot inside the data"
+            );
             let conn = &w.sink.connections()[m.conn];
-            assert_eq!(count(&conn.raw, b"\r\n.\r\n"), 1, "{what}: end-of-data sequences on the connection");
-            assert_eq!(conn.commands.iter().filter(|c| c.eq_ignore_ascii_case("DATA")).count(), 1, "{what}");
-            assert!(!conn.commands.iter().any(|c| c.contains("evil")), "{what}: smuggled command {:?}", conn.commands);
+            assert_eq!(
+                count(&conn.raw, b"\r\n.\r\n"),
+                1,
+                "{what}: end-of-data sequences on the connection"
+            );
+            assert_eq!(
+                conn.commands
+                    .iter()
+                    .filter(|c| c.eq_ignore_ascii_case("DATA"))
+                    .count(),
+                1,
+                "{what}"
+            );
+            assert!(
+                !conn.commands.iter().any(|c| c.contains("evil")),
+                "{what}: smuggled command {:?}",
+                conn.commands
+            );
             let body = String::from_utf8_lossy(m.body()).into_owned();
             if ignore_dots {
                 // Everything is body text, line by line.
-                assert!(body.contains("MAIL FROM:<evil@evil.test>\r\n") && body.contains("after\r\n"), "{what}: {body:?}");
+                assert!(
+                    body.contains("MAIL FROM:<evil@evil.test>\r\n") && body.contains("after\r\n"),
+                    "{what}: {body:?}"
+                );
             } else if seq.starts_with(b"\n..") {
-                assert!(body.contains("\r\n.\r\n") || body.contains("hello\r\n."), "{what}: {body:?}");
+                assert!(
+                    body.contains("\r\n.\r\n") || body.contains("hello\r\n."),
+                    "{what}: {body:?}"
+                );
             } else {
                 // The lone dot ended the message, as in sendmail 8; the rest is never sent.
                 assert_eq!(body, "hello\r\n", "{what}");
@@ -659,7 +872,12 @@ fn trust_smuggling_sequences_go_out_as_canonical_crlf() {
             assert_eq!(m.header("X-Mixed").as_deref(), Some("a"), "{what}");
         }
     }
-    assert!(w.sink.messages().iter().all(|m| m.rcpts == ["rcpt@dest.test"]));
+    assert!(
+        w.sink
+            .messages()
+            .iter()
+            .all(|m| m.rcpts == ["rcpt@dest.test"])
+    );
     assert!(w.queued().is_empty());
 }
 
@@ -669,9 +887,16 @@ fn trust_bare_cr_and_lf_everywhere_become_crlf() {
     let input = b"To: rcpt@dest.test\rSubject: cr only\r\rline one\rline two\nline three\r\nfour\n\r\n\rlast";
     w.alice(&["-i", "-t"], input).expect_code(0);
     let m = only_message(&w);
-    assert!(canonical_crlf(&m.raw_data), "{:?}", String::from_utf8_lossy(&m.raw_data));
+    assert!(
+        canonical_crlf(&m.raw_data),
+        "{:?}",
+        String::from_utf8_lossy(&m.raw_data)
+    );
     assert_eq!(m.header("Subject").as_deref(), Some("cr only"));
-    assert_eq!(m.body(), b"line one\r\nline two\r\nline three\r\nfour\r\n\r\n\r\nlast\r\n");
+    assert_eq!(
+        m.body(),
+        b"line one\r\nline two\r\nline three\r\nfour\r\n\r\n\r\nlast\r\n"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -683,11 +908,31 @@ fn trust_hostile_replies_end_in_a_clean_failure() {
     let thousand: String = (0..1000).map(|i| format!("250 line {i}\r\n")).collect();
     let thousand_550: String = (0..1000).map(|i| format!("550 no {i}\r\n")).collect();
     let cases: Vec<(&str, Rule, &str)> = vec![
-        ("megabyte greeting", Rule::reply(Step::Connect, &mega.replacen("250", "220", 1)), "longer than"),
-        ("megabyte EHLO reply", Rule::reply(Step::Ehlo, &mega), "longer than"),
-        ("thousand-line EHLO reply", Rule::reply(Step::Ehlo, &thousand), "more than"),
-        ("thousand-line RCPT reply", Rule::reply(Step::Rcpt(String::new()), &thousand_550), "more than"),
-        ("megabyte reply to the final dot", Rule::reply(Step::Dot, &mega), "longer than"),
+        (
+            "megabyte greeting",
+            Rule::reply(Step::Connect, &mega.replacen("250", "220", 1)),
+            "longer than",
+        ),
+        (
+            "megabyte EHLO reply",
+            Rule::reply(Step::Ehlo, &mega),
+            "longer than",
+        ),
+        (
+            "thousand-line EHLO reply",
+            Rule::reply(Step::Ehlo, &thousand),
+            "more than",
+        ),
+        (
+            "thousand-line RCPT reply",
+            Rule::reply(Step::Rcpt(String::new()), &thousand_550),
+            "more than",
+        ),
+        (
+            "megabyte reply to the final dot",
+            Rule::reply(Step::Dot, &mega),
+            "longer than",
+        ),
     ];
     for (name, rule, why) in cases {
         let w = World::with_sink(Sink::start(SinkConfig {
@@ -699,13 +944,24 @@ fn trust_hostile_replies_end_in_a_clean_failure() {
         let took = started.elapsed();
         // Queued for a later try: exit 0, the message safe in the spool.
         assert_eq!(o.code, 0, "{name}:\n{o}");
-        assert_eq!(w.queued().len(), 1, "{name}: not queued: {:?}\n{o}", w.spool_files());
+        assert_eq!(
+            w.queued().len(),
+            1,
+            "{name}: not queued: {:?}\n{o}",
+            w.spool_files()
+        );
         assert!(took < Duration::from_secs(60), "{name}: took {took:?}");
         let logs = w.env.log_lines().join("\n");
-        assert!(logs.contains("status=deferred") && logs.contains(why), "{name}: log does not say why:\n{logs}");
+        assert!(
+            logs.contains("status=deferred") && logs.contains(why),
+            "{name}: log does not say why:\n{logs}"
+        );
         // -bp shows the reason, printable and bounded.
         let o = w.alice(&["-bp"], b"");
-        assert!(o.stdout.lines().all(|l| l.len() < 8192), "{name}: -bp line too long");
+        assert!(
+            o.stdout.lines().all(|l| l.len() < 8192),
+            "{name}: -bp line too long"
+        );
     }
 }
 
@@ -717,11 +973,25 @@ fn trust_limit_message_size() {
     let w = World::new();
     w.env.conf("max_message_size = 20000");
     let mut big = msg("rcpt@dest.test", "big");
-    big.extend(std::iter::repeat_n(b"0123456789012345678901234567890123456789\n".as_slice(), 600).flatten());
+    big.extend(
+        std::iter::repeat_n(
+            b"0123456789012345678901234567890123456789\n".as_slice(),
+            600,
+        )
+        .flatten(),
+    );
     let o = w.alice(&["rcpt@dest.test"], &big);
     o.expect_code(65);
-    assert!(o.stderr.contains("larger than the limit of 20000 bytes (max_message_size)"), "{o}");
-    assert!(w.sink.messages().is_empty() && w.spool_files().is_empty(), "{:?}", w.spool_files());
+    assert!(
+        o.stderr
+            .contains("larger than the limit of 20000 bytes (max_message_size)"),
+        "{o}"
+    );
+    assert!(
+        w.sink.messages().is_empty() && w.spool_files().is_empty(),
+        "{:?}",
+        w.spool_files()
+    );
     w.alice(&["rcpt@dest.test"], &big[..10000]).expect_code(0);
 }
 
@@ -735,7 +1005,11 @@ fn trust_limit_message_size_default_is_50_mb() {
     }
     let o = w.alice(&["rcpt@dest.test"], &big);
     o.expect_code(65);
-    assert!(o.stderr.contains(&format!("limit of {} bytes", 50 * 1024 * 1024)), "{o}");
+    assert!(
+        o.stderr
+            .contains(&format!("limit of {} bytes", 50 * 1024 * 1024)),
+        "{o}"
+    );
     assert!(w.spool_files().is_empty());
 }
 
@@ -757,11 +1031,19 @@ fn trust_limit_header_block() {
 #[test]
 fn trust_limit_line_length_998() {
     let w = World::new();
-    for (where_, n, code) in [("body", 998, 0), ("body", 999, 65), ("header", 999, 65), ("header", 998, 0)] {
+    for (where_, n, code) in [
+        ("body", 998, 0),
+        ("body", 999, 65),
+        ("header", 999, 65),
+        ("header", 998, 0),
+    ] {
         let input = if where_ == "body" {
             format!("To: rcpt@dest.test\n\n{}\nend\n", "b".repeat(n))
         } else {
-            format!("To: rcpt@dest.test\nX-Long: {}\n\nend\n", "h".repeat(n - "X-Long: ".len()))
+            format!(
+                "To: rcpt@dest.test\nX-Long: {}\n\nend\n",
+                "h".repeat(n - "X-Long: ".len())
+            )
         };
         let o = w.alice(&["rcpt@dest.test"], input.as_bytes());
         o.expect_code(code);
@@ -771,7 +1053,11 @@ fn trust_limit_line_length_998() {
     }
     let m = w.sink.messages();
     assert_eq!(m.len(), 2);
-    assert!(m[0].raw_data.split(|&b| b == b'\n').all(|l| l.len() <= 1000));
+    assert!(
+        m[0].raw_data
+            .split(|&b| b == b'\n')
+            .all(|l| l.len() <= 1000)
+    );
     assert!(w.spool_files().is_empty());
 }
 
@@ -782,15 +1068,23 @@ fn trust_limit_recipients() {
     let args: Vec<&str> = rcpts.iter().map(String::as_str).collect();
     let o = w.alice(&args, &msg("r0@dest.test", "many"));
     o.expect_code(65);
-    assert!(o.stderr.contains("1001 recipients exceed the limit of 1000 (max_recipients)"), "{o}");
+    assert!(
+        o.stderr
+            .contains("1001 recipients exceed the limit of 1000 (max_recipients)"),
+        "{o}"
+    );
     w.env.conf("max_recipients = 5");
     let o = w.alice(&args[..6], &msg("r0@dest.test", "six"));
     o.expect_code(65);
     // -t counts header recipients too.
-    let o = w.alice(&["-t", "r9@dest.test"], b"To: r0@dest.test, r1@dest.test\nCc: r2@dest.test, r3@dest.test, r4@dest.test\n\nx\n");
+    let o = w.alice(
+        &["-t", "r9@dest.test"],
+        b"To: r0@dest.test, r1@dest.test\nCc: r2@dest.test, r3@dest.test, r4@dest.test\n\nx\n",
+    );
     o.expect_code(65);
     assert!(w.sink.messages().is_empty() && w.spool_files().is_empty());
-    w.alice(&args[..5], &msg("r0@dest.test", "five")).expect_code(0);
+    w.alice(&args[..5], &msg("r0@dest.test", "five"))
+        .expect_code(0);
     assert_eq!(only_message(&w).rcpts.len(), 5);
 }
 
@@ -816,10 +1110,16 @@ struct NetNs(String);
 impl NetNs {
     fn new() -> NetNs {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let name = format!("vstrust-{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+        let name = format!(
+            "vstrust-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
         sh(&["ip", "netns", "add", &name]);
         let ns = NetNs(name);
-        sh(&["ip", "netns", "exec", &ns.0, "ip", "link", "set", "lo", "up"]);
+        sh(&[
+            "ip", "netns", "exec", &ns.0, "ip", "link", "set", "lo", "up",
+        ]);
         ns
     }
 
@@ -850,8 +1150,15 @@ impl Drop for NetNs {
 }
 
 fn sh(args: &[&str]) -> String {
-    let o = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
@@ -863,19 +1170,37 @@ fn direct_connect(ns: &NetNs, user: Option<&str>, port: u16) -> (bool, String) {
     c.args(["netns", "exec", &ns.0]);
     if let Some(u) = user {
         let (uid, gid) = crate::support::users::user(u);
-        c.args(["setpriv", &format!("--reuid={uid}"), &format!("--regid={gid}"), "--init-groups", "--"]);
+        c.args([
+            "setpriv",
+            &format!("--reuid={uid}"),
+            &format!("--regid={gid}"),
+            "--init-groups",
+            "--",
+        ]);
     }
-    let o = c.args(["timeout", "10", "bash", "-c", &script]).env_clear().env("PATH", crate::support::vs::PATH).output().unwrap();
+    let o = c
+        .args(["timeout", "10", "bash", "-c", &script])
+        .env_clear()
+        .env("PATH", crate::support::vs::PATH)
+        .output()
+        .unwrap();
     let out = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
     (o.status.success() && out.contains("connected"), out)
 }
 
 #[test]
 fn trust_nftables_lets_only_the_vsendmail_group_reach_smtp_ports() {
-    let ruleset = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/compat/nftables.conf")).expect("compat/nftables.conf");
+    let ruleset = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/compat/nftables.conf"))
+        .expect("compat/nftables.conf");
     let define = "define VSENDMAIL_GROUP = vsendmail";
-    assert!(ruleset.contains(define), "compat/nftables.conf must have the line `{define}`");
-    let ruleset = ruleset.replace(define, &format!("define VSENDMAIL_GROUP = {}", setgid::GROUP));
+    assert!(
+        ruleset.contains(define),
+        "compat/nftables.conf must have the line `{define}`"
+    );
+    let ruleset = ruleset.replace(
+        define,
+        &format!("define VSENDMAIL_GROUP = {}", setgid::GROUP),
+    );
 
     let ns = NetNs::new();
     let sink = ns.sink();
@@ -887,7 +1212,15 @@ fn trust_nftables_lets_only_the_vsendmail_group_reach_smtp_ports() {
     assert!(ok, "without rules a direct connection must work: {out}");
 
     let file = w.env.write("nftables.conf", &ruleset);
-    sh(&["ip", "netns", "exec", &ns.0, "nft", "-f", file.to_str().unwrap()]);
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns.0,
+        "nft",
+        "-f",
+        file.to_str().unwrap(),
+    ]);
     let listed = sh(&["ip", "netns", "exec", &ns.0, "nft", "list", "ruleset"]);
     assert!(listed.contains("skgid"), "{listed}");
 
@@ -905,18 +1238,27 @@ fn trust_nftables_lets_only_the_vsendmail_group_reach_smtp_ports() {
             let f = fs::File::open(&ns_path).unwrap();
             // SAFETY: as in NetNs::sink.
             assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-            Sink::start(SinkConfig { port: 8025, ..Default::default() })
+            Sink::start(SinkConfig {
+                port: 8025,
+                ..Default::default()
+            })
         })
         .join()
         .unwrap()
     };
-    assert!(direct_connect(&ns, Some(ALICE), other.port()).0, "port 8025 must stay open");
+    assert!(
+        direct_connect(&ns, Some(ALICE), other.port()).0,
+        "port 8025 must stay open"
+    );
     assert!(direct_connect(&ns, None, 25).0, "root must get through");
 
     // vsendmail run by Alice (set-gid) gets through.
     let before = sink.connections().len();
-    let c = w.sg.cmd(&w.env, Some(ALICE), Some(&ns.0), &["rcpt@dest.test"]);
-    let o = w.env.output(c, &msg("rcpt@dest.test", "through the firewall"));
+    let c =
+        w.sg.cmd(&w.env, Some(ALICE), Some(&ns.0), &["rcpt@dest.test"]);
+    let o = w
+        .env
+        .output(c, &msg("rcpt@dest.test", "through the firewall"));
     o.expect_code(0);
     let m = sink.wait_messages(1, T);
     assert_eq!(m[0].mail_from, ALICE_ID);

@@ -86,7 +86,13 @@ impl SetGid {
     /// `None`), with `env`'s current config as `/etc/vsendmail.conf`, in the
     /// network namespace `netns` when given. Environment: only `PATH`; add
     /// more with `.env()`. Run it with [`Env::output`].
-    pub fn cmd(&self, env: &Env, user: Option<&str>, netns: Option<&str>, args: &[&str]) -> Command {
+    pub fn cmd(
+        &self,
+        env: &Env,
+        user: Option<&str>,
+        netns: Option<&str>,
+        args: &[&str],
+    ) -> Command {
         self.cmd_program(env, user, netns, &self.bin(), args)
     }
 
@@ -133,7 +139,10 @@ impl SetGid {
     /// Run the set-gid binary as `user` with `args` and `stdin`.
     pub fn run(&self, env: &Env, user: Option<&str>, args: &[&str], stdin: &[u8]) -> Out {
         let out = env.output(self.cmd(env, user, None, args), stdin);
-        assert_ne!(out.code, 120, "setgid: cannot mount the /etc overlay:\n{out}");
+        assert_ne!(
+            out.code, 120,
+            "setgid: cannot mount the /etc overlay:\n{out}"
+        );
         out
     }
 }

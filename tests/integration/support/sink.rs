@@ -818,11 +818,21 @@ impl Io {
     fn auth_exchange(&mut self, arg: &str) -> Option<Result<(String, String, String), String>> {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::STANDARD;
-        let decode = |t: &str| b64.decode(t.trim()).ok().map(|v| String::from_utf8_lossy(&v).into_owned());
+        let decode = |t: &str| {
+            b64.decode(t.trim())
+                .ok()
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+        };
         let mut words = arg.split_whitespace();
         let mech = words.next().unwrap_or("").to_ascii_uppercase();
         let initial = words.next().map(str::to_string);
-        if !self.shared.cfg.auth_mechs.iter().any(|m| m.eq_ignore_ascii_case(&mech)) {
+        if !self
+            .shared
+            .cfg
+            .auth_mechs
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(&mech))
+        {
             return Some(Err("504 5.5.4 Unrecognized authentication type".into()));
         }
         let cancelled = || Err("501 5.7.0 Authentication cancelled or malformed".to_string());
@@ -837,7 +847,9 @@ impl Io {
                         self.line()?
                     }
                 };
-                let Some(text) = decode(&token) else { return Some(cancelled()) };
+                let Some(text) = decode(&token) else {
+                    return Some(cancelled());
+                };
                 let parts: Vec<&str> = text.split('\0').collect();
                 if parts.len() != 3 {
                     return Some(cancelled());
