@@ -20,21 +20,20 @@ pub fn run(run: &Run, q: &QueueRun) -> Result<i32> {
     let mut tried = 0usize;
     let mut rate_released = 0usize;
     // Rate-held messages are released oldest first: ids sort by arrival.
+    let mut current: std::collections::HashMap<String, Option<crate::identity::Identity>> = Default::default();
     for id in spool.list()? {
-        let Ok(peek) = spool.load(&id) else { continue };
-        if !run.trusted() && peek.identity.uid != run.invoker.uid {
-            continue;
-        }
-        if !selected(&peek, &q.filters) || peek.held {
-            continue;
-        }
-        if q.interval.is_some() && peek.next_try > now && !peek.rate_held {
-            continue;
-        }
+        // Lock first (cheap, non-blocking), then read the envelope once.
         let Some(mut locked) = spool.lock(&id, false)? else {
             continue;
         };
-        if locked.env.held {
+        let env = &locked.env;
+        if !run.trusted() && env.identity.uid != run.invoker.uid {
+            continue;
+        }
+        if !selected(env, &q.filters) || env.held {
+            continue;
+        }
+        if q.interval.is_some() && env.next_try > now && !env.rate_held {
             continue;
         }
         if locked.env.rate_held {
@@ -44,7 +43,7 @@ pub fn run(run: &Run, q: &QueueRun) -> Result<i32> {
             rate_released += 1;
             locked.save()?;
         }
-        identity_changed_note(run, &locked.env);
+        identity_changed_note(run, &locked.env, &mut current);
         tried += 1;
         let expired = now.saturating_sub(locked.env.created) > run.cfg.max_age.as_secs();
         let report = if expired {
@@ -141,11 +140,15 @@ fn expire(env: &mut Envelope, max_age: u64) {
 
 /// A retry sends as the identity recorded at submission; say so when
 /// virtusers has changed since.
-fn identity_changed_note(run: &Run, env: &Envelope) {
-    let Some(who) = crate::invoker::by_login(&env.identity.login) else {
-        return;
-    };
-    let Ok(now) = crate::app::identity_of(&run.cfg, &who) else {
+fn identity_changed_note(
+    run: &Run,
+    env: &Envelope,
+    current: &mut std::collections::HashMap<String, Option<crate::identity::Identity>>,
+) {
+    let now = current.entry(env.identity.login.clone()).or_insert_with(|| {
+        crate::invoker::by_login(&env.identity.login).and_then(|who| crate::app::identity_of(&run.cfg, &who).ok())
+    });
+    let Some(now) = now else {
         return;
     };
     if now.sender != env.identity.sender

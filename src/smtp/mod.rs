@@ -498,10 +498,14 @@ impl Session {
             })
             .collect();
         let cmd_t = self.timeouts.command();
-        let (mail_reply, rcpt_replies) = if self.ext.pipelining {
-            // One write for MAIL and every RCPT (RFC 2920), then the replies in order.
+        let (mail_reply, rcpt_replies, data_reply) = if self.ext.pipelining {
+            // One write for MAIL, every RCPT and DATA (RFC 2920: DATA may end
+            // the group), then the replies in order: one round trip.
             let mut batch = String::new();
-            for c in std::iter::once(&mail).chain(rcpt_cmds.iter()) {
+            for c in std::iter::once(&mail)
+                .chain(rcpt_cmds.iter())
+                .chain(std::iter::once(&"DATA".to_string()))
+            {
                 if self.verbose {
                     eprintln!(">>> {c}");
                 }
@@ -514,7 +518,8 @@ impl Session {
             for c in &rcpt_cmds {
                 rr.push(self.read_reply(c, cmd_t)?);
             }
-            (m, rr)
+            let d = self.read_reply("DATA", cmd_t)?;
+            (m, rr, Some(d))
         } else {
             let m = self.command(&mail, cmd_t)?;
             let mut rr = Vec::new();
@@ -523,18 +528,28 @@ impl Session {
                     rr.push(self.command(c, cmd_t)?);
                 }
             }
-            (m, rr)
+            (m, rr, None)
         };
+        let accepted = rcpt_replies.iter().any(|r| r.is_positive());
+        if data_reply.as_ref().is_some_and(|d| d.code == 354) && (!mail_reply.is_positive() || !accepted) {
+            // A server that said 354 although nothing was accepted: end the
+            // empty message so that the session stays in step.
+            self.write_all(b".\r\n", "DATA", cmd_t)?;
+            let _ = self.read_reply("end of data", self.timeouts.final_dot())?;
+        }
         if !mail_reply.is_positive() {
             return Err(self.rejected(&mail, mail_reply));
         }
-        if !rcpt_replies.iter().any(|r| r.is_positive()) {
+        if !accepted {
             return Ok(TxOutcome {
                 rcpts: rcpt_replies,
                 data: None,
             });
         }
-        let d = self.command("DATA", cmd_t)?;
+        let d = match data_reply {
+            Some(d) => d,
+            None => self.command("DATA", cmd_t)?,
+        };
         if d.code != 354 {
             return Err(self.rejected("DATA", d));
         }

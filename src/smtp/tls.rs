@@ -347,7 +347,6 @@ pub fn implicit(
     timeout: Duration,
 ) -> Result<(Stream, TlsInfo), SmtpError> {
     let peer = match tcp.peer_addr() {
-        Ok(a) if host.parse::<std::net::IpAddr>().is_ok() => crate::syslog::addr_port(&a),
         Ok(a) => format!("{host}[{}]:{}", a.ip(), a.port()),
         Err(_) => host.to_string(),
     };

@@ -195,7 +195,7 @@ fn opportunistic_starttls_takes_any_certificate_and_says_so() {
     );
     let l = log(&env);
     assert!(
-        l.contains("Untrusted TLS connection established to [127.0.0.1]")
+        l.contains("Untrusted TLS connection established to 127.0.0.1[127.0.0.1]")
             && l.contains("certificate not verified"),
         "{l}"
     );
@@ -259,7 +259,7 @@ fn required_with_a_broken_handshake_does_not_fall_back() {
     let conns = sink.wait_connections(1, WAIT);
     assert_eq!(conns.len(), 1, "no retry without TLS: {}", sink.dump());
     assert!(sink.messages().is_empty());
-    assert_queued(&env, "TLS handshake with [127.0.0.1]");
+    assert_queued(&env, "TLS handshake with 127.0.0.1[127.0.0.1]");
 }
 
 /// Deliver by MX to a sink presenting `chain` with `tls = "verify"` and the test CA.
@@ -374,7 +374,7 @@ fn implicit_tls_relay_with_verification() {
         sink.dump()
     );
     assert_eq!(m.peer.ip(), ip("127.0.0.2"));
-    assert!(log(&env).contains("Verified TLS connection established to [127.0.0.1]"));
+    assert!(log(&env).contains("Verified TLS connection established to 127.0.0.1[127.0.0.1]"));
 }
 
 // ---------------------------------------------------------------- AUTH
@@ -981,7 +981,7 @@ fn stalled(rule: Rule) -> (Env, Sink) {
 #[test]
 fn greeting_timeout() {
     let (env, _sink) = stalled(Rule::new(Step::Connect, Action::Hang));
-    assert_times_out(&env, MSG, "greeting to [127.0.0.1]");
+    assert_times_out(&env, MSG, "greeting to 127.0.0.1[127.0.0.1]");
 }
 
 #[test]
@@ -990,7 +990,7 @@ fn command_timeout() {
         Step::Mail,
         Action::Delay(Duration::from_secs(30)),
     ));
-    assert_times_out(&env, MSG, "MAIL FROM to [127.0.0.1]");
+    assert_times_out(&env, MSG, "MAIL FROM to 127.0.0.1[127.0.0.1]");
     assert!(log(&env).contains("no reply within 1s (timeout)"));
     assert!(sink.messages().is_empty());
 }
@@ -1007,14 +1007,14 @@ fn data_block_timeout() {
     while big.len() < 24 * 1024 * 1024 {
         big.extend_from_slice(line);
     }
-    assert_times_out(&env, &big, "message data to [127.0.0.1]");
+    assert_times_out(&env, &big, "message data to 127.0.0.1[127.0.0.1]");
     assert!(sink.messages().is_empty());
 }
 
 #[test]
 fn final_dot_timeout() {
     let (env, _sink) = stalled(Rule::new(Step::Dot, Action::Hang));
-    assert_times_out(&env, MSG, "end of data to [127.0.0.1]");
+    assert_times_out(&env, MSG, "end of data to 127.0.0.1[127.0.0.1]");
     let l = log(&env);
     assert!(l.contains("no reply within 1s"), "{l}");
 }
@@ -1048,7 +1048,7 @@ fn postfix_with_starttls_verified_end_to_end() {
     );
     let l = log(&env);
     assert!(
-        l.contains("Verified TLS connection established to [127.0.0.1]"),
+        l.contains("Verified TLS connection established to 127.0.0.1[127.0.0.1]"),
         "{l}"
     );
     wait_until("queue empty", WAIT, || {
