@@ -396,6 +396,7 @@ if [ "$VS_OK" = 1 ]; then
     AUDIT_TEMPLATE=$(find "$W/spool/audit" -name '*.jsonl' -type f 2>/dev/null | sort | tail -1)
     if [ -n "$AUDIT_TEMPLATE" ]; then
         row "7a audit trail" "records written in this run" "$(cat "$W"/spool/audit/*.jsonl | wc -l)" "" ""
+        row "7a audit trail" "per-message cost ms" "in every figure" "< 0.1" "n/a (no off switch)"
     else
         note "7a audit: no audit record under <spool>/audit after the sends (feature not there yet)"
         row "7a audit trail" "per-message cost ms" n/a "< 0.1" "skipped"

@@ -43,8 +43,20 @@ pub fn run(run: &Run) -> Result<i32> {
             problems.len()
         )));
     }
+    // A clean table gets its index (`<virtusers>.idx`): lookups by binary search.
+    let index_note = match table.write_index() {
+        Ok(Some(p)) => format!("; index {} written", p.display()),
+        Ok(None) => String::new(),
+        Err(e) => {
+            eprintln!(
+                "vsendmail: warning: cannot write the index of {}: {e}; lookups will scan the file",
+                run.cfg.cfg.virtusers.display()
+            );
+            String::new()
+        }
+    };
     println!(
-        "vsendmail: {}: {} identities, no problems; {}: {} warning(s); {}: ok",
+        "vsendmail: {}: {} identities, no problems{index_note}; {}: {} warning(s); {}: ok",
         run.cfg.cfg.virtusers.display(),
         entries.len(),
         apath,

@@ -7,6 +7,8 @@
 //! memchr scan of the file, so a 100,000-line table costs well under a
 //! millisecond; `-bi` parses and reports every line (`check_all`).
 
+pub mod index;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -236,6 +238,10 @@ fn parse_sources(f: &str) -> Result<Sources, String> {
 pub struct Table {
     pub path: PathBuf,
     data: Data,
+    /// The file's metadata as read (for `-bi` to stamp an index).
+    meta: Option<std::fs::Metadata>,
+    /// A matching `<file>.idx`, when `-bi` wrote one.
+    index: Option<index::Index>,
 }
 
 /// The file's bytes: mapped (no copy: a 100,000-line table costs page-cache
@@ -268,11 +274,14 @@ impl Table {
                 return Ok(Table {
                     path: path.to_path_buf(),
                     data: Data::Owned(Vec::new()),
+                    meta: None,
+                    index: None,
                 });
             }
             Err(e) => return Err(err(e)),
         };
-        let len = file.metadata().map_err(err)?.len();
+        let meta = file.metadata().map_err(err)?;
+        let len = meta.len();
         let data = if len == 0 {
             Data::Owned(Vec::new())
         } else {
@@ -285,16 +294,85 @@ impl Table {
                 Err(_) => Data::Owned(std::fs::read(path).map_err(err)?),
             }
         };
+        let index = index::Index::open(path, &meta);
         Ok(Table {
             path: path.to_path_buf(),
             data,
+            meta: Some(meta),
+            index,
         })
+    }
+
+    /// Write `<file>.idx` for this table (by `-bi`).
+    pub fn write_index(&self) -> std::io::Result<Option<PathBuf>> {
+        match &self.meta {
+            Some(m) => index::write(&self.path, &self.data, m).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether a matching index was found.
+    pub fn indexed(&self) -> bool {
+        self.index.is_some()
+    }
+
+    /// Parse the line at `offset` (line number `line`) if its first field
+    /// satisfies `accept`.
+    fn entry_at(
+        &self,
+        offset: usize,
+        line: usize,
+        accept: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<Option<Entry>, VirtusersError> {
+        let data = &self.data;
+        if offset >= data.len() {
+            return Ok(None);
+        }
+        let end = memchr::memchr(b'\n', &data[offset..]).map_or(data.len(), |i| offset + i);
+        let l = &data[offset..end];
+        let word_end = l
+            .iter()
+            .position(|b| b.is_ascii_whitespace() || *b == b'#')
+            .unwrap_or(l.len());
+        if !accept(&l[..word_end]) {
+            return Ok(None);
+        }
+        parse_line(&String::from_utf8_lossy(l), &self.path, line)
+    }
+
+    fn lookup_indexed(
+        &self,
+        ix: &index::Index,
+        login: &str,
+        groups: impl FnOnce() -> Vec<String>,
+    ) -> Result<Option<Entry>, VirtusersError> {
+        for (o, l) in ix.users(login.as_bytes()) {
+            if let Some(e) = self.entry_at(o, l, &|w| w == login.as_bytes())? {
+                return Ok(Some(e));
+            }
+        }
+        let glines = ix.groups();
+        if !glines.is_empty() {
+            let groups = groups();
+            for (o, l) in glines {
+                let accept = |w: &[u8]| groups.iter().any(|g| w.len() == g.len() + 1 && &w[1..] == g.as_bytes());
+                if let Some(e) = self.entry_at(o, l, &accept)? {
+                    return Ok(Some(e));
+                }
+            }
+        }
+        match ix.star() {
+            Some((o, l)) => self.entry_at(o, l, &|w| w == b"*"),
+            None => Ok(None),
+        }
     }
 
     pub fn from_text(path: &Path, text: &str) -> Table {
         Table {
             path: path.to_path_buf(),
             data: Data::Owned(text.as_bytes().to_vec()),
+            meta: None,
+            index: None,
         }
     }
 
@@ -310,6 +388,9 @@ impl Table {
         login: &str,
         groups: impl FnOnce() -> Vec<String>,
     ) -> Result<Option<Entry>, VirtusersError> {
+        if let Some(ix) = &self.index {
+            return self.lookup_indexed(ix, login, groups);
+        }
         if let Some(e) = self.first_with_prefix(login.as_bytes(), |w| w == login.as_bytes())? {
             return Ok(Some(e));
         }
@@ -461,5 +542,40 @@ www-blog       noreply@blog.example    192.0.2.11,2001:db8::11\n\
             t.lookup("u", &[]).unwrap().unwrap().sources,
             Sources::Host("mail.x.example".into())
         );
+    }
+}
+
+#[cfg(test)]
+mod index_tests {
+    use super::*;
+
+    #[test]
+    fn index_gives_the_same_answers_as_the_scan_and_goes_stale() {
+        let dir = std::env::temp_dir().join(format!("vs-idx-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("virtusers");
+        let mut text = String::new();
+        for i in 0..500 {
+            text.push_str(&format!("user{i} u{i}@x{i}.example 127.0.0.2\n"));
+        }
+        text.push_str("# c\n%staff @staff.example 127.0.0.3\n*  @host.example -\nalice a@shop.example 127.0.0.4\nalice dup@shop.example -\n");
+        std::fs::write(&p, &text).unwrap();
+        let scan = Table::read(&p).unwrap();
+        assert!(!scan.indexed());
+        scan.write_index().unwrap();
+        let ix = Table::read(&p).unwrap();
+        assert!(ix.indexed());
+        for (login, groups) in [("alice", vec![]), ("user250", vec![]), ("bob", vec!["staff".to_string()]), ("carol", vec![])] {
+            let a = scan.lookup(login, &groups).unwrap().map(|e| (e.line, e.sender));
+            let b = ix.lookup(login, &groups).unwrap().map(|e| (e.line, e.sender));
+            assert_eq!(a, b, "{login}");
+        }
+        assert_eq!(ix.lookup("alice", &[]).unwrap().unwrap().line, 504);
+        // Edited afterwards: the index no longer matches and is ignored.
+        std::fs::write(&p, "alice other@shop.example -\n").unwrap();
+        let t = Table::read(&p).unwrap();
+        assert!(!t.indexed());
+        assert_eq!(t.lookup("alice", &[]).unwrap().unwrap().sender, SenderSpec::Address("other@shop.example".into()));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
