@@ -250,7 +250,8 @@ pub fn accept<R: BufRead>(
         recipients,
         size: taken.size,
         message_id: Some(taken.message_id.clone()),
-        eightbit: taken.eightbit || sub.eightbit_hint && taken.eightbit,
+        // -B8BITMIME is only a hint: BODY=8BITMIME is declared when 8-bit bytes are there.
+        eightbit: taken.eightbit,
         smtputf8,
         dsn: sub.dsn.clone(),
         errors: sub.errors,

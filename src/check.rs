@@ -12,19 +12,15 @@ pub fn run(run: &Run) -> Result<i32> {
     let (entries, errors) = table.check_all();
     problems.extend(errors.iter().map(|e| e.to_string()));
     for e in &entries {
-        if let Some((sel, path)) = &e.dkim {
-            if let Err(msg) = crate::dkim::check_key(path) {
-                problems.push(format!(
-                    "{}: dkim={sel}:{}: {msg}",
-                    e.location(),
-                    path.display()
-                ));
-            }
+        if let Some((sel, path)) = &e.dkim
+            && let Err(msg) = crate::dkim::check_key(path)
+        {
+            problems.push(format!("{}: dkim={sel}:{}: {msg}", e.location(), path.display()));
         }
-        if let Some(path) = &e.batv {
-            if let Err(msg) = crate::batv::check_key_file(path) {
-                problems.push(format!("{}: batv={}: {msg}", e.location(), path.display()));
-            }
+        if let Some(path) = &e.batv
+            && let Err(msg) = crate::batv::check_key_file(path)
+        {
+            problems.push(format!("{}: batv={}: {msg}", e.location(), path.display()));
         }
     }
     let (_, alias_problems) = crate::aliases::Aliases::load(&run.cfg.cfg.aliases);

@@ -121,14 +121,14 @@ pub fn connect(
         .map_err(ConnectError::Socket)?
         .as_socket()
         .ok_or_else(|| ConnectError::Socket(std::io::Error::other("local address is not IP")))?;
-    if let Some(want) = src {
-        if local.ip() != want {
-            return Err(ConnectError::Mismatch {
-                dst,
-                want,
-                got: local,
-            });
-        }
+    if let Some(want) = src
+        && local.ip() != want
+    {
+        return Err(ConnectError::Mismatch {
+            dst,
+            want,
+            got: local,
+        });
     }
     let _ = sock.set_tcp_nodelay(true);
     Ok(Connection {

@@ -36,9 +36,12 @@ pub struct Report {
 /// Sessions kept open across messages of one queue run, keyed by
 /// (source, destination, HELO, relay user): a queue run reuses one SMTP
 /// connection for several messages to the same host from the same source.
+/// (source, destination, HELO, relay user) of a reusable session.
+type PoolKey = (Option<IpAddr>, SocketAddr, String, Option<String>);
+
 #[derive(Default)]
 pub struct Pool {
-    sessions: HashMap<(Option<IpAddr>, SocketAddr, String, Option<String>), (Session, u64)>,
+    sessions: HashMap<PoolKey, (Session, u64)>,
 }
 
 impl Pool {
@@ -386,12 +389,12 @@ fn try_address(
     if let Some(pool) = ctx.pool.as_mut() {
         for src in &candidates {
             let key = (*src, addr, identity.helo.clone(), relay_user.clone());
-            if let Some((mut s, t)) = pool.sessions.remove(&key) {
-                if s.rset().is_ok() {
-                    connect_time = t;
-                    session = Some(s);
-                    break;
-                }
+            if let Some((mut s, t)) = pool.sessions.remove(&key)
+                && s.rset().is_ok()
+            {
+                connect_time = t;
+                session = Some(s);
+                break;
             }
         }
     }

@@ -174,10 +174,10 @@ impl Dns {
             four.into_iter().chain(six).collect()
         };
         out.dedup();
-        if out.is_empty() {
-            if let Some(e) = last_err {
-                return Err(e);
-            }
+        if out.is_empty()
+            && let Some(e) = last_err
+        {
+            return Err(e);
         }
         Ok(out)
     }

@@ -60,10 +60,10 @@ fn groups_of(user: &User) -> Vec<String> {
     let cname = std::ffi::CString::new(user.name.as_bytes()).unwrap_or_default();
     if let Ok(gids) = nix::unistd::getgrouplist(&cname, user.gid) {
         for g in gids {
-            if let Ok(Some(gr)) = Group::from_gid(g) {
-                if !names.contains(&gr.name) {
-                    names.push(gr.name);
-                }
+            if let Ok(Some(gr)) = Group::from_gid(g)
+                && !names.contains(&gr.name)
+            {
+                names.push(gr.name);
             }
         }
     } else if let Ok(Some(gr)) = Group::from_gid(user.gid) {

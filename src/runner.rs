@@ -78,11 +78,12 @@ pub fn run(run: &Run, q: &QueueRun) -> Result<i32> {
             crate::bounce::send_failure(run, &mut ctx, &locked.env, &report.failed);
         }
         if locked.env.has_pending() {
-            if let Some(warn) = run.cfg.warn_after {
-                if !locked.env.warned && now.saturating_sub(locked.env.created) >= warn.as_secs() {
-                    crate::bounce::send_delay_warning(run, &mut ctx, &locked.env, &report.deferred);
-                    locked.env.warned = true;
-                }
+            if let Some(warn) = run.cfg.warn_after
+                && !locked.env.warned
+                && now.saturating_sub(locked.env.created) >= warn.as_secs()
+            {
+                crate::bounce::send_delay_warning(run, &mut ctx, &locked.env, &report.deferred);
+                locked.env.warned = true;
             }
             locked.save()?;
         } else {

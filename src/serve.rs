@@ -92,13 +92,12 @@ pub fn run(run: &Run) -> Result<i32> {
                     }
                 };
                 // Policy is applied at DATA, where the message is taken; check now to refuse early.
-                if !a.is_empty() {
-                    if let Err(e) =
+                if !a.is_empty()
+                    && let Err(e) =
                         identity.envelope_sender(Some(&a), run.trusted(), run.cfg.cfg.sender_policy)
-                    {
-                        say(&mut out, &format!("550 5.7.1 {e}"))?;
-                        continue;
-                    }
+                {
+                    say(&mut out, &format!("550 5.7.1 {e}"))?;
+                    continue;
                 }
                 tx = Some(Tx {
                     from: Some(a),

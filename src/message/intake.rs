@@ -180,10 +180,10 @@ pub fn take<R: BufRead>(
 
     let domain = o.identity.domain();
     for f in fields.iter_mut() {
-        if f.is("From") || f.is("To") || f.is("Cc") || f.is("Reply-To") || f.is("Sender") {
-            if let Some(v) = headers::qualify_value(&f.raw_value(), &domain) {
-                *f = Field::new(&f.name(), &v);
-            }
+        if (f.is("From") || f.is("To") || f.is("Cc") || f.is("Reply-To") || f.is("Sender"))
+            && let Some(v) = headers::qualify_value(&f.raw_value(), &domain)
+        {
+            *f = Field::new(&f.name(), &v);
         }
     }
     // From: policy.
