@@ -245,6 +245,7 @@ pub fn accept<R: BufRead>(
         version: ENVELOPE_VERSION,
         id: draft.id.clone(),
         created: unix_now(),
+        arrival_ms: crate::syslog::unix_ms(),
         identity: identity.clone(),
         sender: choice.sender.clone(),
         recipients,

@@ -60,6 +60,7 @@ fn send(run: &Run, ctx: &mut Context, env: &Envelope, rcpts: &[(String, String)]
         version: ENVELOPE_VERSION,
         id: draft.id.clone(),
         created: unix_now(),
+        arrival_ms: crate::syslog::unix_ms(),
         identity: env.identity.clone(),
         sender: String::new(),
         recipients: vec![Recipient::new(env.sender.clone(), None)],

@@ -201,7 +201,7 @@ pub fn deliver(ctx: &mut Context, msg: &mut Locked) -> Report {
 
     // Record outcomes in the envelope, log each recipient.
     let now = unix_now();
-    let delay_precise = precise_delay(msg.env.created);
+    let delay_precise = precise_delay(&msg.env);
     let mut any_deferred = false;
     for (i, r) in msg.env.recipients.iter_mut().enumerate() {
         let Some((o, src, relay_name)) = outcomes.remove(&i) else {
@@ -247,12 +247,15 @@ pub fn deliver(ctx: &mut Context, msg: &mut Locked) -> Report {
     report
 }
 
-fn precise_delay(created: u64) -> f64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0);
-    (now - created as f64).max(0.0)
+/// Seconds since the message arrived.
+fn precise_delay(env: &crate::spool::Envelope) -> f64 {
+    let now = crate::syslog::unix_ms();
+    let arrived = if env.arrival_ms > 0 {
+        env.arrival_ms
+    } else {
+        env.created * 1000
+    };
+    now.saturating_sub(arrived) as f64 / 1000.0
 }
 
 /// retry_min doubled per attempt, capped at retry_max.

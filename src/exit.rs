@@ -33,6 +33,8 @@ pub fn code(err: &Error) -> i32 {
         Error::Policy(_) => NOPERM,
         Error::Address(_) => DATAERR,
         Error::Intake(IntakeError::Io(_)) => IOERR,
+        // A From: refused by from_policy is a policy refusal like -f (77), not bad data.
+        Error::Intake(IntakeError::Policy(_)) => NOPERM,
         Error::Intake(IntakeError::Spool(e)) => spool_code(e),
         Error::Intake(_) => DATAERR,
         Error::Spool(e) => spool_code(e),

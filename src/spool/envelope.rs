@@ -69,6 +69,9 @@ pub struct Envelope {
     pub id: String,
     /// Arrival time, Unix seconds.
     pub created: u64,
+    /// Arrival time in Unix milliseconds (for the log's delay=); 0 when unknown.
+    #[serde(default)]
+    pub arrival_ms: u64,
     pub identity: Identity,
     /// The envelope sender ("" for <>), before any BATV tag.
     pub sender: String,
@@ -147,6 +150,7 @@ impl Envelope {
             version: ENVELOPE_VERSION,
             id: id.into(),
             created: 0,
+            arrival_ms: 0,
             identity: Identity::resolve(None, "root", 0, "host.test"),
             sender: "root@host.test".into(),
             recipients: vec![Recipient::new("a@x.test".into(), None)],

@@ -150,7 +150,7 @@ fn trust_setgid_refuses_c_for_users_not_for_root() {
         .expect_code(0);
     // And the same user without the set-gid bit (plain copy) may too:
     // -C is refused because of the privilege, not because of the user.
-    w.env.run_as(ALICE, &["-bp"], b"").expect_code(0);
+    Env::new().run_as(ALICE, &["-bp"], b"").expect_code(0);
 }
 
 #[test]
