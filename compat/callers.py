@@ -1184,7 +1184,8 @@ def cron_debian_start(t=None):
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          env={"PATH": PATH, "LANG": "C.UTF-8"})
     time.sleep(0.5)
-    check(Inst.cron.poll() is None, "cron exited at once: %s" % short(Inst.cron.stdout.read() if Inst.cron.stdout else b""))
+    if Inst.cron.poll() is not None:
+        raise Fail("cron exited at once: %s" % short(Inst.cron.stdout.read()))
 
 
 @test("Debian cron (real daemon)")

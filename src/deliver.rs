@@ -637,10 +637,8 @@ fn open_session(
         },
         None => None,
     };
-    let mut policy = tls::policy_for(ctx.cfg, dest);
-    if creds.is_some() && policy == crate::config::TlsPolicy::Opportunistic {
-        policy = crate::config::TlsPolicy::Required;
-    }
+    // With credentials, `opportunistic` counts as `required` (see smtp::tls::starttls).
+    let policy = tls::policy_for(ctx.cfg, dest);
     if let Err(e) = ctx.init_tls() {
         return Err(TryError::Stop {
             why: e,
@@ -710,7 +708,14 @@ fn open_session(
             s.tls = true;
             tls_note(ctx, &info.describe(&s.peer_name), false);
         } else {
-            match tls::starttls(&mut s, host_name, tls_ctx, policy, plain_retry) {
+            match tls::starttls(
+                &mut s,
+                host_name,
+                tls_ctx,
+                policy,
+                plain_retry,
+                creds.is_some(),
+            ) {
                 Ok(Started::Tls(info)) => tls_note(ctx, &info.describe(&s.peer_name), false),
                 Ok(Started::Plain { note }) => {
                     if let Some(n) = note {

@@ -359,14 +359,27 @@ pub fn implicit(
 
 /// STARTTLS as the policy says, then EHLO again over TLS. `plain_retry`: this
 /// connection is the one retry without TLS after a failed opportunistic
-/// handshake, so STARTTLS is not tried.
+/// handshake, so STARTTLS is not tried. `credentials`: the relay has
+/// credentials, which raises `opportunistic` to `required` (they are never
+/// sent unencrypted).
 pub fn starttls(
     s: &mut Session,
     host: &str,
     ctx: &TlsContext,
     policy: TlsPolicy,
     plain_retry: bool,
+    credentials: bool,
 ) -> Result<Started, StartTlsError> {
+    let required_by = if credentials && policy == TlsPolicy::Opportunistic {
+        "the relay has credentials, which are never sent unencrypted".to_string()
+    } else {
+        format!("tls = \"{}\"", policy_name(policy))
+    };
+    let policy = if credentials && policy == TlsPolicy::Opportunistic {
+        TlsPolicy::Required
+    } else {
+        policy
+    };
     let opportunistic = policy == TlsPolicy::Opportunistic;
     if plain_retry && opportunistic {
         return Ok(Started::Plain { note: None });
@@ -376,9 +389,8 @@ pub fn starttls(
             return Ok(Started::Plain { note: None });
         }
         return Err(StartTlsError::Policy(format!(
-            "{} does not offer STARTTLS and tls = \"{}\" (or the relay has credentials) requires TLS",
-            s.peer_name,
-            policy_name(policy)
+            "{} does not offer STARTTLS, and TLS is required ({required_by})",
+            s.peer_name
         )));
     }
     let (config, verified) = ctx.config(policy).map_err(StartTlsError::Policy)?;
@@ -394,9 +406,8 @@ pub fn starttls(
             });
         }
         return Err(StartTlsError::Policy(format!(
-            "STARTTLS refused by {}: {r}; tls = \"{}\" requires TLS",
-            s.peer_name,
-            policy_name(policy)
+            "STARTTLS refused by {}: {r}; TLS is required ({required_by})",
+            s.peer_name
         )));
     }
     let fail = |s: &Session, why: String| StartTlsError::HandshakeFailed {
@@ -404,7 +415,7 @@ pub fn starttls(
         why: if opportunistic {
             why
         } else {
-            format!("{why} (tls = \"{}\")", policy_name(policy))
+            format!("{why}; TLS is required ({required_by})")
         },
         retry_plain: opportunistic,
     };

@@ -678,7 +678,10 @@ impl Netns {
 
     /// Run `f` on a thread that has entered the namespace (sockets it makes live there).
     fn within<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/run/netns/{}", self.name);
+        Netns::enter_and(format!("/run/netns/{}", self.name), f)
+    }
+
+    fn enter_and<T: Send + 'static>(path: String, f: impl FnOnce() -> T + Send + 'static) -> T {
         std::thread::spawn(move || {
             let file = std::fs::File::open(&path).expect("open netns");
             // SAFETY: setns on a valid namespace fd, for this thread only.
@@ -700,11 +703,42 @@ impl Drop for Netns {
     }
 }
 
+/// A sink listening inside a namespace. It must also be stopped from inside
+/// (its drop wakes the acceptor with a connection to its own address).
+struct NsSink {
+    sink: Option<Sink>,
+    path: String,
+}
+
+impl NsSink {
+    fn start(ns: &Netns, f: impl FnOnce() -> Sink + Send + 'static) -> NsSink {
+        NsSink {
+            sink: Some(ns.within(f)),
+            path: format!("/run/netns/{}", ns.name),
+        }
+    }
+}
+
+impl std::ops::Deref for NsSink {
+    type Target = Sink;
+    fn deref(&self) -> &Sink {
+        self.sink.as_ref().unwrap()
+    }
+}
+
+impl Drop for NsSink {
+    fn drop(&mut self) {
+        if let Some(sink) = self.sink.take() {
+            Netns::enter_and(self.path.clone(), move || drop(sink));
+        }
+    }
+}
+
 #[test]
 fn two_ipv6_identities_in_a_network_namespace_keep_their_own_source() {
     let ns = Netns::new("v6");
     ns.interface_with(&["fd00::10", "fd00::11"]);
-    let sink = ns.within(|| {
+    let sink = NsSink::start(&ns, || {
         Sink::start(SinkConfig {
             bind: IpAddr::V6(Ipv6Addr::LOCALHOST),
             ..Default::default()

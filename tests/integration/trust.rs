@@ -1203,12 +1203,15 @@ fn trust_nftables_lets_only_the_vsendmail_group_reach_smtp_ports() {
     );
 
     let ns = NetNs::new();
+    eprintln!("DBG netns");
     let sink = ns.sink();
+    eprintln!("DBG sink");
     let w = World::with_sink(Sink::start_default()); // the netns sink is the relay instead:
     w.env.conf("relay = \"smtp://127.0.0.1:25\"");
 
     // Before the rule set: Alice's own client gets through (the test can fail).
     let (ok, out) = direct_connect(&ns, Some(ALICE), 25);
+    eprintln!("DBG direct {ok} {out}");
     assert!(ok, "without rules a direct connection must work: {out}");
 
     let file = w.env.write("nftables.conf", &ruleset);

@@ -10,7 +10,7 @@
 //! Received: line says `unknown [ADDR]`), accepts mail from 127.0.0.0/8 for any
 //! domain, delivers nothing locally and hands every message to one address
 //! only, `relayhost = [relay_to]` with DNS off. Dropping it stops the master
-//! (`postfix -c conf stop`) and removes the tree (kept when the test panicked).
+//! (SIGTERM to its master) and removes the tree (kept when the test panicked).
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -338,28 +338,48 @@ smtpd_tls_received_header = yes
         master.push_str(l);
         master.push('\n');
     }
-    fs::write(base.join("conf/main.cf"), main).expect("postfix: write main.cf");
-    fs::write(base.join("conf/master.cf"), master).expect("postfix: write master.cf");
+    write_aged(&base.join("conf/main.cf"), &main);
+    write_aged(&base.join("conf/master.cf"), &master);
+}
+
+/// Write a config file dated a minute ago: Postfix waits (in 300 ms steps, up
+/// to 2 s) until a just-modified main.cf is old enough to be complete.
+fn write_aged(path: &Path, text: &str) {
+    fs::write(path, text).unwrap_or_else(|e| panic!("postfix: write {}: {e}", path.display()));
+    let past = std::time::SystemTime::now() - Duration::from_secs(60);
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(past))
+        .unwrap_or_else(|e| panic!("postfix: set mtime of {}: {e}", path.display()));
 }
 
 impl Drop for Postfix {
+    /// Stop the instance: SIGTERM to its master (what `postfix stop` sends,
+    /// without the script's one-second pause), wait until it is gone (the
+    /// master ends its children), SIGKILL after 10 s; then remove the files.
     fn drop(&mut self) {
-        let pid = self.master_pid();
-        let _ = Command::new(POSTFIX)
-            .arg("-c")
-            .arg(self.config_dir())
-            .arg("stop")
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .output();
-        if let Some(pid) = pid {
-            let pid = nix::unistd::Pid::from_raw(pid);
-            let end = Instant::now() + Duration::from_secs(10);
-            while nix::sys::signal::kill(pid, None).is_ok() && Instant::now() < end {
-                std::thread::sleep(Duration::from_millis(20));
+        use nix::sys::signal::{Signal, kill};
+        match self.master_pid() {
+            Some(pid) => {
+                let pid = nix::unistd::Pid::from_raw(pid);
+                let _ = kill(pid, Signal::SIGTERM);
+                let end = Instant::now() + Duration::from_secs(10);
+                while kill(pid, None).is_ok() && Instant::now() < end {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                if kill(pid, None).is_ok() {
+                    let _ = kill(pid, Signal::SIGKILL);
+                }
             }
-            if nix::sys::signal::kill(pid, None).is_ok() {
-                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            None => {
+                let _ = Command::new(POSTFIX)
+                    .arg("-c")
+                    .arg(self.config_dir())
+                    .arg("stop")
+                    .env_clear()
+                    .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                    .output();
             }
         }
         if std::thread::panicking() {
