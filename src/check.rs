@@ -23,6 +23,9 @@ pub fn run(run: &Run) -> Result<i32> {
             problems.push(format!("{}: batv={}: {msg}", e.location(), path.display()));
         }
     }
+    if let Err(e) = crate::secrets::Secrets::load(&run.cfg.cfg.secrets) {
+        problems.push(e.to_string());
+    }
     let (_, alias_problems) = crate::aliases::Aliases::load(&run.cfg.cfg.aliases);
     let apath = run.cfg.cfg.aliases.display().to_string();
     let mut warnings = 0;

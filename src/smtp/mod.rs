@@ -619,6 +619,11 @@ impl Session {
         if self.write_line("QUIT", "QUIT", t).is_ok() {
             let _ = self.read_reply("QUIT", t);
         }
+        if let Stream::Tls(tls) = &mut self.stream {
+            // close_notify, so the receiver sees a clean end of TLS.
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
         let _ = self.stream.tcp().shutdown(std::net::Shutdown::Both);
     }
 
