@@ -94,6 +94,22 @@ pub fn connect(
             });
         }
     }
+    if src.is_none() && dst.is_ipv6() {
+        // Kernel's choice on IPv6: never a temporary (privacy) address.
+        const IPV6_ADDR_PREFERENCES: libc::c_int = 72;
+        const IPV6_PREFER_SRC_PUBLIC: libc::c_int = 0x0002;
+        let v: libc::c_int = IPV6_PREFER_SRC_PUBLIC;
+        // SAFETY: setsockopt with a valid fd and an int option value.
+        unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&sock),
+                libc::IPPROTO_IPV6,
+                IPV6_ADDR_PREFERENCES,
+                (&v as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
     let src_s = src
         .map(|s| s.to_string())
         .unwrap_or_else(|| "the host's address".into());
