@@ -279,12 +279,14 @@ fn resolve_sources(ctx: &mut Context, id: &Identity) -> Result<Vec<IpAddr>, Stri
             id.sender
         ));
     };
-    let v = dns.addrs(h, true, true, true).map_err(|e| {
+    let mut v = dns.addrs(h, true, true, true).map_err(|e| {
         format!(
             "cannot resolve source host {h} (identity {}): {e}",
             id.sender
         )
     })?;
+    // Never bind a link-local address picked up by a name.
+    v.retain(|ip| !matches!(ip, IpAddr::V6(a) if (a.segments()[0] & 0xffc0) == 0xfe80));
     if v.is_empty() {
         return Err(format!(
             "source host {h} (identity {}) has no address",
