@@ -16,7 +16,23 @@ pub fn run(run: &Run) -> Result<i32> {
     let (aliases, _) = crate::aliases::Aliases::load(&run.cfg.cfg.aliases);
     let relay_url = id.relay.clone().or_else(|| run.cfg.cfg.relay.clone());
     let relay = relay_url.as_deref().and_then(|u| Relay::parse(u).ok());
-    let sources: Vec<String> = id.sources.iter().map(|s| source_state(*s)).collect();
+    // Per family, the first address that binds is the one delivery uses.
+    let (mut v4_used, mut v6_used) = (false, false);
+    let sources: Vec<String> = id
+        .sources
+        .iter()
+        .map(|s| {
+            let ok = can_bind(*s);
+            let used = if s.is_ipv4() { &mut v4_used } else { &mut v6_used };
+            let text = match (ok, *used) {
+                (true, false) => format!("{s} (bound here: ok, used for {})", if s.is_ipv4() { "IPv4" } else { "IPv6" }),
+                (true, true) => format!("{s} (bound here: ok, spare)"),
+                (false, _) => format!("{s} (NOT configured on this host)"),
+            };
+            *used |= ok;
+            text
+        })
+        .collect();
     let src_text = if let Some(h) = &id.source_host {
         format!("{h} (host name, resolved at send time)")
     } else if sources.is_empty() {
@@ -102,19 +118,14 @@ pub fn run(run: &Run) -> Result<i32> {
     Ok(0)
 }
 
-/// `192.0.2.10` plus whether it can be bound here.
-fn source_state(ip: IpAddr) -> String {
+/// Whether `ip` can be bound here (configured on an interface).
+fn can_bind(ip: IpAddr) -> bool {
     let domain = if ip.is_ipv4() {
         socket2::Domain::IPV4
     } else {
         socket2::Domain::IPV6
     };
-    let ok = socket2::Socket::new(domain, socket2::Type::STREAM, None)
+    socket2::Socket::new(domain, socket2::Type::STREAM, None)
         .and_then(|s| s.bind(&std::net::SocketAddr::new(ip, 0).into()))
-        .is_ok();
-    if ok {
-        format!("{ip} (bound here: ok)")
-    } else {
-        format!("{ip} (NOT configured on this host)")
-    }
+        .is_ok()
 }

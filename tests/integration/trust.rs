@@ -1215,6 +1215,7 @@ fn trust_nftables_lets_only_the_vsendmail_group_reach_smtp_ports() {
     assert!(ok, "without rules a direct connection must work: {out}");
 
     let file = w.env.write("nftables.conf", &ruleset);
+    eprintln!("DBG nft");
     sh(&[
         "ip",
         "netns",
@@ -1227,6 +1228,7 @@ fn trust_nftables_lets_only_the_vsendmail_group_reach_smtp_ports() {
     let listed = sh(&["ip", "netns", "exec", &ns.0, "nft", "list", "ruleset"]);
     assert!(listed.contains("skgid"), "{listed}");
 
+    eprintln!("DBG listed");
     // A plain user's direct connection is refused, to every SMTP port.
     for port in [25, 465, 587] {
         let (ok, out) = direct_connect(&ns, Some(ALICE), port);
