@@ -15,7 +15,11 @@ pub fn run(run: &Run) -> Result<i32> {
         if let Some((sel, path)) = &e.dkim
             && let Err(msg) = crate::dkim::check_key(path)
         {
-            problems.push(format!("{}: dkim={sel}:{}: {msg}", e.location(), path.display()));
+            problems.push(format!(
+                "{}: dkim={sel}:{}: {msg}",
+                e.location(),
+                path.display()
+            ));
         }
         if let Some(path) = &e.batv
             && let Err(msg) = crate::batv::check_key_file(path)

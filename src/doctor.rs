@@ -73,7 +73,10 @@ pub fn run(run: &Run, logins: &[String]) -> crate::Result<i32> {
     } else {
         for login in logins {
             let who = crate::invoker::by_login(login);
-            let groups = who.as_ref().map(|w| w.groups().to_vec()).unwrap_or_default();
+            let groups = who
+                .as_ref()
+                .map(|w| w.groups().to_vec())
+                .unwrap_or_default();
             let uid = who.as_ref().map(|w| w.uid).unwrap_or(0);
             let entry = table.lookup(login, &groups)?;
             let id = Identity::resolve(entry.as_ref(), login, uid, &run.cfg.hostname);

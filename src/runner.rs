@@ -20,7 +20,8 @@ pub fn run(run: &Run, q: &QueueRun) -> Result<i32> {
     let mut tried = 0usize;
     let mut rate_released = 0usize;
     // Rate-held messages are released oldest first: ids sort by arrival.
-    let mut current: std::collections::HashMap<String, Option<crate::identity::Identity>> = Default::default();
+    let mut current: std::collections::HashMap<String, Option<crate::identity::Identity>> =
+        Default::default();
     for id in spool.list()? {
         // Lock first (cheap, non-blocking), then read the envelope once.
         let Some(mut locked) = spool.lock(&id, false)? else {
@@ -146,9 +147,12 @@ fn identity_changed_note(
     env: &Envelope,
     current: &mut std::collections::HashMap<String, Option<crate::identity::Identity>>,
 ) {
-    let now = current.entry(env.identity.login.clone()).or_insert_with(|| {
-        crate::invoker::by_login(&env.identity.login).and_then(|who| crate::app::identity_of(&run.cfg, &who).ok())
-    });
+    let now = current
+        .entry(env.identity.login.clone())
+        .or_insert_with(|| {
+            crate::invoker::by_login(&env.identity.login)
+                .and_then(|who| crate::app::identity_of(&run.cfg, &who).ok())
+        });
     let Some(now) = now else {
         return;
     };

@@ -23,9 +23,16 @@ pub fn run(run: &Run) -> Result<i32> {
         .iter()
         .map(|s| {
             let ok = can_bind(*s);
-            let used = if s.is_ipv4() { &mut v4_used } else { &mut v6_used };
+            let used = if s.is_ipv4() {
+                &mut v4_used
+            } else {
+                &mut v6_used
+            };
             let text = match (ok, *used) {
-                (true, false) => format!("{s} (bound here: ok, used for {})", if s.is_ipv4() { "IPv4" } else { "IPv6" }),
+                (true, false) => format!(
+                    "{s} (bound here: ok, used for {})",
+                    if s.is_ipv4() { "IPv4" } else { "IPv6" }
+                ),
                 (true, true) => format!("{s} (bound here: ok, spare)"),
                 (false, _) => format!("{s} (NOT configured on this host)"),
             };

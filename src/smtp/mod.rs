@@ -531,7 +531,9 @@ impl Session {
             (m, rr, None)
         };
         let accepted = rcpt_replies.iter().any(|r| r.is_positive());
-        if data_reply.as_ref().is_some_and(|d| d.code == 354) && (!mail_reply.is_positive() || !accepted) {
+        if data_reply.as_ref().is_some_and(|d| d.code == 354)
+            && (!mail_reply.is_positive() || !accepted)
+        {
             // A server that said 354 although nothing was accepted: end the
             // empty message so that the session stays in step.
             self.write_all(b".\r\n", "DATA", cmd_t)?;

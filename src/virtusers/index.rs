@@ -165,7 +165,11 @@ impl Index {
         let base = HEADER + self.n_groups * 16;
         let rec = |i: usize| {
             let at = base + i * 24;
-            (u64_at(&self.map, at), u64_at(&self.map, at + 8), u64_at(&self.map, at + 16))
+            (
+                u64_at(&self.map, at),
+                u64_at(&self.map, at + 8),
+                u64_at(&self.map, at + 16),
+            )
         };
         let (mut lo, mut hi) = (0usize, self.n_users);
         while lo < hi {
@@ -190,7 +194,10 @@ impl Index {
         (0..self.n_groups)
             .map(|i| {
                 let at = HEADER + i * 16;
-                (u64_at(&self.map, at) as usize, u64_at(&self.map, at + 8) as usize)
+                (
+                    u64_at(&self.map, at) as usize,
+                    u64_at(&self.map, at + 8) as usize,
+                )
             })
             .collect()
     }

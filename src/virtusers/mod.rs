@@ -355,7 +355,11 @@ impl Table {
         if !glines.is_empty() {
             let groups = groups();
             for (o, l) in glines {
-                let accept = |w: &[u8]| groups.iter().any(|g| w.len() == g.len() + 1 && &w[1..] == g.as_bytes());
+                let accept = |w: &[u8]| {
+                    groups
+                        .iter()
+                        .any(|g| w.len() == g.len() + 1 && &w[1..] == g.as_bytes())
+                };
                 if let Some(e) = self.entry_at(o, l, &accept)? {
                     return Ok(Some(e));
                 }
@@ -396,7 +400,11 @@ impl Table {
         }
         let has_group_lines =
             self.data.starts_with(b"%") || memchr::memmem::find(&self.data, b"\n%").is_some();
-        let groups = if has_group_lines { groups() } else { Vec::new() };
+        let groups = if has_group_lines {
+            groups()
+        } else {
+            Vec::new()
+        };
         if let Some(e) = self.first_with_prefix(b"%", |w| {
             groups
                 .iter()
@@ -565,9 +573,20 @@ mod index_tests {
         scan.write_index().unwrap();
         let ix = Table::read(&p).unwrap();
         assert!(ix.indexed());
-        for (login, groups) in [("alice", vec![]), ("user250", vec![]), ("bob", vec!["staff".to_string()]), ("carol", vec![])] {
-            let a = scan.lookup(login, &groups).unwrap().map(|e| (e.line, e.sender));
-            let b = ix.lookup(login, &groups).unwrap().map(|e| (e.line, e.sender));
+        for (login, groups) in [
+            ("alice", vec![]),
+            ("user250", vec![]),
+            ("bob", vec!["staff".to_string()]),
+            ("carol", vec![]),
+        ] {
+            let a = scan
+                .lookup(login, &groups)
+                .unwrap()
+                .map(|e| (e.line, e.sender));
+            let b = ix
+                .lookup(login, &groups)
+                .unwrap()
+                .map(|e| (e.line, e.sender));
             assert_eq!(a, b, "{login}");
         }
         assert_eq!(ix.lookup("alice", &[]).unwrap().unwrap().line, 504);
@@ -575,7 +594,10 @@ mod index_tests {
         std::fs::write(&p, "alice other@shop.example -\n").unwrap();
         let t = Table::read(&p).unwrap();
         assert!(!t.indexed());
-        assert_eq!(t.lookup("alice", &[]).unwrap().unwrap().sender, SenderSpec::Address("other@shop.example".into()));
+        assert_eq!(
+            t.lookup("alice", &[]).unwrap().unwrap().sender,
+            SenderSpec::Address("other@shop.example".into())
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -503,7 +503,11 @@ fn bv_shows_identity_source_and_route_and_sends_nothing() {
     let o = env.run(&["-bv", "bob@example.org"], b"");
     o.expect_code(0);
     assert!(o.stdout.contains("identity root@shop.example"), "{o}");
-    assert!(o.stdout.contains("127.0.0.2 (bound here: ok, used for IPv4)"), "{o}");
+    assert!(
+        o.stdout
+            .contains("127.0.0.2 (bound here: ok, used for IPv4)"),
+        "{o}"
+    );
     assert!(
         o.stdout.contains(&format!("relay smtp://{}", sink.addr())),
         "{o}"

@@ -547,19 +547,31 @@ print(hdrs.get_payload())
 #[test]
 fn delay_warning_once_after_warn_after() {
     let sink = Sink::start(SinkConfig {
-        rules: vec![Rule::reply(Step::Rcpt("bob".into()), "451 4.2.1 mailbox busy")],
+        rules: vec![Rule::reply(
+            Step::Rcpt("bob".into()),
+            "451 4.2.1 mailbox busy",
+        )],
         ..Default::default()
     });
     let env = env_for(&sink);
     env.conf("warn_after = \"1s\"");
-    env.run(&["-i", "bob@example.org"], b"Subject: slow\nMessage-ID: <slow@shop.example>\n\nbody\n")
-        .expect_code(0);
+    env.run(
+        &["-i", "bob@example.org"],
+        b"Subject: slow\nMessage-ID: <slow@shop.example>\n\nbody\n",
+    )
+    .expect_code(0);
     std::thread::sleep(Duration::from_millis(1100));
     env.run(&["-q"], b"").expect_code(0);
     let w = &sink.wait_messages(1, WAIT)[0];
     assert_eq!(w.mail_from, "");
     assert_eq!(w.rcpts, vec!["root@shop.example"]);
-    check_dsn(&w.data, "delayed", "4.2.1", "bob@example.org", "<slow@shop.example>");
+    check_dsn(
+        &w.data,
+        "delayed",
+        "4.2.1",
+        "bob@example.org",
+        "<slow@shop.example>",
+    );
     assert_eq!(queued_ids(&env).len(), 1, "the message itself stays queued");
     env.run(&["-q"], b"").expect_code(0);
     std::thread::sleep(Duration::from_millis(200));

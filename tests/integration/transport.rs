@@ -616,7 +616,9 @@ fn several_sources_of_one_family_use_the_first_that_binds() {
     assert!(
         bv.stdout
             .contains("192.0.2.55 (NOT configured on this host)")
-            && bv.stdout.contains("127.0.0.3 (bound here: ok, used for IPv4)")
+            && bv
+                .stdout
+                .contains("127.0.0.3 (bound here: ok, used for IPv4)")
             && bv.stdout.contains("127.0.0.4 (bound here: ok, spare)"),
         "{bv}"
     );

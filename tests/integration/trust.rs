@@ -1123,29 +1123,62 @@ impl NetNs {
         ns
     }
 
-    /// Start a sink on 127.0.0.1:25 inside the namespace (its listening
-    /// socket is created by a thread that entered the namespace).
-    fn sink(&self) -> Sink {
-        let path = PathBuf::from(format!("/var/run/netns/{}", self.0));
-        std::thread::spawn(move || {
-            use std::os::fd::AsRawFd;
-            let f = fs::File::open(&path).expect("open netns");
-            // SAFETY: setns on a valid namespace fd; affects this thread only.
-            let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+    /// Start a sink on 127.0.0.1:`port` inside the namespace.
+    fn sink(&self, port: u16) -> NsSink {
+        let sink = in_netns(&self.0, move || {
             Sink::start(SinkConfig {
-                port: 25,
+                port,
                 ..Default::default()
             })
-        })
-        .join()
-        .expect("sink thread")
+        });
+        NsSink {
+            sink: Some(sink),
+            ns: self.0.clone(),
+        }
     }
 }
 
 impl Drop for NetNs {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Run `f` in a thread that entered the network namespace `ns` (sockets it
+/// creates stay in that namespace).
+fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let path = PathBuf::from(format!("/var/run/netns/{ns}"));
+    std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        let file = fs::File::open(&path).expect("open netns");
+        // SAFETY: setns on a valid namespace fd; it affects this thread only.
+        let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+        f()
+    })
+    .join()
+    .expect("netns thread")
+}
+
+/// A sink listening inside a namespace, and dropped from inside it: a sink
+/// wakes its acceptor by connecting to itself, which only works from there.
+struct NsSink {
+    sink: Option<Sink>,
+    ns: String,
+}
+
+impl std::ops::Deref for NsSink {
+    type Target = Sink;
+    fn deref(&self) -> &Sink {
+        self.sink.as_ref().expect("sink")
+    }
+}
+
+impl Drop for NsSink {
+    fn drop(&mut self) {
+        if let Some(s) = self.sink.take() {
+            in_netns(&self.ns, move || drop(s));
+        }
     }
 }
 
@@ -1162,8 +1195,9 @@ fn sh(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// Connect to 127.0.0.1:port in `ns` as `user` (None: root) with bash's
-/// /dev/tcp; true when the connection was established.
+/// Connect to 127.0.0.1:`port` in `ns` as `user` (None: root) with bash's
+/// /dev/tcp (a user's own SMTP client, in its simplest form); true when the
+/// connection was established.
 fn direct_connect(ns: &NetNs, user: Option<&str>, port: u16) -> (bool, String) {
     let script = format!("exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected");
     let mut c = Command::new("ip");
@@ -1183,7 +1217,7 @@ fn direct_connect(ns: &NetNs, user: Option<&str>, port: u16) -> (bool, String) {
         .env_clear()
         .env("PATH", crate::support::vs::PATH)
         .output()
-        .unwrap();
+        .expect("run bash");
     let out = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
     (o.status.success() && out.contains("connected"), out)
 }
@@ -1203,19 +1237,17 @@ fn trust_nftables_lets_only_the_vsendmail_group_reach_smtp_ports() {
     );
 
     let ns = NetNs::new();
-    eprintln!("DBG netns");
-    let sink = ns.sink();
-    eprintln!("DBG sink");
-    let w = World::with_sink(Sink::start_default()); // the netns sink is the relay instead:
+    let sink = ns.sink(25);
+    let other = ns.sink(8025);
+    // The relay is the sink in the namespace (the World's own sink stays unused).
+    let w = World::new();
     w.env.conf("relay = \"smtp://127.0.0.1:25\"");
 
     // Before the rule set: Alice's own client gets through (the test can fail).
     let (ok, out) = direct_connect(&ns, Some(ALICE), 25);
-    eprintln!("DBG direct {ok} {out}");
     assert!(ok, "without rules a direct connection must work: {out}");
 
     let file = w.env.write("nftables.conf", &ruleset);
-    eprintln!("DBG nft");
     sh(&[
         "ip",
         "netns",
@@ -1228,7 +1260,6 @@ fn trust_nftables_lets_only_the_vsendmail_group_reach_smtp_ports() {
     let listed = sh(&["ip", "netns", "exec", &ns.0, "nft", "list", "ruleset"]);
     assert!(listed.contains("skgid"), "{listed}");
 
-    eprintln!("DBG listed");
     // A plain user's direct connection is refused, to every SMTP port.
     for port in [25, 465, 587] {
         let (ok, out) = direct_connect(&ns, Some(ALICE), port);
@@ -1236,26 +1267,10 @@ fn trust_nftables_lets_only_the_vsendmail_group_reach_smtp_ports() {
         assert!(out.contains("refused"), "port {port}: {out}");
     }
     // Other ports are not affected; root is allowed.
-    let other = {
-        let ns_path = PathBuf::from(format!("/var/run/netns/{}", ns.0));
-        std::thread::spawn(move || {
-            use std::os::fd::AsRawFd;
-            let f = fs::File::open(&ns_path).unwrap();
-            // SAFETY: as in NetNs::sink.
-            assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-            Sink::start(SinkConfig {
-                port: 8025,
-                ..Default::default()
-            })
-        })
-        .join()
-        .unwrap()
-    };
-    assert!(
-        direct_connect(&ns, Some(ALICE), other.port()).0,
-        "port 8025 must stay open"
-    );
-    assert!(direct_connect(&ns, None, 25).0, "root must get through");
+    let (ok, out) = direct_connect(&ns, Some(ALICE), other.port());
+    assert!(ok, "port {} must stay open: {out}", other.port());
+    let (ok, out) = direct_connect(&ns, None, 25);
+    assert!(ok, "root must get through: {out}");
 
     // vsendmail run by Alice (set-gid) gets through.
     let before = sink.connections().len();
@@ -1271,4 +1286,5 @@ fn trust_nftables_lets_only_the_vsendmail_group_reach_smtp_ports() {
     assert!(w.queued().is_empty(), "{:?}", w.spool_files());
     // Only vsendmail's connection reached the sink since root's probe.
     assert_eq!(sink.connections().len() - before, 1, "{}", sink.dump());
+    assert!(w.sink.connections().is_empty());
 }
