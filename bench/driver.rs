@@ -19,7 +19,8 @@
 //! Options of rr and par: `--input FILE` (stdin of every run), `--stderr FILE`
 //! (appended stderr of every run), `--uid N --gid N` (run as that user, no
 //! supplementary groups), `--timeout S` (a run that takes longer is killed and
-//! counted as failed), `--runs N`, `--warmup N` (rr), `--n N`, `--procs P` (par).
+//! counted as failed; and if run.sh itself goes away, the run in flight is
+//! killed and the driver exits), `--runs N`, `--warmup N` (rr), `--n N`, `--procs P` (par).
 //! CMD is split on white space (run.sh uses paths without spaces).
 
 use std::fs::File;
@@ -106,9 +107,22 @@ impl Watchdog {
             slots: (0..n).map(|_| Mutex::new(None)).collect(),
         });
         let w2 = Arc::clone(&w);
+        let parent = std::os::unix::process::parent_id();
         std::thread::spawn(move || {
             loop {
                 std::thread::sleep(Duration::from_millis(200));
+                // run.sh gone (even by SIGKILL): stop the run in flight and exit.
+                let orphaned = std::os::unix::process::parent_id() != parent;
+                if orphaned {
+                    for s in &w2.slots {
+                        if let Some((pid, _)) = *s.lock().unwrap() {
+                            let _ = Command::new("kill")
+                                .args(["-KILL", &pid.to_string()])
+                                .status();
+                        }
+                    }
+                    std::process::exit(130);
+                }
                 for s in &w2.slots {
                     let g = s.lock().unwrap();
                     if let Some((pid, deadline)) = *g

@@ -80,7 +80,7 @@ fails() { local l; l=$(grep "^result name=$2 " "$1"); [ -n "$l" ] && field "$l" 
 # it and its children at once) and waits for it; returns its exit code.
 bg_run() {
     local out=$1; shift
-    setsid "$@" >"$out" 2>>"$W/bench.stderr" &
+    setsid -w "$@" >"$out" 2>>"$W/bench.stderr" &
     local p=$!
     PIDS+=("$p")
     wait "$p"

@@ -14,7 +14,8 @@
 //! never says EHLO, so reading them does not count as a connection.
 //!
 //! Usage: `sink [--bind 127.0.0.1] [--expect-src 127.0.0.2]`; prints the port
-//! it listens on (picked by the kernel) as the first line on stdout.
+//! it listens on (picked by the kernel) as the first line on stdout. It exits
+//! by itself when its parent process goes away.
 
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::net::{IpAddr, TcpListener, TcpStream};
@@ -90,6 +91,7 @@ fn main() {
     let port = listener.local_addr().expect("local_addr").port();
     println!("{port}");
     std::io::stdout().flush().ok();
+    exit_with_parent();
     let stats = Arc::new(Stats::default());
     for conn in listener.incoming() {
         let Ok(conn) = conn else { continue };
@@ -98,6 +100,20 @@ fn main() {
             let _ = session(conn, &stats, expect);
         });
     }
+}
+
+/// Exits when the process that started us (bench/run.sh) is gone, even if it
+/// was killed with SIGKILL and could not clean up.
+fn exit_with_parent() {
+    let parent = std::os::unix::process::parent_id();
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            if std::os::unix::process::parent_id() != parent {
+                std::process::exit(0);
+            }
+        }
+    });
 }
 
 fn session(conn: TcpStream, stats: &Stats, expect: Option<IpAddr>) -> std::io::Result<()> {

@@ -11,11 +11,15 @@
 #   msmtp, hyperfine   the benchmark;  dnsutils (dig)  DNS harness self-test
 #   python3    caller compat tests;  dkimpy, dnspython, pynacl (pip)  the independent DKIM verifier
 #   time       GNU time: peak RSS of one run (DKIM signing of a 50 MB message)
+#   nftables   nft: the compat/nftables.conf test (tests/integration/trust.rs)
 #
 # To add a package, append it to PKGS.
 set -euo pipefail
 
-PKGS=(postfix mandoc openssl msmtp dnsutils hyperfine python3 python3-pip ca-certificates make time)
+PKGS=(postfix mandoc openssl msmtp dnsutils hyperfine python3 python3-pip ca-certificates make time nftables)
+# compat suite (compat/run.sh): the real callers of sendmail, cron, and the
+# Debian packaging (debhelper: compat/build-deb.sh)
+PKGS+=(php-cli php-symfony-mailer libphp-phpmailer git-email libmailtools-perl mutt bsd-mailx s-nail cron debhelper)
 
 installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
@@ -70,7 +74,7 @@ if [ -e /etc/postfix/main.cf ] && /usr/sbin/postfix status >/dev/null 2>&1; then
     fi
 fi
 
-for c in /usr/sbin/postfix /usr/lib/postfix/sbin/master openssl dig mandoc msmtp hyperfine setpriv useradd; do
+for c in /usr/sbin/postfix /usr/lib/postfix/sbin/master openssl dig mandoc msmtp hyperfine setpriv useradd nft; do
     command -v "$c" >/dev/null || { echo "install-test-deps: $c still missing" >&2; exit 69; }
 done
 getent passwd postfix >/dev/null && getent group postdrop >/dev/null || {

@@ -118,12 +118,11 @@ pub fn validate(raw: &str, role: &'static str) -> Result<String, AddressError> {
                 // Letters, digits, '-' (and '_', seen in the wild), or UTF-8
                 // for internationalised names: nothing a shell, a template
                 // (`${run{...}}`) or a protocol line could read.
-                if label.chars().any(|c| {
-                    !(c.is_ascii_alphanumeric()
-                        || c == '-'
-                        || c == '_'
-                        || !c.is_ascii() && !c.is_whitespace() && !c.is_control())
-                }) {
+                let allowed = |c: char| {
+                    let utf8 = !c.is_ascii() && !c.is_whitespace() && !c.is_control();
+                    c.is_ascii_alphanumeric() || c == '-' || c == '_' || utf8
+                };
+                if !label.chars().all(allowed) {
                     return Err(err("contains a character not allowed in a domain"));
                 }
             }

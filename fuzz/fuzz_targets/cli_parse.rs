@@ -32,7 +32,10 @@ fuzz_target!(|data: &[u8]| {
     }
     for a in &args {
         if let Ok(v) = vsendmail::address::validate(a, "recipient") {
-            assert!(!v.starts_with('-') && !v.chars().any(|c| c.is_control()), "{v:?}");
+            assert!(
+                !v.starts_with('-') && !v.chars().any(|c| c.is_control()),
+                "{v:?}"
+            );
             let _ = vsendmail::address::domain(&v);
             let _ = vsendmail::address::qualify(&v, "fuzz.example");
         }
