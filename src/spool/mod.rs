@@ -114,14 +114,27 @@ impl Spool {
 
     /// Start a new message: an exclusive, never-followed file in tmp/.
     pub fn draft(&self) -> Result<Draft, SpoolError> {
+        // A temporary name first; the id then comes from the file's inode,
+        // which no other live spool file can have (Postfix derives its queue
+        // ids the same way): ids never collide, however fast messages arrive.
         for _ in 0..16 {
-            let id = new_id();
-            let path = self.tmp().join(format!("{id}.msg"));
+            let name = format!("new.{}.{:08x}", std::process::id(), rand::random::<u32>());
+            let path = self.tmp().join(name);
             match create_excl(&path) {
                 Ok(file) => {
+                    let ino = match file.metadata() {
+                        Ok(m) => std::os::unix::fs::MetadataExt::ino(&m),
+                        Err(err) => {
+                            let _ = std::fs::remove_file(&path);
+                            return Err(SpoolError::Create {
+                                dir: self.tmp().display().to_string(),
+                                err,
+                            });
+                        }
+                    };
                     return Ok(Draft {
                         spool: self.clone(),
-                        id,
+                        id: new_id(ino),
                         file: Some(file),
                         path,
                         committed: false,
@@ -138,7 +151,7 @@ impl Spool {
         }
         Err(SpoolError::Create {
             dir: self.tmp().display().to_string(),
-            err: std::io::Error::other("no free queue id after 16 tries"),
+            err: std::io::Error::other("no free temporary name after 16 tries"),
         })
     }
 
@@ -299,14 +312,36 @@ fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// A queue id: 8 hex digits of the arrival second, then 6 random hex digits.
-fn new_id() -> String {
+/// A queue id: 8 hex digits of the arrival second, then the hex inode number
+/// of the message file (unique among live spool files), at least 6 digits.
+fn new_id(ino: u64) -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let r: u32 = rand::random::<u32>() & 0xFF_FFFF;
-    format!("{:08X}{:06X}", secs as u32, r)
+    format!("{:08X}{:06X}", secs as u32, ino)
+}
+
+/// rename() that fails instead of replacing an existing file.
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let f = std::ffi::CString::new(from.as_os_str().as_bytes())?;
+    let t = std::ffi::CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: two valid NUL-terminated paths.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// A message being written to tmp/. Dropped without `commit`: removed.
@@ -361,13 +396,19 @@ impl Draft {
         let q = self.spool.queue();
         let msg_dest = self.spool.msg_path(&self.id);
         let env_dest = self.spool.env_path(&self.id);
-        let res = std::fs::rename(&self.path, &msg_dest)
-            .and_then(|_| std::fs::rename(&env_tmp, &env_dest))
-            .and_then(|_| if durable { fsync_dir(&q) } else { Ok(()) });
-        if let Err(e) = res {
+        // Undo only what this commit made, never another message's files.
+        if let Err(e) = rename_noreplace(&self.path, &msg_dest) {
             let _ = std::fs::remove_file(&env_tmp);
+            return Err(create_err(e));
+        }
+        if let Err(e) = rename_noreplace(&env_tmp, &env_dest) {
+            let _ = std::fs::remove_file(&env_tmp);
+            let _ = std::fs::rename(&msg_dest, &self.path);
+            return Err(create_err(e));
+        }
+        if durable && let Err(e) = fsync_dir(&q) {
             let _ = std::fs::remove_file(&env_dest);
-            let _ = std::fs::remove_file(&msg_dest);
+            let _ = std::fs::rename(&msg_dest, &self.path);
             return Err(create_err(e));
         }
         self.committed = true;
@@ -502,8 +543,24 @@ mod tests {
         assert!(s.list().unwrap().is_empty());
     }
 
+    #[test]
+    fn ids_never_collide_however_fast_messages_arrive() {
+        let d = tempdir();
+        let s = Spool::open(&d).unwrap();
+        let mut ids = std::collections::HashSet::new();
+        for _ in 0..3000 {
+            let dr = s.draft().unwrap();
+            let id = dr.id.clone();
+            let l = dr.commit_for_delivery(&env(&id)).unwrap();
+            drop(l);
+            assert!(ids.insert(id), "duplicate id");
+        }
+        assert_eq!(s.list().unwrap().len(), 3000, "no commit replaced another message");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
     fn tempdir() -> PathBuf {
-        let p = std::env::temp_dir().join(format!("vs-spool-{}", new_id()));
+        let p = std::env::temp_dir().join(format!("vs-spool-{}", rand::random::<u64>()));
         std::fs::create_dir_all(&p).unwrap();
         p
     }
