@@ -69,9 +69,11 @@ install: build
 	for m in man/*.8; do [ -e "$$m" ] && install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man8/; done; \
 	for m in man/*.5; do [ -e "$$m" ] && install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man5/; done; \
 	echo "installed man pages in $(DESTDIR)$(MANDIR)/man8 and man5"; \
-	install -d -m 2770 $$([ "$$root" -eq 0 ] && echo "-o root") $$grp $(DESTDIR)$(SPOOLDIR); \
-	chmod 2770 $(DESTDIR)$(SPOOLDIR); \
-	echo "spool $(DESTDIR)$(SPOOLDIR) (mode 2770$${grp:+, root:$(GROUP)})"; \
+	for d in "" /tmp /queue /rate /audit; do \
+		install -d -m 2770 $$([ "$$root" -eq 0 ] && echo "-o root") $$grp $(DESTDIR)$(SPOOLDIR)$$d; \
+		chmod 2770 $(DESTDIR)$(SPOOLDIR)$$d; \
+	done; \
+	echo "spool $(DESTDIR)$(SPOOLDIR) with tmp, queue, rate, audit (mode 2770$${grp:+, root:$(GROUP)})"; \
 	if ls compat/systemd/* >/dev/null 2>&1; then \
 		install -d $(DESTDIR)$(SYSTEMDDIR); \
 		for f in compat/systemd/*; do \

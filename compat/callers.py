@@ -1098,6 +1098,15 @@ def install_mta_fresh_spool(t=None):
     check_identity(m, login)
 
 
+def check_spool_not_user_owned(R, spool, login):
+    """Nothing under the spool belongs to the sending user (the set-gid binary
+    must not leave user-owned directories or files there: the user could
+    remove or rewrite the queue, the audit trail or the rate counters)."""
+    uid = pwd.getpwnam(login).pw_uid
+    p = ns(["find", R + spool, "-uid", str(uid)], check_rc=False)
+    eq(p.stdout.decode().strip(), "", "paths under %s owned by %s" % (spool, login))
+
+
 def installed_ready():
     """The installed root after root ran `vsendmail -q` once (which creates the
     spool's subdirectories; see install_mta_fresh_spool)."""
@@ -1125,6 +1134,7 @@ def install_mta_usr_lib_sendmail(t=None):
     (m,) = wait_msgs(tok)
     check_identity(m, login)
     eq(m.rcpts, ["ops@dest.example"], "recipients")
+    check_spool_not_user_owned(R, "/var/spool/vsendmail", login)
     # -C is refused for a user: the binary is set-gid
     p = in_root(R, login, ["/usr/sbin/sendmail", "-C", "/tmp/other.conf", "-bv", "x@dest.example"])
     eq(p.returncode, 77, "-C as a user with the set-gid binary (stderr %s)" % short(p.stderr))
@@ -1320,8 +1330,9 @@ def deb_install(t=None):
     gid = int(g.split(":")[2])
     st = ns(["stat", "-c", "%a %U %g", R + "/usr/sbin/vsendmail"]).stdout.decode().split()
     eq(st, ["2755", "root", str(gid)], "mode, owner, group of /usr/sbin/vsendmail")
-    st = ns(["stat", "-c", "%a %U %g", R + "/var/spool/vsendmail"]).stdout.decode().split()
-    eq(st, ["2770", "root", str(gid)], "mode, owner, group of the spool")
+    for d in ("", "/tmp", "/queue"):
+        st = ns(["stat", "-c", "%a %U %g", R + "/var/spool/vsendmail" + d]).stdout.decode().split()
+        eq(st, ["2770", "root", str(gid)], "mode, owner, group of the spool%s" % d)
     so = ns(["chroot", R, "dpkg-statoverride", "--list"], check_rc=False).stdout.decode()
     check("/usr/sbin/vsendmail" in so and "/var/spool/vsendmail" in so, "statoverrides: %r" % so)
     eq(ns(["readlink", R + "/usr/sbin/sendmail"]).stdout.decode().strip(), "vsendmail", "/usr/sbin/sendmail link")
@@ -1333,6 +1344,7 @@ def deb_install(t=None):
     eq(p.returncode, 0, "sendmail exit code (stderr %s)" % short(p.stderr))
     (m,) = wait_msgs(tok)
     check_identity(m, login)
+    check_spool_not_user_owned(R, "/var/spool/vsendmail", login)
     # purge: the links, the overrides and the spool go
     p = dpkg_root(R, ["--purge", "vsendmail"])
     eq(p.returncode, 0, "dpkg --purge exit code (%s)" % short(p.stdout + p.stderr, 1500))

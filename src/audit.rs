@@ -220,6 +220,15 @@ pub(crate) fn ensure_dir(dir: &Path, gid: Option<u32>) -> std::io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
+    // Made by a user's set-gid run, the directory would belong to that user,
+    // who could then edit the trail or reset the counters: only root makes it
+    // (`make install` does).
+    if crate::spool::running_setid_for_user() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("{} is missing; root must create it (make install does)", dir.display()),
+        ));
+    }
     match std::fs::create_dir(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),

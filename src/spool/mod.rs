@@ -287,7 +287,7 @@ impl Spool {
 
 /// Whether we run set-uid/set-gid for a real user other than root (issue 6:
 /// then we must not create directories that user would own).
-fn running_setid_for_user() -> bool {
+pub(crate) fn running_setid_for_user() -> bool {
     // SAFETY: these four calls cannot fail and have no side effects.
     unsafe {
         libc::getuid() != 0
