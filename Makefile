@@ -22,14 +22,14 @@ SYSTEMDDIR ?= $(PREFIX)/lib/systemd/system
 CRONDIR    ?= /etc/cron.d
 SPOOLDIR   ?= /var/spool/vsendmail
 GROUP      ?= vsendmail
-BIN        := target/release/vsendmail
+BIN        := target/dist/vsendmail
 
 .PHONY: all build test test-deps demo bench install install-mta compat fuzz clean
 
 all: build
 
 build:
-	$(CARGO) build --release
+	$(CARGO) build --profile dist
 
 test-deps:
 	bash scripts/install-test-deps.sh

@@ -27,6 +27,7 @@ Prints one `ok NAME` / `FAIL NAME: why` line per test and `N passed, M failed`.
 import base64
 import email
 import email.policy
+import fcntl
 import glob
 import grp
 import json
@@ -259,6 +260,12 @@ def setup():
                                               conf="-C " + T + "/conf/vsendmail.conf"), 0o755)
     for name in ("mailq", "newaliases"):
         os.symlink("sendmail", T + "/bin/" + name)
+    # a second setup whose temporary failures are not queued (exit 75)
+    write(T + "/conf/noqueue.conf",
+          conf_text(T + "/spool", T + "/conf/virtusers", T + "/conf/aliases", T + "/log.sock") + "queue = false\n")
+    os.makedirs(T + "/bin/noqueue")
+    write(T + "/bin/noqueue/sendmail", WRAPPER.format(argv=T + "/argv", bin=T + "/bin/vsendmail",
+                                                      conf="-C " + T + "/conf/noqueue.conf"), 0o755)
 
 
 def teardown():
@@ -533,6 +540,30 @@ def php_mail_tempfail_queued(t=None):
 
 
 @test("PHP mail()")
+def php_mail_exit_75(t=None):
+    """With `queue = false` a temporary failure exits 75 (EX_TEMPFAIL) and the
+    message is not kept. PHP's mail() returns false for it: its source means
+    to accept EX_TEMPFAIL, but compares pclose()'s raw wait status (75 << 8)
+    with 75, so on Linux only exit 0 is success (PHP 8.2 as Debian ships it)."""
+    login = "vsc_php"
+    clear_argv(login)
+    tok = token("php-75")
+    cmd = ["php", "-d", "sendmail_path=%s/bin/noqueue/sendmail -t -i" % Env.T, Env.T + "/scripts/mail.php",
+           "tempfail-" + tok + "@dest.example", "temp " + tok, "body " + tok, ""]
+    p = run_as(login, cmd)
+    eq(p.stdout.decode().strip(), '{"result":false}', "mail() (stderr %s)" % short(p.stderr))
+    err = p.stderr.decode(errors="replace")
+    check("vsendmail: " in err and "451" in err, "vsendmail's stderr: %r" % short(err))
+    eq(one_call(login), ["-t", "-i"], "argv")
+    # the same command line, run directly: exit code 75
+    p = run_as(login, [Env.T + "/bin/noqueue/sendmail", "-t", "-i"],
+               input=("To: tempfail-%s@dest.example\nSubject: t\n\nbody\n" % tok).encode())
+    eq(p.returncode, 75, "exit code with queue = false")
+    q = run_as(login, [Env.T + "/bin/mailq"])
+    check(("tempfail-" + tok) not in q.stdout.decode(errors="replace"), "the message was queued: %r" % short(q.stdout))
+
+
+@test("PHP mail()")
 def php_mail_argv_injection(t=None):
     """The CVE-2016-10033 class through the fifth parameter: `-X file` never
     writes the file (refused with a warning), `-OQueueDirectory=` is ignored."""
@@ -549,6 +580,26 @@ def php_mail_argv_injection(t=None):
     eq(res["result"], True, "mail() return value")
     (m,) = wait_msgs(tok)
     check_identity(m, login)
+
+
+@test("PHP mail()")
+def php_mail_cve_2016_10033(t=None):
+    """The PHPMailer < 5.2.18 payload through mail()'s fifth parameter: the
+    shell splits it into `-fattacker\\ -oQ/tmp/ -X/path some"@email.com`.
+    The malformed sender is refused (65, mail() is false), no file is written,
+    nothing is sent."""
+    login = "vsc_php"
+    clear_argv(login)
+    tok = token("php-cve")
+    log = Env.T + "/home/%s/cve-%s.php" % (login, tok)
+    res, p = php(login, "mail.php", ["to@dest.example", "cve " + tok, "<?php phpinfo(); ?> " + tok, "",
+                                     '-f"attacker\\" -oQ/tmp/ -X%s some"@email.com' % log])
+    eq(one_call(login), ["-t", "-i", "-fattacker\\", "-oQ/tmp/", "-X" + log, 'some"@email.com'], "argv")
+    check(not os.path.exists(log), "-X wrote %s" % log)
+    err = p.stderr.decode(errors="replace")
+    check("vsendmail: " in err and "attacker" in err, "vsendmail's stderr: %r" % short(err))
+    eq(res["result"], False, "mail() return value (the malformed -f is refused with 65)")
+    no_msg(tok, settle=0.3)
 
 
 @test("PHPMailer isSendmail()")
@@ -1099,12 +1150,16 @@ def install_mta_fresh_spool(t=None):
 
 
 def check_spool_not_user_owned(R, spool, login):
-    """Nothing under the spool belongs to the sending user (the set-gid binary
-    must not leave user-owned directories or files there: the user could
-    remove or rewrite the queue, the audit trail or the rate counters)."""
+    """No directory under the spool belongs to the sending user (made by the
+    set-gid binary for the user, it would let the user remove or expose the
+    queue, the audit trail or the rate counters). Files a user's run creates
+    are the user's, as with any set-gid spool; the spool is not searchable
+    for users outside the group."""
     uid = pwd.getpwnam(login).pw_uid
-    p = ns(["find", R + spool, "-uid", str(uid)], check_rc=False)
-    eq(p.stdout.decode().strip(), "", "paths under %s owned by %s" % (spool, login))
+    p = ns(["find", R + spool, "-type", "d", "-uid", str(uid)], check_rc=False)
+    eq(p.stdout.decode().strip(), "", "directories under %s owned by %s" % (spool, login))
+    st = ns(["stat", "-c", "%a", R + spool]).stdout.decode().strip()
+    eq(st, "2770", "mode of %s" % spool)
 
 
 def installed_ready():
@@ -1374,6 +1429,9 @@ def main():
         if "cron_debian" in names and "cron_debian_start" not in names:
             names.insert(0, "cron_debian_start")
     passed, failed = 0, 0
+    # one suite at a time on a machine: the throwaway users have fixed names
+    lock = open("/tmp/vsc-compat.lock", "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
     t0 = time.time()
     try:
         setup()
