@@ -204,6 +204,15 @@ impl Loaded {
             .unwrap_or_else(|| self.cfg.spool.join("audit"))
     }
 
+    /// The `dns` nameservers (empty: /etc/resolv.conf).
+    pub fn nameservers(&self) -> Vec<std::net::SocketAddr> {
+        self.cfg
+            .dns
+            .iter()
+            .filter_map(|s| parse_nameserver(s))
+            .collect()
+    }
+
     pub fn is_trusted(&self, login: &str) -> bool {
         login == "root" || self.cfg.trusted_users.iter().any(|u| u == login)
     }

@@ -85,14 +85,7 @@ impl<'a> Context<'a> {
     /// The resolver, created on first use (a relay-only run never needs it).
     pub fn dns(&mut self) -> Option<&Dns> {
         if self.dns.is_none() && self.dns_err.is_none() {
-            let ns: Vec<SocketAddr> = self
-                .cfg
-                .cfg
-                .dns
-                .iter()
-                .filter_map(|s| crate::config::parse_nameserver(s))
-                .collect();
-            match Dns::new(&ns, std::time::Duration::from_secs(5)) {
+            match Dns::new(&self.cfg.nameservers(), std::time::Duration::from_secs(5)) {
                 Ok(d) => self.dns = Some(d),
                 Err(e) => self.dns_err = Some(e.to_string()),
             }

@@ -83,13 +83,7 @@ pub fn run(run: &Run, logins: &[String]) -> crate::Result<i32> {
             ids.push((id.sender.clone(), id));
         }
     }
-    let ns: Vec<SocketAddr> = run
-        .cfg
-        .cfg
-        .dns
-        .iter()
-        .filter_map(|s| crate::config::parse_nameserver(s))
-        .collect();
+    let ns: Vec<SocketAddr> = run.cfg.nameservers();
     let dns = Dns::new(&ns, TIMEOUT).map_err(|e| crate::Error::Config78(e.to_string()))?;
     let spf = Spf::new(&ns)?;
     let mut doc = Doctor {

@@ -59,14 +59,7 @@ pub fn run(run: &Run) -> Result<i32> {
         }
     }
     let dns = if relay.is_none() {
-        let ns: Vec<_> = run
-            .cfg
-            .cfg
-            .dns
-            .iter()
-            .filter_map(|s| crate::config::parse_nameserver(s))
-            .collect();
-        crate::dns::Dns::new(&ns, std::time::Duration::from_secs(5)).ok()
+        crate::dns::Dns::new(&run.cfg.nameservers(), std::time::Duration::from_secs(5)).ok()
     } else {
         None
     };

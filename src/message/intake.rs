@@ -94,27 +94,11 @@ pub fn take<R: BufRead>(
 
     // Header block.
     loop {
-        let got = next_line(r, &mut line, limits.max_line_length + 1).map_err(io)?;
         lineno += 1;
-        match got {
-            Line::Eof => {
-                ended = true;
-                t.ended_by_eof = true;
-                break;
-            }
-            Line::TooLong => {
-                return Err(IntakeError::LineTooLong {
-                    line: lineno,
-                    max: limits.max_line_length,
-                });
-            }
-            Line::Text { .. } => {}
-        }
-        if line.len() > limits.max_line_length {
-            return Err(IntakeError::LineTooLong {
-                line: lineno,
-                max: limits.max_line_length,
-            });
+        if !read_line(r, &mut line, lineno, limits.max_line_length)? {
+            ended = true;
+            t.ended_by_eof = true;
+            break;
         }
         if !o.ignore_dots && line.first() == Some(&b'.') {
             if line.len() == 1 {
@@ -255,26 +239,10 @@ pub fn take<R: BufRead>(
     }
     if !ended {
         loop {
-            let got = next_line(r, &mut line, limits.max_line_length + 1).map_err(io)?;
             lineno += 1;
-            match got {
-                Line::Eof => {
-                    t.ended_by_eof = true;
-                    break;
-                }
-                Line::TooLong => {
-                    return Err(IntakeError::LineTooLong {
-                        line: lineno,
-                        max: limits.max_line_length,
-                    });
-                }
-                Line::Text { .. } => {}
-            }
-            if line.len() > limits.max_line_length {
-                return Err(IntakeError::LineTooLong {
-                    line: lineno,
-                    max: limits.max_line_length,
-                });
+            if !read_line(r, &mut line, lineno, limits.max_line_length)? {
+                t.ended_by_eof = true;
+                break;
             }
             let mut l: &[u8] = &line;
             if !o.ignore_dots && l.first() == Some(&b'.') {
@@ -296,6 +264,24 @@ pub fn take<R: BufRead>(
     w.w.flush().map_err(|e| IntakeError::Spool(spool_io(e)))?;
     t.size = w.size;
     Ok(t)
+}
+
+/// Read line `lineno` into `line`; `Ok(false)` at end of input; a line
+/// longer than `max` octets is an error.
+fn read_line<R: BufRead>(
+    r: &mut R,
+    line: &mut Vec<u8>,
+    lineno: usize,
+    max: usize,
+) -> Result<bool, IntakeError> {
+    match next_line(r, line, max + 1).map_err(io)? {
+        Line::Eof => Ok(false),
+        Line::TooLong => Err(IntakeError::LineTooLong { line: lineno, max }),
+        Line::Text { .. } if line.len() > max => {
+            Err(IntakeError::LineTooLong { line: lineno, max })
+        }
+        Line::Text { .. } => Ok(true),
+    }
 }
 
 /// The spool writer with the size limit.
