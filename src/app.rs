@@ -196,6 +196,8 @@ pub struct Submission<'a> {
     pub eightbit_hint: bool,
     /// A delivery attempt follows at once (-odi, -bs).
     pub deliver_now: bool,
+    /// SMTP DATA: the message must end with a `.` line.
+    pub require_dot: bool,
 }
 
 /// Take a message from `input` into the spool. Returns the locked, queued
@@ -222,6 +224,7 @@ pub fn accept<R: BufRead>(
         &mut draft,
         &IntakeOptions {
             ignore_dots: sub.ignore_dots,
+            require_dot: sub.require_dot,
             read_recipients: sub.read_recipients,
             identity,
             full_name: sub.full_name,
@@ -366,6 +369,7 @@ fn submit(run: &Run) -> Result<i32> {
         errors: inv.errors,
         eightbit_hint: inv.body == Some(cli::BodyType::EightBitMime),
         deliver_now: inv.delivery == DeliveryMode::Interactive,
+        require_dot: false,
     };
     let stdin = std::io::stdin();
     let mut input = std::io::BufReader::with_capacity(64 * 1024, stdin.lock());

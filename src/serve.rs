@@ -184,6 +184,7 @@ fn transaction<R: BufRead>(
         errors: ErrorMode::Mail,
         eightbit_hint: t.eightbit,
         deliver_now: true,
+        require_dot: true,
     };
     let locked = match app::accept(run, identity, &sub, input) {
         Ok(l) => l,

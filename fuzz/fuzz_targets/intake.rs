@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
     let identity = Identity::resolve(None, "fuzz", 1000, "host.example");
     let o = IntakeOptions {
         ignore_dots: opts & 1 != 0,
+        require_dot: false,
         read_recipients: opts & 2 != 0,
         identity: &identity,
         full_name: (opts & 4 != 0).then_some("Fuzz \"Name\" é"),

@@ -30,6 +30,10 @@ pub enum IntakeError {
     HeaderTooBig { max: usize },
     #[error("the message is larger than the limit of {max} bytes (max_message_size)")]
     TooBig { max: u64 },
+    #[error(
+        "the SMTP client closed the connection before the end of the message (no \".\" line); nothing was accepted"
+    )]
+    Truncated,
     #[error("message contains a NUL byte on line {line}")]
     Nul { line: usize },
     #[error(transparent)]
@@ -45,6 +49,9 @@ pub struct Limits {
 
 pub struct IntakeOptions<'a> {
     pub ignore_dots: bool,
+    /// SMTP DATA (-bs): only a `.` line ends the message; end of input before
+    /// it means the client went away, and the message is not taken.
+    pub require_dot: bool,
     /// `-t`: collect recipients from To/Cc/Bcc (Resent-* when present).
     pub read_recipients: bool,
     pub identity: &'a Identity,
@@ -260,6 +267,9 @@ pub fn take<R: BufRead>(
             w.put(l)?;
             w.put(b"\r\n")?;
         }
+    }
+    if o.require_dot && t.ended_by_eof {
+        return Err(IntakeError::Truncated);
     }
     w.w.flush().map_err(|e| IntakeError::Spool(spool_io(e)))?;
     t.size = w.size;

@@ -673,3 +673,21 @@ fn end_to_end_through_a_real_postfix_whose_received_header_shows_the_source() {
     );
     assert_eq!(m.mail_from, "root@shop.example");
 }
+
+#[test]
+fn bs_client_going_away_mid_data_sends_nothing() {
+    let (env, sink) = setup();
+    let cut = b"HELO client\r\nMAIL FROM:<root@shop.example>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\nSubject: half\r\n\r\nfirst half";
+    let o = env.run(&["-bs"], cut);
+    assert!(!o.stdout.contains("queued as"), "{o}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        sink.connections().is_empty(),
+        "a truncated message is never sent"
+    );
+    assert!(
+        env.run(&["-bp"], b"")
+            .stdout
+            .contains("Mail queue is empty")
+    );
+}
