@@ -10,6 +10,7 @@
 #   make install-mta   install + the sendmail, mailq and newaliases links
 #   make compat        the callers' compat suite (compat/run.sh)
 #   make fuzz          scripts/fuzz.sh
+#   make deb           compat/build-deb.sh: the Debian package in target/deb/
 #   make clean
 
 SHELL      := /bin/bash
@@ -24,7 +25,7 @@ SPOOLDIR   ?= /var/spool/vsendmail
 GROUP      ?= vsendmail
 BIN        := target/dist/vsendmail
 
-.PHONY: all build test test-deps demo bench install install-mta compat fuzz clean
+.PHONY: all build test test-deps demo bench install install-mta compat fuzz deb clean
 
 all: build
 
@@ -47,6 +48,9 @@ compat:
 	@if [ -f compat/run.sh ]; then bash compat/run.sh; \
 	else echo "make compat: no compat suite yet (compat/run.sh)"; fi
 
+deb:
+	bash compat/build-deb.sh
+
 fuzz:
 	@if [ -f scripts/fuzz.sh ]; then bash scripts/fuzz.sh; \
 	else echo "make fuzz: no fuzzing set up yet (scripts/fuzz.sh)"; fi
@@ -64,8 +68,9 @@ install: build
 	grp=; if [ "$$root" -eq 0 ] && getent group $(GROUP) >/dev/null; then grp="-g $(GROUP)"; fi; \
 	if [ -z "$$grp" ]; then echo "make install: note: group $(GROUP) not set (not root or no such group); fix ownership when packaging"; fi; \
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5; \
-	install -m 2755 $$grp $(BIN) $(DESTDIR)$(SBINDIR)/vsendmail; \
-	echo "installed $(DESTDIR)$(SBINDIR)/vsendmail (mode 2755$${grp:+, group $(GROUP)})"; \
+	mode=0755; if [ -n "$$grp" ]; then mode=2755; fi; \
+	install -m $$mode $$grp $(BIN) $(DESTDIR)$(SBINDIR)/vsendmail; \
+	echo "installed $(DESTDIR)$(SBINDIR)/vsendmail (mode $$mode$${grp:+, group $(GROUP)})"; \
 	for m in man/*.8; do [ -e "$$m" ] && install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man8/; done; \
 	for m in man/*.5; do [ -e "$$m" ] && install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man5/; done; \
 	echo "installed man pages in $(DESTDIR)$(MANDIR)/man8 and man5"; \
