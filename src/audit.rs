@@ -226,7 +226,10 @@ pub(crate) fn ensure_dir(dir: &Path, gid: Option<u32>) -> std::io::Result<()> {
     if crate::spool::running_setid_for_user() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,
-            format!("{} is missing; root must create it (make install does)", dir.display()),
+            format!(
+                "{} is missing; root must create it (make install does)",
+                dir.display()
+            ),
         ));
     }
     match std::fs::create_dir(dir) {

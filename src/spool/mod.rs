@@ -555,7 +555,11 @@ mod tests {
             drop(l);
             assert!(ids.insert(id), "duplicate id");
         }
-        assert_eq!(s.list().unwrap().len(), 3000, "no commit replaced another message");
+        assert_eq!(
+            s.list().unwrap().len(),
+            3000,
+            "no commit replaced another message"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 

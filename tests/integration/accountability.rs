@@ -56,10 +56,10 @@ fn queue_id_of(env: &Env, id: &str) -> Option<String> {
     let needle = format!("\"message_id\":\"<{id}>\"");
     for e in std::fs::read_dir(env.spool().join("queue")).ok()?.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(q) = name.strip_suffix(".env") {
-            if std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(&needle)) {
-                return Some(q.to_string());
-            }
+        if let Some(q) = name.strip_suffix(".env")
+            && std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(&needle))
+        {
+            return Some(q.to_string());
         }
     }
     None
