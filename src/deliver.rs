@@ -454,6 +454,8 @@ fn try_address(
             });
         }
     };
+    // Without a pool this is the session's only transaction.
+    session.last_transaction = ctx.pool.is_none();
     let result = session.send(&tx, &mut body);
     let close_time = unix_now();
     let audit = |result_text: &str, rcpt_count: usize| {

@@ -203,6 +203,10 @@ pub struct Session {
     pub tls: bool,
     verbose: bool,
     pub timeouts: Timeouts,
+    /// This is the session's last transaction: with PIPELINING, QUIT goes in
+    /// the same write as the final dot (one round trip less per message).
+    pub last_transaction: bool,
+    quit_sent: bool,
 }
 
 impl Session {
@@ -231,6 +235,8 @@ impl Session {
             tls: false,
             verbose,
             timeouts: timeouts.clone(),
+            last_transaction: false,
+            quit_sent: false,
         };
         let g = s.read_reply("greeting", timeouts.greeting())?;
         if g.code != 220 {
@@ -600,6 +606,13 @@ impl Session {
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b".\r\n");
+        if self.last_transaction && self.ext.pipelining {
+            if self.verbose {
+                eprintln!(">>> QUIT");
+            }
+            out.extend_from_slice(b"QUIT\r\n");
+            self.quit_sent = true;
+        }
         self.stream
             .write_all(&out)
             .and_then(|_| self.stream.flush())
@@ -618,7 +631,9 @@ impl Session {
     /// QUIT, ignoring what happens (the transaction is over either way).
     pub fn quit(&mut self) {
         let t = Duration::from_secs(5);
-        if self.write_line("QUIT", "QUIT", t).is_ok() {
+        if self.quit_sent {
+            // QUIT went with the final dot; its 221 is not worth waiting for.
+        } else if self.write_line("QUIT", "QUIT", t).is_ok() {
             let _ = self.read_reply("QUIT", t);
         }
         if let Stream::Tls(tls) = &mut self.stream {
