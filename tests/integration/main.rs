@@ -5,6 +5,7 @@
 mod accountability;
 mod core;
 mod deliverability;
+mod docs;
 mod queue;
 mod support;
 mod support_selftest;
