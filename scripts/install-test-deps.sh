@@ -16,7 +16,7 @@
 # To add a package, append it to PKGS.
 set -euo pipefail
 
-PKGS=(postfix mandoc openssl msmtp dnsutils hyperfine python3 python3-pip ca-certificates make time nftables)
+PKGS=(postfix mandoc openssl msmtp dnsutils hyperfine python3 python3-pip ca-certificates make time nftables iproute2 util-linux passwd)
 # compat suite (compat/run.sh): the real callers of sendmail, cron, and the
 # Debian packaging (debhelper: compat/build-deb.sh)
 PKGS+=(php-cli php-symfony-mailer libphp-phpmailer git-email libmailtools-perl mutt bsd-mailx s-nail cron debhelper)
