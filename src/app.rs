@@ -3,6 +3,7 @@
 //! exit with the mapped code. Other modes dispatch to their modules.
 
 use crate::cli::{self, DeliveryMode, ErrorMode, Invocation, Mode, Own};
+use crate::clock::unix_now;
 use crate::config::{self, Loaded};
 use crate::deliver::{self, Report};
 use crate::exit;
@@ -10,7 +11,7 @@ use crate::identity::Identity;
 use crate::invoker::Invoker;
 use crate::message::{self, IntakeOptions, Limits};
 use crate::spool::{Dsn, ENVELOPE_VERSION, Envelope, Locked, Recipient, Spool};
-use crate::syslog::{Syslog, unix_now};
+use crate::syslog::Syslog;
 use crate::virtusers::Table;
 use crate::{Error, Result};
 use std::io::BufRead;
@@ -193,7 +194,6 @@ pub struct Submission<'a> {
     pub full_name: Option<&'a str>,
     pub dsn: Dsn,
     pub errors: ErrorMode,
-    pub eightbit_hint: bool,
     /// A delivery attempt follows at once (-odi, -bs).
     pub deliver_now: bool,
     /// SMTP DATA: the message must end with a `.` line.
@@ -248,7 +248,7 @@ pub fn accept<R: BufRead>(
         version: ENVELOPE_VERSION,
         id: draft.id.clone(),
         created: unix_now(),
-        arrival_ms: crate::syslog::unix_ms(),
+        arrival_ms: crate::clock::unix_ms(),
         identity: identity.clone(),
         sender: choice.sender.clone(),
         recipients,
@@ -257,6 +257,7 @@ pub fn accept<R: BufRead>(
         // -B8BITMIME is only a hint: BODY=8BITMIME is declared when 8-bit bytes are there.
         eightbit: taken.eightbit,
         smtputf8,
+        utf8_headers: taken.utf8_headers,
         dsn: sub.dsn.clone(),
         errors: sub.errors,
         attempts: 0,
@@ -367,7 +368,6 @@ fn submit(run: &Run) -> Result<i32> {
             envid: inv.envid.clone(),
         },
         errors: inv.errors,
-        eightbit_hint: inv.body == Some(cli::BodyType::EightBitMime),
         deliver_now: inv.delivery == DeliveryMode::Interactive,
         require_dot: false,
     };

@@ -31,9 +31,10 @@
 //! and point `audit_dir` at them.
 
 use crate::app::Run;
+use crate::clock::unix_now;
 use crate::config::Loaded;
 use crate::spool::Envelope;
-use crate::syslog::{addr_port, unix_now};
+use crate::syslog::addr_port;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;

@@ -92,7 +92,7 @@ pub fn read_keys(path: &Path) -> Result<Keys, String> {
 
 /// Days since 1970-01-01 (UTC).
 pub fn today() -> u64 {
-    crate::syslog::unix_now() / 86400
+    crate::clock::unix_now() / 86400
 }
 
 /// The six hex digits for `K DDD` and `addr`.

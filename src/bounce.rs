@@ -4,10 +4,10 @@
 //! Never for a message whose sender was `<>`, and never for a bounce.
 
 use crate::app::Run;
+use crate::clock::rfc5322_date;
+use crate::clock::unix_now;
 use crate::deliver::{self, Context};
-use crate::message::headers::rfc5322_date;
 use crate::spool::{Dsn, ENVELOPE_VERSION, Envelope, Recipient};
-use crate::syslog::unix_now;
 use std::io::{Read, Write};
 
 /// Mail a failure report for `failed` (address, reason) to the sender.
@@ -60,7 +60,7 @@ fn send(run: &Run, ctx: &mut Context, env: &Envelope, rcpts: &[(String, String)]
         version: ENVELOPE_VERSION,
         id: draft.id.clone(),
         created: unix_now(),
-        arrival_ms: crate::syslog::unix_ms(),
+        arrival_ms: crate::clock::unix_ms(),
         identity: env.identity.clone(),
         sender: String::new(),
         recipients: vec![Recipient::new(env.sender.clone(), None)],
@@ -68,6 +68,7 @@ fn send(run: &Run, ctx: &mut Context, env: &Envelope, rcpts: &[(String, String)]
         message_id: None,
         eightbit: !text.is_ascii(),
         smtputf8: !env.sender.is_ascii(),
+        utf8_headers: false,
         dsn: Dsn::default(),
         errors: crate::cli::ErrorMode::Quiet,
         attempts: 0,

@@ -154,19 +154,18 @@ pub fn connect(
     })
 }
 
-/// Pick the source for a destination: the first of the identity's addresses
-/// in the destination's family that binds. `Ok(None)`: no binding (kernel).
-pub fn source_for(sources: &[IpAddr], dst: &SocketAddr) -> Option<Vec<IpAddr>> {
+/// The sources to try, in order, for a destination: the identity's addresses
+/// of the destination's family (the first that binds is used); `[None]` when
+/// the identity binds nothing (`-`); empty when it has no address of that family.
+pub fn candidates(sources: &[IpAddr], dst: &SocketAddr) -> Vec<Option<IpAddr>> {
     if sources.is_empty() {
-        return None;
+        return vec![None];
     }
-    Some(
-        sources
-            .iter()
-            .copied()
-            .filter(|s| s.is_ipv4() == dst.is_ipv4())
-            .collect(),
-    )
+    sources
+        .iter()
+        .filter(|s| s.is_ipv4() == dst.is_ipv4())
+        .map(|s| Some(*s))
+        .collect()
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! outcomes: sent, deferred (with the reason), failed (with the reply).
 //! The envelope is updated in place; the caller saves or removes it.
 
+use crate::clock::unix_now;
 use crate::config::Loaded;
 use crate::connect::{self, ConnectError};
 use crate::dns::Dns;
@@ -11,7 +12,7 @@ use crate::identity::Identity;
 use crate::route::{Destination, Relay, Router, Scheme};
 use crate::smtp::{Session, SmtpError, Transaction};
 use crate::spool::{Locked, RcptState};
-use crate::syslog::{Attempt, Syslog, attempt_line, unix_now};
+use crate::syslog::{Attempt, Syslog, attempt_line};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
@@ -242,7 +243,7 @@ pub fn deliver(ctx: &mut Context, msg: &mut Locked) -> Report {
 
 /// Seconds since the message arrived.
 fn precise_delay(env: &crate::spool::Envelope) -> f64 {
-    let now = crate::syslog::unix_ms();
+    let now = crate::clock::unix_ms();
     let arrived = if env.arrival_ms > 0 {
         env.arrival_ms
     } else {
@@ -367,20 +368,17 @@ fn try_address(
 ) -> Result<Vec<usize>, TryError> {
     let env = &msg.env;
     let relay_user = dest.relay.as_ref().and_then(|r| r.user.clone());
-    let candidates: Vec<Option<IpAddr>> = match connect::source_for(sources, &addr) {
-        None => vec![None],
-        Some(v) if v.is_empty() => {
-            return Err(TryError::Next {
-                why: format!(
-                    "identity {} has no source address of {}'s family",
-                    identity.sender, addr
-                ),
-                permanent: false,
-                local: false,
-            });
-        }
-        Some(v) => v.into_iter().map(Some).collect(),
-    };
+    let candidates = connect::candidates(sources, &addr);
+    if candidates.is_empty() {
+        return Err(TryError::Next {
+            why: format!(
+                "identity {} has no source address of {}'s family",
+                identity.sender, addr
+            ),
+            permanent: false,
+            local: false,
+        });
+    }
     // Reuse a pooled session when one matches.
     let mut session: Option<Session> = None;
     let mut connect_time = unix_now();
@@ -440,7 +438,7 @@ fn try_address(
         size: env.size,
         eightbit: env.eightbit,
         smtputf8: env.smtputf8,
-        utf8_headers: env.eightbit,
+        utf8_headers: env.utf8_headers,
         dsn: &env.dsn,
         prepend: env.prepend.as_bytes(),
     };
@@ -480,7 +478,7 @@ fn try_address(
         Ok(out) => {
             let mut left = Vec::new();
             let mut sent = 0;
-            let mut summary = None;
+            let mut first: Option<String> = None;
             for (k, idx) in remaining.iter().enumerate() {
                 let rr = &out.rcpts[k];
                 let rcpt_step = format!("RCPT TO:<{}>", rcpts[k]);
@@ -513,24 +511,28 @@ fn try_address(
                         }
                     }
                 };
-                summary.get_or_insert_with(|| match &o {
+                first.get_or_insert_with(|| match &o {
                     Outcome::Sent(d) => format!("sent ({d})"),
                     Outcome::Deferred(d) => format!("deferred ({d})"),
                     Outcome::Failed(d) => format!("failed ({d})"),
                 });
-                if let Outcome::Sent(_) = &o {
-                    summary = Some(match &out.data {
-                        Some(d) => format!("sent ({d})"),
-                        None => "sent".into(),
-                    });
-                }
                 outcomes.insert(*idx, (o, src, Some(peer_name.clone())));
             }
-            audit(
-                &summary.unwrap_or_else(|| "deferred".into()),
-                if sent > 0 { sent } else { remaining.len() },
+            // The record says "sent" when the message went to anyone, else the
+            // first recipient's outcome (there is at least one recipient).
+            let summary = match (&out.data, sent) {
+                (Some(d), 1..) => format!("sent ({d})"),
+                _ => first.unwrap_or_default(),
+            };
+            audit(&summary, if sent > 0 { sent } else { remaining.len() });
+            // Pooled under the source it was opened from (None: the kernel's).
+            let key = (
+                candidates[0].map(|_| session.local.ip()),
+                addr,
+                identity.helo.clone(),
+                relay_user,
             );
-            keep_or_quit(ctx, session, identity, relay_user, addr, connect_time);
+            keep_or_quit(ctx, session, key, connect_time);
             Ok(left)
         }
         Err(e) => {
@@ -541,9 +543,8 @@ fn try_address(
             // MAIL or DATA refused permanently, or a refusal of ours: final for all.
             let stop = permanent
                 || matches!(&e, SmtpError::Io { step, .. } | SmtpError::Timeout { step, .. } if step == "end of data" || step == "message data");
-            if matches!(e, SmtpError::Refused(_))
-                || !matches!(e, SmtpError::Io { .. } | SmtpError::Timeout { .. })
-            {
+            // A session that still talks is ended politely; a broken one is dropped.
+            if !matches!(e, SmtpError::Io { .. } | SmtpError::Timeout { .. }) {
                 session.quit();
             }
             for idx in remaining {
@@ -573,22 +574,10 @@ fn try_address(
     }
 }
 
-fn keep_or_quit(
-    ctx: &mut Context,
-    mut session: Session,
-    identity: &Identity,
-    relay_user: Option<String>,
-    addr: SocketAddr,
-    connect_time: u64,
-) {
+fn keep_or_quit(ctx: &mut Context, mut session: Session, key: PoolKey, connect_time: u64) {
     match ctx.pool.as_mut() {
         Some(pool) => {
-            let src = Some(session.local.ip())
-                .filter(|_| !identity.sources.is_empty() || identity.source_host.is_some());
-            pool.sessions.insert(
-                (src, addr, identity.helo.clone(), relay_user),
-                (session, connect_time),
-            );
+            pool.sessions.insert(key, (session, connect_time));
         }
         None => session.quit(),
     }

@@ -49,6 +49,22 @@ pub struct Dns {
     timeout: Duration,
 }
 
+/// A resolver configuration asking exactly these servers (UDP, then TCP),
+/// each on its own port: the `dns` config key, also used for SPF.
+pub fn resolver_config(nameservers: &[SocketAddr]) -> ResolverConfig {
+    let servers = nameservers
+        .iter()
+        .map(|sa| {
+            let mut ns = NameServerConfig::udp_and_tcp(sa.ip());
+            for c in ns.connections.iter_mut() {
+                c.port = sa.port();
+            }
+            ns
+        })
+        .collect();
+    ResolverConfig::from_parts(None, vec![], servers)
+}
+
 impl Dns {
     pub fn new(nameservers: &[SocketAddr], timeout: Duration) -> Result<Dns, DnsError> {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -58,18 +74,8 @@ impl Dns {
         let mut builder = if nameservers.is_empty() {
             TokioResolver::builder_tokio().map_err(|e| DnsError::Setup(e.to_string()))?
         } else {
-            let servers = nameservers
-                .iter()
-                .map(|sa| {
-                    let mut ns = NameServerConfig::udp_and_tcp(sa.ip());
-                    for c in ns.connections.iter_mut() {
-                        c.port = sa.port();
-                    }
-                    ns
-                })
-                .collect();
             TokioResolver::builder_with_config(
-                ResolverConfig::from_parts(None, vec![], servers),
+                resolver_config(nameservers),
                 TokioRuntimeProvider::default(),
             )
         };

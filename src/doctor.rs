@@ -14,7 +14,7 @@ use crate::app::Run;
 use crate::dns::{Dns, DnsError};
 use crate::identity::Identity;
 use crate::virtusers::{Table, Who};
-use mail_auth::hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
+use mail_auth::hickory_resolver::config::ResolverOpts;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -686,21 +686,8 @@ impl Spf {
                 mail_auth::MessageAuthenticator::new_system_conf()
                     .map_err(|e| setup(e.to_string()))?
             } else {
-                let servers = ns
-                    .iter()
-                    .map(|sa| {
-                        let mut n = NameServerConfig::udp_and_tcp(sa.ip());
-                        for c in n.connections.iter_mut() {
-                            c.port = sa.port();
-                        }
-                        n
-                    })
-                    .collect();
-                mail_auth::MessageAuthenticator::new(
-                    ResolverConfig::from_parts(None, vec![], servers),
-                    opts,
-                )
-                .map_err(|e| setup(e.to_string()))?
+                mail_auth::MessageAuthenticator::new(crate::dns::resolver_config(ns), opts)
+                    .map_err(|e| setup(e.to_string()))?
             }
         };
         Ok(Spf { rt, auth })

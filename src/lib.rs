@@ -15,6 +15,7 @@ pub mod batv;
 pub mod bounce;
 pub mod check;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod connect;
 pub mod deliver;

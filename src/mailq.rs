@@ -40,7 +40,7 @@ pub fn render(envs: &[Envelope]) -> String {
             "{}{mark} {:>8} {} {}",
             e.id,
             e.size,
-            arrival(e.created),
+            crate::clock::mailq_stamp(e.created as i64),
             sender
         );
         if e.held {
@@ -69,23 +69,6 @@ pub fn render(envs: &[Envelope]) -> String {
         if n == 1 { "" } else { "s" }
     );
     s
-}
-
-/// `Sun Nov 29 05:05:07` in local time, as Postfix prints it.
-fn arrival(t: u64) -> String {
-    let d = crate::message::headers::rfc5322_date(t as i64);
-    // "Sun, 29 Nov 2026 05:05:07 +0000"
-    let p: Vec<&str> = d.split_whitespace().collect();
-    if p.len() < 5 {
-        return d;
-    }
-    format!(
-        "{} {} {:>2} {}",
-        p[0].trim_end_matches(','),
-        p[2],
-        p[1],
-        p[4]
-    )
 }
 
 #[cfg(test)]

@@ -140,13 +140,6 @@ pub fn counter_path(spool: &Path, sender: &str) -> PathBuf {
     spool.join("rate").join(key(sender))
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// One identity's counter, locked while this value lives.
 struct Counter {
     file: File,
@@ -287,7 +280,7 @@ pub fn admit(run: &Run, env: &mut Envelope) -> Result<()> {
             id.sender
         ))
     })?;
-    let now = now_ms();
+    let now = crate::clock::unix_ms();
     c.slide(now, limit.period);
     let sent = c.stamps.len();
     let over = sent >= limit.count as usize;
@@ -377,7 +370,7 @@ pub fn release(run: &Run, env: &mut Envelope) -> Result<bool> {
             return Ok(false);
         }
     };
-    let now = now_ms();
+    let now = crate::clock::unix_ms();
     if let Some(l) = limit {
         c.slide(now, l.period);
         if c.stamps.len() >= l.count as usize {
@@ -444,7 +437,11 @@ mod counter_tests {
 
     #[test]
     fn counter_slides_and_keeps_held() {
-        let dir = std::env::temp_dir().join(format!("vs-rate-{}-{}", std::process::id(), now_ms()));
+        let dir = std::env::temp_dir().join(format!(
+            "vs-rate-{}-{}",
+            std::process::id(),
+            crate::clock::unix_ms()
+        ));
         std::fs::create_dir_all(dir.join("queue")).unwrap();
         let cfg = crate::config::parse(
             &format!("spool = \"{}\"\n", dir.display()),

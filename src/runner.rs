@@ -9,9 +9,9 @@
 use crate::Result;
 use crate::app::Run;
 use crate::cli::{QueueFilter, QueueRun};
+use crate::clock::unix_now;
 use crate::deliver::{self, Context};
 use crate::spool::{Envelope, RcptState};
-use crate::syslog::unix_now;
 
 pub fn run(run: &Run, q: &QueueRun) -> Result<i32> {
     let spool = run.spool()?;
@@ -48,20 +48,8 @@ pub fn run(run: &Run, q: &QueueRun) -> Result<i32> {
         tried += 1;
         let expired = now.saturating_sub(locked.env.created) > run.cfg.max_age.as_secs();
         let report = if expired {
-            expire(&mut locked.env, run.cfg.max_age.as_secs());
             deliver::Report {
-                failed: locked
-                    .env
-                    .recipients
-                    .iter()
-                    .filter(|r| {
-                        r.state == RcptState::Failed
-                            && r.reply
-                                .as_deref()
-                                .is_some_and(|x| x.starts_with("message expired"))
-                    })
-                    .map(|r| (r.addr.clone(), r.reply.clone().unwrap_or_default()))
-                    .collect(),
+                failed: expire(&mut locked.env, run.cfg.max_age.as_secs()),
                 ..Default::default()
             }
         } else {
@@ -124,20 +112,25 @@ pub fn selected(env: &Envelope, filters: &[QueueFilter]) -> bool {
     })
 }
 
-/// Past max_age: every pending recipient fails with the last reason.
-fn expire(env: &mut Envelope, max_age: u64) {
+/// Past max_age: every pending recipient fails with the last reason;
+/// returns them as (address, reason) for the bounce.
+fn expire(env: &mut Envelope, max_age: u64) -> Vec<(String, String)> {
     let days = max_age as f64 / 86400.0;
+    let mut failed = Vec::new();
     for r in env
         .recipients
         .iter_mut()
         .filter(|r| r.state == RcptState::Pending)
     {
-        r.state = RcptState::Failed;
-        r.reply = Some(format!(
+        let why = format!(
             "message expired after {days:.1} days in the queue; last error: {}",
-            r.reply.clone().unwrap_or_else(|| "none".into())
-        ));
+            r.reply.as_deref().unwrap_or("none")
+        );
+        r.state = RcptState::Failed;
+        r.reply = Some(why.clone());
+        failed.push((r.addr.clone(), why));
     }
+    failed
 }
 
 /// A retry sends as the identity recorded at submission; say so when

@@ -16,7 +16,6 @@ use std::io::{BufRead, Write};
 struct Tx {
     from: Option<String>,
     rcpts: Vec<String>,
-    eightbit: bool,
 }
 
 pub fn run(run: &Run) -> Result<i32> {
@@ -83,7 +82,6 @@ pub fn run(run: &Run) -> Result<i32> {
                     say(&mut out, "501 5.5.4 Syntax: MAIL FROM:<address>")?;
                     continue;
                 };
-                let params = params_after(&arg);
                 let a = match crate::address::validate(&format!("<{addr}>"), "sender") {
                     Ok(a) => a,
                     Err(e) => {
@@ -102,7 +100,6 @@ pub fn run(run: &Run) -> Result<i32> {
                 tx = Some(Tx {
                     from: Some(a),
                     rcpts: Vec::new(),
-                    eightbit: params.to_ascii_uppercase().contains("BODY=8BITMIME"),
                 });
                 say(&mut out, "250 2.1.0 Ok")?;
             }
@@ -182,7 +179,6 @@ fn transaction<R: BufRead>(
         full_name: None,
         dsn: Dsn::default(),
         errors: ErrorMode::Mail,
-        eightbit_hint: t.eightbit,
         deliver_now: true,
         require_dot: true,
     };
@@ -246,13 +242,6 @@ fn path_arg(arg: &str, prefix: &str) -> Option<String> {
     Some(a.to_string())
 }
 
-fn params_after(arg: &str) -> String {
-    match arg.find('>') {
-        Some(i) => arg[i + 1..].trim().to_string(),
-        None => String::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +256,5 @@ mod tests {
         assert_eq!(path_arg("FROM:<>", "FROM:").as_deref(), Some(""));
         assert_eq!(path_arg("TO:c@d", "TO:").as_deref(), Some("c@d"));
         assert_eq!(path_arg("X", "TO:"), None);
-        assert_eq!(params_after("FROM:<a@b> BODY=8BITMIME"), "BODY=8BITMIME");
     }
 }

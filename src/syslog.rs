@@ -5,6 +5,7 @@
 //! to=<bob@example.org> relay=mx.example.org[203.0.113.5]:25 delay=0.21
 //! status=sent (250 2.0.0 Ok: queued as ABC)`.
 
+use crate::clock::unix_now;
 use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
@@ -43,14 +44,7 @@ impl Syslog {
 
     pub fn log(&self, severity: u8, msg: &str) {
         let Some(s) = &self.sock else { return };
-        let now = crate::message::headers::rfc5322_date(unix_now() as i64);
-        // "Sun, 29 Nov 2026 05:05:07 +0000" -> "Nov 29 05:05:07"
-        let parts: Vec<&str> = now.split_whitespace().collect();
-        let stamp = if parts.len() >= 5 {
-            format!("{} {:>2} {}", parts[2], parts[1], parts[4])
-        } else {
-            now.clone()
-        };
+        let stamp = crate::clock::syslog_stamp(unix_now() as i64);
         let clean: String = msg
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
@@ -75,20 +69,6 @@ impl Syslog {
     pub fn err(&self, msg: &str) {
         self.log(ERR, msg)
     }
-}
-
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Everything one attempt line says.

@@ -389,37 +389,6 @@ fn top_level_find(s: &str, target: char) -> Option<usize> {
     None
 }
 
-/// RFC 5322 date-time for a Unix time, in the local time zone.
-pub fn rfc5322_date(t: i64) -> String {
-    // SAFETY: localtime_r fills the tm we own.
-    let tm = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        let tt: libc::time_t = t as libc::time_t;
-        libc::localtime_r(&tt, &mut tm);
-        tm
-    };
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let off = tm.tm_gmtoff / 60;
-    let sign = if off < 0 { '-' } else { '+' };
-    let off = off.abs();
-    format!(
-        "{}, {} {} {} {:02}:{:02}:{:02} {}{:02}{:02}",
-        DAYS[tm.tm_wday.clamp(0, 6) as usize],
-        tm.tm_mday,
-        MONTHS[tm.tm_mon.clamp(0, 11) as usize],
-        tm.tm_year + 1900,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec,
-        sign,
-        off / 60,
-        off % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

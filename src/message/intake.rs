@@ -191,7 +191,7 @@ pub fn take<R: BufRead>(
     let has = |n: &str| fields.iter().any(|f| f.is(n));
     let mut added = Vec::new();
     if !has("Date") {
-        added.push(Field::new("Date", &headers::rfc5322_date(o.now)));
+        added.push(Field::new("Date", &crate::clock::rfc5322_date(o.now)));
     }
     t.message_id = match fields.iter().find(|f| f.is("Message-ID")) {
         Some(f) => f.value().trim().to_string(),
@@ -223,7 +223,7 @@ pub fn take<R: BufRead>(
         o.identity.sender,
         o.hostname,
         id,
-        headers::rfc5322_date(o.now)
+        crate::clock::rfc5322_date(o.now)
     );
     w.put(received.as_bytes())?;
     if let Some(warn) = o.auth_warning {

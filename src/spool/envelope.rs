@@ -84,6 +84,9 @@ pub struct Envelope {
     pub eightbit: bool,
     #[serde(default)]
     pub smtputf8: bool,
+    /// 8-bit text in the header block: SMTPUTF8 is asked for when offered.
+    #[serde(default)]
+    pub utf8_headers: bool,
     #[serde(default)]
     pub dsn: Dsn,
     #[serde(default)]
@@ -158,6 +161,7 @@ impl Envelope {
             message_id: None,
             eightbit: false,
             smtputf8: false,
+            utf8_headers: false,
             dsn: Dsn::default(),
             errors: ErrorMode::Print,
             attempts: 0,

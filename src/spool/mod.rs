@@ -315,11 +315,7 @@ fn fsync_dir(dir: &Path) -> std::io::Result<()> {
 /// A queue id: 8 hex digits of the arrival second, then the hex inode number
 /// of the message file (unique among live spool files), at least 6 digits.
 fn new_id(ino: u64) -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    format!("{:08X}{:06X}", secs as u32, ino)
+    format!("{:08X}{:06X}", crate::clock::unix_now() as u32, ino)
 }
 
 /// rename() that fails instead of replacing an existing file.

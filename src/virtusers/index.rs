@@ -58,11 +58,7 @@ pub fn build(data: &[u8], meta: &std::fs::Metadata) -> Vec<u8> {
     for (i, line) in data.split(|b| *b == b'\n').enumerate() {
         let start = offset;
         offset += line.len() + 1;
-        let end = line
-            .iter()
-            .position(|b| b.is_ascii_whitespace() || *b == b'#')
-            .unwrap_or(line.len());
-        let word = &line[..end];
+        let word = super::first_field(line);
         if word.is_empty() {
             continue;
         }

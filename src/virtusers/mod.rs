@@ -234,6 +234,21 @@ fn parse_sources(f: &str) -> Result<Sources, String> {
     }
 }
 
+/// The line that starts at `offset`, without its newline.
+fn line_at(data: &[u8], offset: usize) -> &[u8] {
+    let rest = &data[offset..];
+    &rest[..memchr::memchr(b'\n', rest).unwrap_or(rest.len())]
+}
+
+/// A line's first field (login, `%group` or `*`): up to white space or `#`.
+pub(crate) fn first_field(line: &[u8]) -> &[u8] {
+    let end = line
+        .iter()
+        .position(|b| b.is_ascii_whitespace() || *b == b'#')
+        .unwrap_or(line.len());
+    &line[..end]
+}
+
 /// The table as read from disk, with its path.
 pub struct Table {
     pub path: PathBuf,
@@ -324,17 +339,11 @@ impl Table {
         line: usize,
         accept: &dyn Fn(&[u8]) -> bool,
     ) -> Result<Option<Entry>, VirtusersError> {
-        let data = &self.data;
-        if offset >= data.len() {
+        if offset >= self.data.len() {
             return Ok(None);
         }
-        let end = memchr::memchr(b'\n', &data[offset..]).map_or(data.len(), |i| offset + i);
-        let l = &data[offset..end];
-        let word_end = l
-            .iter()
-            .position(|b| b.is_ascii_whitespace() || *b == b'#')
-            .unwrap_or(l.len());
-        if !accept(&l[..word_end]) {
+        let l = line_at(&self.data, offset);
+        if !accept(first_field(l)) {
             return Ok(None);
         }
         parse_line(&String::from_utf8_lossy(l), &self.path, line)
@@ -433,18 +442,11 @@ impl Table {
             .into_iter()
             .chain(finder.find_iter(data).map(|i| i + 1));
         for start in starts {
-            let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
-            let line = &data[start..end];
-            let word_end = line
-                .iter()
-                .position(|b| b.is_ascii_whitespace() || *b == b'#')
-                .unwrap_or(line.len());
-            if !accept(&line[..word_end]) {
+            if !accept(first_field(line_at(data, start))) {
                 continue;
             }
             let lineno = memchr::memchr_iter(b'\n', &data[..start]).count() + 1;
-            let text = String::from_utf8_lossy(line);
-            if let Some(e) = parse_line(&text, &self.path, lineno)? {
+            if let Some(e) = self.entry_at(start, lineno, &accept)? {
                 return Ok(Some(e));
             }
         }

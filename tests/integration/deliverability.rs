@@ -4,8 +4,8 @@
 //! `--batv-check`, `--policy` driven directly and by a real Postfix, and
 //! `--doctor` against test zones where each check is broken alone.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use hmac::{KeyInit, Mac};
 
+use crate::support::client::Client;
 use crate::support::dns::{DnsServer, Zone};
 use crate::support::postfix::{Postfix, PostfixOpts};
 use crate::support::sink::{Action, Rule, Sink, Step};
@@ -748,44 +749,6 @@ fn deliverability_policy_malformed_input_ends_the_run_with_a_log_line() {
     }
 }
 
-/// A minimal SMTP client for Postfix.
-struct Smtp {
-    r: BufReader<TcpStream>,
-    w: TcpStream,
-}
-
-impl Smtp {
-    fn connect(addr: SocketAddr) -> Smtp {
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(T)).unwrap();
-        let mut c = Smtp {
-            r: BufReader::new(s.try_clone().unwrap()),
-            w: s,
-        };
-        assert!(c.reply().starts_with("220"));
-        c
-    }
-
-    fn reply(&mut self) -> String {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            if self.r.read_line(&mut line).unwrap_or(0) == 0 {
-                return all;
-            }
-            all.push_str(&line);
-            if line.len() < 4 || line.as_bytes()[3] != b'-' {
-                return all;
-            }
-        }
-    }
-
-    fn cmd(&mut self, s: &str) -> String {
-        self.w.write_all(format!("{s}\r\n").as_bytes()).unwrap();
-        self.reply()
-    }
-}
-
 #[test]
 fn deliverability_policy_in_a_real_postfix_rejects_untagged_bounces() {
     let (env, _unused) = batv_env();
@@ -817,7 +780,8 @@ fn deliverability_policy_in_a_real_postfix_rejects_untagged_bounces() {
     });
     let today = day_now();
     let valid = prvs("alice@shop.test", 4, "newsecret", today + 7);
-    let mut c = Smtp::connect(pf.addr());
+    let mut c = Client::connect(pf.addr());
+    assert!(c.reply().starts_with("220"));
     assert!(c.cmd("EHLO mx.example.test").starts_with("250"));
     assert!(c.cmd("MAIL FROM:<>").starts_with("250"));
     let r = c.cmd("RCPT TO:<alice@shop.test>");
@@ -843,7 +807,8 @@ fn deliverability_policy_in_a_real_postfix_rejects_untagged_bounces() {
         "the tag is stripped by the canonical map"
     );
     // A normal (non-bounce) message to an untagged address is not the policy's business.
-    let mut c = Smtp::connect(pf.addr());
+    let mut c = Client::connect(pf.addr());
+    assert!(c.reply().starts_with("220"));
     c.cmd("EHLO mx.example.test");
     assert!(c.cmd("MAIL FROM:<someone@example.test>").starts_with("250"));
     assert!(c.cmd("RCPT TO:<alice@shop.test>").starts_with("250"));

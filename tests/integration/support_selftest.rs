@@ -2,60 +2,20 @@
 //! Postfix instances, throwaway users and the `vs::Env` plumbing, each driven
 //! by hand-written clients, so that a product test failure is never a harness bug.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::client::Client;
 use crate::support::dns::{DnsServer, Zone, reverse_name};
 use crate::support::postfix::{Postfix, PostfixOpts};
 use crate::support::sink::{Action, Rule, Sink, SinkConfig, Step};
 use crate::support::{users, vs};
 
 const T: Duration = Duration::from_secs(10);
-
-/// A minimal hand-written SMTP client for driving the sink.
-struct Client {
-    r: BufReader<TcpStream>,
-    w: TcpStream,
-}
-
-impl Client {
-    fn connect(addr: SocketAddr) -> Client {
-        let s = TcpStream::connect(addr).expect("connect");
-        s.set_read_timeout(Some(T)).unwrap();
-        Client {
-            r: BufReader::new(s.try_clone().unwrap()),
-            w: s,
-        }
-    }
-
-    /// Read one (possibly multi-line) reply; "" at EOF.
-    fn reply(&mut self) -> String {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            if self.r.read_line(&mut line).unwrap_or(0) == 0 {
-                return all;
-            }
-            all.push_str(&line);
-            if line.len() < 4 || line.as_bytes()[3] != b'-' {
-                return all;
-            }
-        }
-    }
-
-    fn send(&mut self, s: &str) {
-        self.w.write_all(s.as_bytes()).unwrap();
-    }
-
-    fn cmd(&mut self, s: &str) -> String {
-        self.send(&format!("{s}\r\n"));
-        self.reply()
-    }
-}
 
 #[test]
 fn support_sink_records_a_dialogue() {

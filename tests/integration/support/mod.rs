@@ -10,6 +10,7 @@
 //! used by those modules and by tests.
 #![allow(dead_code)]
 
+pub mod client;
 pub mod dns;
 pub mod postfix;
 pub mod sink;
