@@ -10,7 +10,7 @@
 #   make install-mta   install + the sendmail, mailq and newaliases links
 #   make compat        the callers' compat suite (compat/run.sh)
 #   make fuzz          scripts/fuzz.sh
-#   make deb           compat/build-deb.sh: the Debian package in target/deb/
+#   make deb           dist/build-deb.sh: the Debian package in target/deb/
 #   make clean
 
 SHELL      := /bin/bash
@@ -49,7 +49,7 @@ compat:
 	else echo "make compat: no compat suite yet (compat/run.sh)"; fi
 
 deb:
-	bash compat/build-deb.sh
+	bash dist/build-deb.sh
 
 fuzz:
 	@if [ -f scripts/fuzz.sh ]; then bash scripts/fuzz.sh; \
@@ -79,17 +79,17 @@ install: build
 		chmod 2770 $(DESTDIR)$(SPOOLDIR)$$d; \
 	done; \
 	echo "spool $(DESTDIR)$(SPOOLDIR) with tmp, queue, rate, audit (mode 2770$${grp:+, root:$(GROUP)})"; \
-	if ls compat/systemd/* >/dev/null 2>&1; then \
+	if ls dist/systemd/* >/dev/null 2>&1; then \
 		install -d $(DESTDIR)$(SYSTEMDDIR); \
-		for f in compat/systemd/*; do \
+		for f in dist/systemd/*; do \
 			sed 's|@SBINDIR@|$(SBINDIR)|g' "$$f" > $(DESTDIR)$(SYSTEMDDIR)/$$(basename "$$f"); \
 			chmod 0644 $(DESTDIR)$(SYSTEMDDIR)/$$(basename "$$f"); \
 		done; \
 		echo "installed systemd units in $(DESTDIR)$(SYSTEMDDIR)"; \
 	fi; \
-	if ls compat/cron.d/* >/dev/null 2>&1; then \
+	if ls dist/cron.d/* >/dev/null 2>&1; then \
 		install -d $(DESTDIR)$(CRONDIR); \
-		for f in compat/cron.d/*; do \
+		for f in dist/cron.d/*; do \
 			sed 's|@SBINDIR@|$(SBINDIR)|g' "$$f" > $(DESTDIR)$(CRONDIR)/$$(basename "$$f"); \
 			chmod 0644 $(DESTDIR)$(CRONDIR)/$$(basename "$$f"); \
 		done; \

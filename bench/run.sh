@@ -7,7 +7,7 @@
 #
 # Pieces: bench/sink.rs (the receiver; counts connections and messages),
 # bench/driver.rs (runs commands with stdin from a file and times them, no
-# shell in between), examples/bench_floor.rs (the floor client). sink and
+# shell in between), bench/floor.rs (the floor client). sink and
 # driver are std-only and built with plain rustc into target/bench-tools.
 #
 # Sizes can be shrunk for a quick look (e.g. BENCH_QUICK=1 make bench);

@@ -20,7 +20,7 @@ In the installed roots there is no wrapper: /etc/vsendmail.conf of the root.
 Usage: callers.py [NAME...]   (run only the tests whose name contains NAME)
 Environment: VSENDMAIL_BIN (the binary; default target/release/vsendmail),
 LETTRE_CALLER (compat/lettre-caller's binary), DEB (a built .deb; else the
-deb tests build one with compat/build-deb.sh), COMPAT_KEEP=1 (keep the temp dir).
+deb tests build one with dist/build-deb.sh), COMPAT_KEEP=1 (keep the temp dir).
 Prints one `ok NAME` / `FAIL NAME: why` line per test and `N passed, M failed`.
 """
 
@@ -1319,9 +1319,9 @@ def deb_path():
     if Deb.path is None:
         p = os.environ.get("DEB")
         if not p:
-            r = run(["bash", COMPAT + "/build-deb.sh"], timeout=900, check_rc=False)
+            r = run(["bash", os.path.join(ROOT, "dist", "build-deb.sh")], timeout=900, check_rc=False)
             if r.returncode != 0:
-                raise Fail("compat/build-deb.sh exited %d: %s" % (r.returncode, short(r.stdout + r.stderr, 2000)))
+                raise Fail("dist/build-deb.sh exited %d: %s" % (r.returncode, short(r.stdout + r.stderr, 2000)))
             p = r.stdout.decode().strip().splitlines()[-1]
         check(os.path.exists(p), "no .deb at %s" % p)
         Deb.path = os.path.abspath(p)

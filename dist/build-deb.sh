@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# compat/build-deb.sh — build the Debian package vsendmail_VERSION_ARCH.deb
+# dist/build-deb.sh — build the Debian package vsendmail_VERSION_ARCH.deb
 # from debian/ with debhelper, into target/deb/ (or $DEB_DESTDIR). Run as root
 # (debian/rules sets ownership) from anywhere; needs debhelper (see
 # scripts/install-test-deps.sh) and cargo. Prints the path of the .deb last.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # scripts/demo.sh — `make demo`: build vsendmail, start a loopback SMTP
-# receiver (examples/demo_sink.rs, the test suite's sink), give the invoking
+# receiver (scripts/demo_sink.rs, the test suite's sink), give the invoking
 # user (looked up by real uid) a virtual identity with its own source address
 # 127.0.0.2 and HELO name, send one real message with `vsendmail -t`, and
 # print what the receiver saw: peer address, HELO, envelope, header fields,

@@ -11,14 +11,14 @@
 #   msmtp, hyperfine   the benchmark;  dnsutils (dig)  DNS harness self-test
 #   python3    caller compat tests;  dkimpy, dnspython, pynacl (pip)  the independent DKIM verifier
 #   time       GNU time: peak RSS of one run (DKIM signing of a 50 MB message)
-#   nftables   nft: the compat/nftables.conf test (tests/integration/trust.rs)
+#   nftables   nft: the dist/nftables.conf test (tests/integration/trust.rs)
 #
 # To add a package, append it to PKGS.
 set -euo pipefail
 
 PKGS=(postfix mandoc openssl msmtp dnsutils hyperfine python3 python3-pip ca-certificates make time nftables iproute2 util-linux passwd)
 # compat suite (compat/run.sh): the real callers of sendmail, cron, and the
-# Debian packaging (debhelper: compat/build-deb.sh)
+# Debian packaging (debhelper: dist/build-deb.sh)
 PKGS+=(php-cli php-symfony-mailer libphp-phpmailer git-email libmailtools-perl mutt bsd-mailx s-nail cron debhelper)
 
 installed() {

@@ -20,7 +20,7 @@
 //! payloads creates no file and sends nothing unintended; SMTP-smuggling
 //! sequences go out as canonical CRLF with one end of data; megabyte-long and
 //! thousand-line server replies end in a clean failure (message queued);
-//! each limit with its message and exit code; and `compat/nftables.conf` in a
+//! each limit with its message and exit code; and `dist/nftables.conf` in a
 //! network namespace: a user's own SMTP connection is refused, vsendmail's
 //! gets through.
 
@@ -1102,7 +1102,7 @@ fn trust_limit_argv_length() {
 }
 
 // ---------------------------------------------------------------------------
-// Enforcement outside the binary: compat/nftables.conf
+// Enforcement outside the binary: dist/nftables.conf
 
 /// A network namespace with `lo` up; deleted when dropped.
 struct NetNs(String);
@@ -1224,12 +1224,12 @@ fn direct_connect(ns: &NetNs, user: Option<&str>, port: u16) -> (bool, String) {
 
 #[test]
 fn trust_nftables_lets_only_the_vsendmail_group_reach_smtp_ports() {
-    let ruleset = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/compat/nftables.conf"))
-        .expect("compat/nftables.conf");
+    let ruleset = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/dist/nftables.conf"))
+        .expect("dist/nftables.conf");
     let define = "define VSENDMAIL_GROUP = vsendmail";
     assert!(
         ruleset.contains(define),
-        "compat/nftables.conf must have the line `{define}`"
+        "dist/nftables.conf must have the line `{define}`"
     );
     let ruleset = ruleset.replace(
         define,
