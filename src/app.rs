@@ -2,7 +2,8 @@
 //! message into the spool, and from there on the mail is safe: deliver, report,
 //! exit with the mapped code. Other modes dispatch to their modules.
 
-use crate::cli::{self, DeliveryMode, ErrorMode, Invocation, Mode, Own};
+use crate::base::dsn::ErrorMode;
+use crate::cli::{self, DeliveryMode, Invocation, Mode, Own};
 use crate::clock::unix_now;
 use crate::config::{self, Loaded};
 use crate::deliver::{self, Report};
@@ -10,7 +11,8 @@ use crate::exit;
 use crate::identity::Identity;
 use crate::invoker::Invoker;
 use crate::message::{self, IntakeOptions, Limits};
-use crate::spool::{Dsn, ENVELOPE_VERSION, Envelope, Locked, Recipient, Spool};
+use crate::base::dsn::Dsn;
+use crate::spool::{Envelope, Locked, Recipient, Spool};
 use crate::syslog::Syslog;
 use crate::virtusers::Table;
 use crate::{Error, Result};
@@ -244,31 +246,20 @@ pub fn accept<R: BufRead>(
         sub.read_recipients,
     )?;
     let smtputf8 = !choice.sender.is_ascii() || recipients.iter().any(|r| !r.addr.is_ascii());
-    let mut env = Envelope {
-        version: ENVELOPE_VERSION,
-        id: draft.id.clone(),
-        created: unix_now(),
-        arrival_ms: crate::clock::unix_ms(),
-        identity: identity.clone(),
-        sender: choice.sender.clone(),
+    let mut env = Envelope::new(
+        draft.id.clone(),
+        identity.clone(),
+        choice.sender.clone(),
         recipients,
-        size: taken.size,
-        message_id: Some(taken.message_id.clone()),
-        // -B8BITMIME is only a hint: BODY=8BITMIME is declared when 8-bit bytes are there.
-        eightbit: taken.eightbit,
-        smtputf8,
-        utf8_headers: taken.utf8_headers,
-        dsn: sub.dsn.clone(),
-        errors: sub.errors,
-        attempts: 0,
-        next_try: 0,
-        last_try: 0,
-        held: false,
-        rate_held: false,
-        warned: false,
-        prepend: String::new(),
-        is_bounce: false,
-    };
+        taken.size,
+    );
+    env.message_id = Some(taken.message_id.clone());
+    // -B8BITMIME is only a hint: BODY=8BITMIME is declared when 8-bit bytes are there.
+    env.eightbit = taken.eightbit;
+    env.smtputf8 = smtputf8;
+    env.utf8_headers = taken.utf8_headers;
+    env.dsn = sub.dsn.clone();
+    env.errors = sub.errors;
     if let Some(sig) =
         crate::dkim::sign_draft(identity, &mut draft).map_err(|e| Error::Config78(e.to_string()))?
     {

@@ -542,7 +542,7 @@ pub fn who(run: &Run, query: &str, time: Option<&str>, window: Option<&str>) -> 
     })?;
     let window = match window {
         None => 600,
-        Some(w) => crate::config::parse_duration(w)
+        Some(w) => crate::base::duration::parse_duration(w)
             .ok_or_else(|| {
                 Error::Usage(format!(
                     "--window {}: not a duration (e.g. 10m, 1h, 30s)",

@@ -7,7 +7,7 @@ use crate::app::Run;
 use crate::clock::rfc5322_date;
 use crate::clock::unix_now;
 use crate::deliver::{self, Context};
-use crate::spool::{Dsn, ENVELOPE_VERSION, Envelope, Recipient};
+use crate::spool::{Envelope, Recipient};
 use std::io::{Read, Write};
 
 /// Mail a failure report for `failed` (address, reason) to the sender.
@@ -56,30 +56,18 @@ fn send(run: &Run, ctx: &mut Context, env: &Envelope, rcpts: &[(String, String)]
     if draft.file().write_all(text.as_bytes()).is_err() {
         return;
     }
-    let benv = Envelope {
-        version: ENVELOPE_VERSION,
-        id: draft.id.clone(),
-        created: unix_now(),
-        arrival_ms: crate::clock::unix_ms(),
-        identity: env.identity.clone(),
-        sender: String::new(),
-        recipients: vec![Recipient::new(env.sender.clone(), None)],
-        size: text.len() as u64,
-        message_id: None,
-        eightbit: !text.is_ascii(),
-        smtputf8: !env.sender.is_ascii(),
-        utf8_headers: false,
-        dsn: Dsn::default(),
-        errors: crate::cli::ErrorMode::Quiet,
-        attempts: 0,
-        next_try: 0,
-        last_try: 0,
-        held: false,
-        rate_held: false,
-        warned: true,
-        prepend: String::new(),
-        is_bounce: true,
-    };
+    let mut benv = Envelope::new(
+        draft.id.clone(),
+        env.identity.clone(),
+        String::new(),
+        vec![Recipient::new(env.sender.clone(), None)],
+        text.len() as u64,
+    );
+    benv.eightbit = !text.is_ascii();
+    benv.smtputf8 = !env.sender.is_ascii();
+    benv.errors = crate::base::dsn::ErrorMode::Quiet;
+    benv.warned = true;
+    benv.is_bounce = true;
     let mut locked = match draft.commit(&benv) {
         Ok(l) => l,
         Err(e) => {

@@ -9,6 +9,7 @@
 //! an option only where this grammar says so; everything else is a recipient,
 //! checked by `address::validate` (no leading `-`, spaces, controls).
 
+use crate::base::dsn::ErrorMode;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -59,14 +60,6 @@ pub enum DeliveryMode {
     Interactive,
     Background,
     QueueOnly,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub enum ErrorMode {
-    Mail,
-    #[default]
-    Print,
-    Quiet,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -479,7 +472,7 @@ fn parse_queue(rest: &str) -> Result<QueueRun, CliError> {
         b'S' => q.filters.push(QueueFilter::Sender(sel(&r[1..])?)),
         b'0'..=b'9' => {
             q.interval = Some(
-                crate::config::parse_duration(r)
+                crate::base::duration::parse_duration(r)
                     .ok_or_else(|| usage(format!("-q{r}: not an interval (e.g. -q5m, -q1h)")))?,
             )
         }

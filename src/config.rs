@@ -1,10 +1,16 @@
 //! `/etc/vsendmail.conf` (TOML): every key optional, unknown keys refused with
-//! file:line. Owns parsing and defaults only; what the values mean is decided
-//! where they are used.
+//! file:line. Owns parsing and defaults. Values with a grammar of their own
+//! (durations, the relay URL, the rate, nameservers) are parsed here, once,
+//! into the typed fields of [`Loaded`]; a bad one is a load error with the
+//! line of its value (from `toml::Spanned`), never a silent default later.
 
+use crate::base::duration::parse_duration;
+use crate::base::limit::Rate;
+use crate::base::relay::Relay;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use toml::Spanned;
 
 pub const DEFAULT_PATH: &str = "/etc/vsendmail.conf";
 
@@ -115,9 +121,11 @@ pub struct Config {
     pub virtusers: PathBuf,
     pub aliases: PathBuf,
     pub spool: PathBuf,
-    pub relay: Option<String>,
+    /// Raw: read [`Loaded::relay`].
+    pub relay: Option<Spanned<String>>,
     pub mx_port: u16,
-    pub dns: Vec<String>,
+    /// Raw: read [`Loaded::nameservers`].
+    pub dns: Vec<Spanned<String>>,
     pub tls: TlsPolicy,
     pub tls_ca_file: Option<PathBuf>,
     pub secrets: PathBuf,
@@ -126,13 +134,15 @@ pub struct Config {
     pub from_policy: FromPolicy,
     pub trusted_users: Vec<String>,
     pub queue: bool,
-    pub retry_min: String,
-    pub retry_max: String,
-    pub max_age: String,
-    pub warn_after: String,
+    /// Raw durations: read the fields of [`Loaded`].
+    pub retry_min: Option<Spanned<String>>,
+    pub retry_max: Option<Spanned<String>>,
+    pub max_age: Option<Spanned<String>>,
+    pub warn_after: Option<Spanned<String>>,
     pub audit_dir: Option<PathBuf>,
     pub audit_days: u32,
-    pub rate: Option<String>,
+    /// Raw: read [`Loaded::rate`].
+    pub rate: Option<Spanned<String>>,
     pub over_rate: OverRate,
     pub max_queued: u32,
     pub batv_days: u32,
@@ -162,10 +172,10 @@ impl Default for Config {
             from_policy: FromPolicy::Keep,
             trusted_users: vec!["root".into()],
             queue: true,
-            retry_min: "5m".into(),
-            retry_max: "4h".into(),
-            max_age: "5d".into(),
-            warn_after: "4h".into(),
+            retry_min: None,
+            retry_max: None,
+            max_age: None,
+            warn_after: None,
             audit_dir: None,
             audit_days: 90,
             rate: None,
@@ -194,6 +204,12 @@ pub struct Loaded {
     pub max_age: Duration,
     /// `None` when warnings are off (`warn_after = "0"`).
     pub warn_after: Option<Duration>,
+    /// The global `relay`; `None`: direct delivery by MX.
+    pub relay: Option<Relay>,
+    /// The global `rate`; `None` (absent or `none`): no limit.
+    pub rate: Option<Rate>,
+    /// The `dns` nameservers (empty: /etc/resolv.conf).
+    pub nameservers: Vec<std::net::SocketAddr>,
 }
 
 impl Loaded {
@@ -202,15 +218,6 @@ impl Loaded {
             .audit_dir
             .clone()
             .unwrap_or_else(|| self.cfg.spool.join("audit"))
-    }
-
-    /// The `dns` nameservers (empty: /etc/resolv.conf).
-    pub fn nameservers(&self) -> Vec<std::net::SocketAddr> {
-        self.cfg
-            .dns
-            .iter()
-            .filter_map(|s| parse_nameserver(s))
-            .collect()
     }
 
     pub fn is_trusted(&self, login: &str) -> bool {
@@ -248,38 +255,50 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
             msg: e.message().to_string(),
         }
     })?;
-    let bad = |key: &str, msg: String| ConfigError::Syntax {
+    let line_of = |at: usize| text[..at.min(text.len())].matches('\n').count() + 1;
+    let bad = |v: &Spanned<String>, msg: String| ConfigError::Syntax {
         path: p.clone(),
-        line: key_line(text, key),
+        line: line_of(v.span().start),
         msg,
     };
-    let dur = |key: &str, v: &str| {
-        parse_duration(v).ok_or_else(|| {
+    let dur = |key: &str, v: &Option<Spanned<String>>, default: &str| match v {
+        None => Ok(parse_duration(default).expect("default durations parse")),
+        Some(v) => parse_duration(v.get_ref()).ok_or_else(|| {
             bad(
-                key,
+                v,
                 format!(
-                    "{key} = \"{v}\" is not a duration (use e.g. \"30s\", \"5m\", \"4h\", \"5d\")"
+                    "{key} = \"{}\" is not a duration (use e.g. \"30s\", \"5m\", \"4h\", \"5d\")",
+                    v.get_ref()
                 ),
             )
-        })
+        }),
     };
-    let retry_min = dur("retry_min", &cfg.retry_min)?;
-    let retry_max = dur("retry_max", &cfg.retry_max)?;
-    let max_age = dur("max_age", &cfg.max_age)?;
-    let warn = dur("warn_after", &cfg.warn_after)?;
-    if let Some(r) = &cfg.rate {
-        crate::rate::Limit::parse(r).map_err(|m| bad("rate", format!("rate = \"{r}\": {m}")))?;
-    }
-    if let Some(r) = &cfg.relay {
-        crate::route::Relay::parse(r).map_err(|m| bad("relay", format!("relay = \"{r}\": {m}")))?;
-    }
+    let retry_min = dur("retry_min", &cfg.retry_min, "5m")?;
+    let retry_max = dur("retry_max", &cfg.retry_max, "4h")?;
+    let max_age = dur("max_age", &cfg.max_age, "5d")?;
+    let warn = dur("warn_after", &cfg.warn_after, "4h")?;
+    let rate = match &cfg.rate {
+        Some(r) => Some(
+            Rate::parse(r.get_ref())
+                .map_err(|m| bad(r, format!("rate = \"{}\": {m}", r.get_ref())))?,
+        ),
+        None => None,
+    };
+    let relay = match &cfg.relay {
+        Some(r) => Some(
+            Relay::parse(r.get_ref())
+                .map_err(|m| bad(r, format!("relay = \"{}\": {m}", r.get_ref())))?,
+        ),
+        None => None,
+    };
+    let mut nameservers = Vec::new();
     for d in &cfg.dns {
-        parse_nameserver(d).ok_or_else(|| {
+        nameservers.push(parse_nameserver(d.get_ref()).ok_or_else(|| {
             bad(
-                "dns",
-                format!("dns: \"{d}\" is not an IP address with an optional port (\"127.0.0.1:5353\", \"[::1]:53\")"),
+                d,
+                format!("dns: \"{}\" is not an IP address with an optional port (\"127.0.0.1:5353\", \"[::1]:53\")", d.get_ref()),
             )
-        })?;
+        })?);
     }
     let hostname = match &cfg.hostname {
         Some(h) => h.clone(),
@@ -293,6 +312,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
         retry_max,
         max_age,
         warn_after: if warn.is_zero() { None } else { Some(warn) },
+        relay,
+        rate: rate.filter(|r| *r != Rate::Unlimited),
+        nameservers,
     })
 }
 
@@ -304,50 +326,6 @@ pub fn parse_nameserver(s: &str) -> Option<std::net::SocketAddr> {
     s.parse::<std::net::IpAddr>()
         .ok()
         .map(|ip| std::net::SocketAddr::new(ip, 53))
-}
-
-fn key_line(text: &str, key: &str) -> usize {
-    text.lines()
-        .position(|l| {
-            let t = l.trim_start();
-            t.starts_with(key) && t[key.len()..].trim_start().starts_with('=')
-        })
-        .map(|i| i + 1)
-        .unwrap_or(1)
-}
-
-/// "30s", "5m", "4h", "5d", "1w", "0", or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    if let Ok(n) = s.parse::<u64>() {
-        return Some(Duration::from_secs(n));
-    }
-    let mut total = 0u64;
-    let mut num = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: u64 = num.parse().ok()?;
-        num.clear();
-        let mult = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86400,
-            'w' => 7 * 86400,
-            _ => return None,
-        };
-        total = total.checked_add(n.checked_mul(mult)?)?;
-    }
-    if !num.is_empty() {
-        return None;
-    }
-    Some(Duration::from_secs(total))
 }
 
 /// The system's fully qualified host name: gethostname(), qualified through
@@ -415,10 +393,22 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
-        assert_eq!(parse_duration("x"), None);
-        assert_eq!(parse_duration("5"), Some(Duration::from_secs(5)));
+    fn typed_values_parsed_once_with_their_line() {
+        let l = parse(
+            "# c\nrelay = \"smtp://u@relay.example:2525\"\nrate = \"5/m\"\ndns = [\"127.0.0.1:5353\", \"::1\"]\n",
+            Path::new("c"),
+        )
+        .unwrap();
+        assert_eq!(l.relay.as_ref().map(|r| r.port()), Some(2525));
+        assert!(l.rate.is_some());
+        assert_eq!(l.nameservers.len(), 2);
+        assert_eq!(l.nameservers[1].port(), 53);
+        let e = parse("queue = true\n\nrelay = \"smtp://x:y:z\"\n", Path::new("c")).unwrap_err();
+        assert!(e.to_string().starts_with("c:3: relay = "), "{e}");
+        let e = parse("rate = \"none\"\n\n\nrate2 = 1\n", Path::new("c")).unwrap_err();
+        assert!(e.to_string().starts_with("c:4:"), "{e}");
+        let e = parse("dns = [\n  \"127.0.0.1\",\n  \"nope\",\n]\n", Path::new("c")).unwrap_err();
+        assert!(e.to_string().starts_with("c:3: dns: \"nope\""), "{e}");
+        assert!(parse("rate = \"none\"\n", Path::new("c")).unwrap().rate.is_none());
     }
 }

@@ -9,7 +9,8 @@ use crate::config::Loaded;
 use crate::connect::{self, ConnectError};
 use crate::dns::Dns;
 use crate::identity::Identity;
-use crate::route::{Destination, Relay, Router, Scheme};
+use crate::base::relay::Scheme;
+use crate::route::{Destination, Router};
 use crate::smtp::{Session, SmtpError, Transaction};
 use crate::spool::{Locked, RcptState};
 use crate::syslog::{Attempt, Syslog, attempt_line};
@@ -86,7 +87,7 @@ impl<'a> Context<'a> {
     /// The resolver, created on first use (a relay-only run never needs it).
     pub fn dns(&mut self) -> Option<&Dns> {
         if self.dns.is_none() && self.dns_err.is_none() {
-            match Dns::new(&self.cfg.nameservers(), std::time::Duration::from_secs(5)) {
+            match Dns::new(&self.cfg.nameservers, std::time::Duration::from_secs(5)) {
                 Ok(d) => self.dns = Some(d),
                 Err(e) => self.dns_err = Some(e.to_string()),
             }
@@ -138,8 +139,7 @@ pub fn deliver(ctx: &mut Context, msg: &mut Locked) -> Report {
         }
     }
 
-    let relay_url = identity.relay.clone().or_else(|| ctx.cfg.cfg.relay.clone());
-    let relay = relay_url.as_deref().and_then(|u| Relay::parse(u).ok());
+    let relay = crate::route::relay_for(ctx.cfg, &identity).cloned();
     let sources = if !outcomes.is_empty() {
         Vec::new()
     } else {

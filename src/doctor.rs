@@ -83,7 +83,7 @@ pub fn run(run: &Run, logins: &[String]) -> crate::Result<i32> {
             ids.push((id.sender.clone(), id));
         }
     }
-    let ns: Vec<SocketAddr> = run.cfg.nameservers();
+    let ns: Vec<SocketAddr> = run.cfg.nameservers.clone();
     let dns = Dns::new(&ns, TIMEOUT).map_err(|e| crate::Error::Config78(e.to_string()))?;
     let spf = Spf::new(&ns)?;
     let mut doc = Doctor {

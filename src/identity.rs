@@ -46,11 +46,11 @@ pub struct Identity {
     pub source_host: Option<String>,
     pub helo: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub relay: Option<String>,
+    pub relay: Option<crate::base::relay::Relay>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub from: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate: Option<String>,
+    pub rate: Option<crate::base::limit::Rate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dkim: Option<(String, PathBuf)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,7 +98,7 @@ impl Identity {
             helo: e.helo.clone().unwrap_or(domain),
             relay: e.relay.clone(),
             from: e.from.clone(),
-            rate: e.rate.clone(),
+            rate: e.rate,
             dkim: e.dkim.clone(),
             batv: e.batv.clone(),
             location: Some(e.location()),

@@ -7,6 +7,7 @@
 //! (`route`, `dns`, `connect`, `smtp`) -> `syslog`/`audit` (what happened).
 
 pub mod address;
+pub mod base;
 pub mod admin;
 pub mod aliases;
 pub mod app;

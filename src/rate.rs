@@ -21,6 +21,7 @@
 //! queue are dropped when seen).
 
 use crate::app::Run;
+use crate::base::limit::{Limit, Rate, period_text};
 use crate::config::{Loaded, OverRate};
 use crate::identity::Identity;
 use crate::spool::Envelope;
@@ -31,92 +32,9 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// A limit: `count` messages per `period`; `None` = `rate=none`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limit {
-    pub count: u32,
-    pub period: Duration,
-}
-
-impl Limit {
-    /// `500/h`, `3/10s`, `200/d`, `none`.
-    pub fn parse(s: &str) -> Result<Option<Limit>, String> {
-        if s == "none" {
-            return Ok(None);
-        }
-        let (c, p) = s
-            .split_once('/')
-            .ok_or("expected COUNT/PERIOD such as 500/h or 3/10s, or none")?;
-        let count: u32 = c.parse().map_err(|_| format!("`{c}` is not a count"))?;
-        if count == 0 {
-            return Err("count must be at least 1 (use none for no limit)".into());
-        }
-        let (num, unit) = p.split_at(p.find(|ch: char| !ch.is_ascii_digit()).unwrap_or(p.len()));
-        let n: u64 = if num.is_empty() {
-            1
-        } else {
-            num.parse()
-                .map_err(|_| format!("`{num}` is not a number"))?
-        };
-        let secs = match unit {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86400,
-            _ => return Err(format!("period unit `{unit}`: use s, m, h or d")),
-        };
-        if n == 0 {
-            return Err("period must be positive".into());
-        }
-        Ok(Some(Limit {
-            count,
-            period: Duration::from_secs(n * secs),
-        }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_limits() {
-        assert_eq!(
-            Limit::parse("3/10s").unwrap(),
-            Some(Limit {
-                count: 3,
-                period: Duration::from_secs(10)
-            })
-        );
-        assert_eq!(
-            Limit::parse("500/h").unwrap().unwrap().period,
-            Duration::from_secs(3600)
-        );
-        assert_eq!(Limit::parse("none").unwrap(), None);
-        assert!(Limit::parse("0/h").is_err());
-        assert!(Limit::parse("5/x").is_err());
-        assert!(Limit::parse("5").is_err());
-    }
-}
-
 /// The limit that applies to `identity` (its `rate=`, else the config's).
 pub fn limit_for(cfg: &Loaded, identity: &Identity) -> Option<Limit> {
-    let text = identity.rate.as_deref().or(cfg.cfg.rate.as_deref())?;
-    Limit::parse(text).ok().flatten()
-}
-
-/// `10s`, `1h`, `2d`: a period as the messages print it.
-pub fn period_text(d: Duration) -> String {
-    let s = d.as_secs();
-    if s > 0 && s.is_multiple_of(86400) {
-        format!("{}d", s / 86400)
-    } else if s > 0 && s.is_multiple_of(3600) {
-        format!("{}h", s / 3600)
-    } else if s > 0 && s.is_multiple_of(60) {
-        format!("{}m", s / 60)
-    } else {
-        format!("{s}s")
-    }
+    identity.rate.or(cfg.rate).and_then(Rate::limit)
 }
 
 /// The counter file's name for an identity.
@@ -424,15 +342,10 @@ mod counter_tests {
     use super::*;
 
     #[test]
-    fn keys_and_periods() {
+    fn keys() {
         assert_eq!(key("Alice@Shop.example"), "alice@shop.example");
         assert_eq!(key("a/b@x"), "a%2Fb@x");
         assert_eq!(key(".."), "%2");
-        assert_eq!(period_text(Duration::from_secs(10)), "10s");
-        assert_eq!(period_text(Duration::from_secs(3600)), "1h");
-        assert_eq!(period_text(Duration::from_secs(120)), "2m");
-        assert_eq!(period_text(Duration::from_secs(172800)), "2d");
-        assert_eq!(period_text(Duration::from_secs(90)), "90s");
     }
 
     #[test]

@@ -4,82 +4,16 @@
 //! preferences), the domain itself when it has no MX, and a permanent failure
 //! for a null MX. Only address families the identity can bind are kept.
 
+use crate::base::relay::Relay;
+use crate::config::Loaded;
 use crate::dns::{Dns, Mx};
+use crate::identity::Identity;
 use std::net::{IpAddr, SocketAddr};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    /// `smtp://`: STARTTLS when offered.
-    Smtp,
-    /// `smtps://`: implicit TLS.
-    Smtps,
-}
-
-/// A smarthost URL: `smtp://[user@]host[:port]`, `smtps://…`, `[v6]` literals.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Relay {
-    pub scheme: Scheme,
-    pub user: Option<String>,
-    pub host: String,
-    pub port: Option<u16>,
-}
-
-impl Relay {
-    pub fn parse(s: &str) -> Result<Relay, String> {
-        let (scheme, rest) = if let Some(r) = s.strip_prefix("smtp://") {
-            (Scheme::Smtp, r)
-        } else if let Some(r) = s.strip_prefix("smtps://") {
-            (Scheme::Smtps, r)
-        } else {
-            return Err("use smtp://host[:port] or smtps://host[:port]".into());
-        };
-        let rest = rest.trim_end_matches('/');
-        let (user, hostport) = match rest.rsplit_once('@') {
-            Some((u, h)) if !u.is_empty() => (Some(u.to_string()), h),
-            Some(_) => return Err("empty user name before @".into()),
-            None => (None, rest),
-        };
-        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-            let (h, after) = v6.split_once(']').ok_or("unclosed [ in an IPv6 literal")?;
-            h.parse::<std::net::Ipv6Addr>()
-                .map_err(|_| format!("[{h}] is not an IPv6 address"))?;
-            let port = match after.strip_prefix(':') {
-                Some(p) => Some(p.parse::<u16>().map_err(|_| format!("bad port {p}"))?),
-                None if after.is_empty() => None,
-                None => return Err(format!("unexpected {after} after ]")),
-            };
-            (h.to_string(), port)
-        } else {
-            match hostport.rsplit_once(':') {
-                Some((h, p)) => (
-                    h.to_string(),
-                    Some(p.parse::<u16>().map_err(|_| format!("bad port {p}"))?),
-                ),
-                None => (hostport.to_string(), None),
-            }
-        };
-        if host.is_empty() || host.contains(['/', ' ', '?', '#']) {
-            return Err("missing or malformed host".into());
-        }
-        if port == Some(0) {
-            return Err("port 0".into());
-        }
-        Ok(Relay {
-            scheme,
-            user,
-            host,
-            port,
-        })
-    }
-
-    /// The port: as given, else 465 for smtps, 587 for smtp with a user, else 25.
-    pub fn port(&self) -> u16 {
-        self.port.unwrap_or(match (self.scheme, &self.user) {
-            (Scheme::Smtps, _) => 465,
-            (Scheme::Smtp, Some(_)) => 587,
-            (Scheme::Smtp, None) => 25,
-        })
-    }
+/// The relay that takes an identity's mail: its own `relay=`, else the
+/// global `relay`; `None`: direct delivery by MX.
+pub fn relay_for<'a>(cfg: &'a Loaded, identity: &'a Identity) -> Option<&'a Relay> {
+    identity.relay.as_ref().or(cfg.relay.as_ref())
 }
 
 /// One host to try, with its addresses.
@@ -291,22 +225,6 @@ fn shuffle_equal(mut h: Vec<(u16, String)>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn relay_urls() {
-        let r = Relay::parse("smtps://relay.example.net:465").unwrap();
-        assert_eq!(
-            (r.scheme, r.host.as_str(), r.port()),
-            (Scheme::Smtps, "relay.example.net", 465)
-        );
-        let r = Relay::parse("smtp://bob@relay.example.net").unwrap();
-        assert_eq!((r.user.as_deref(), r.port()), (Some("bob"), 587));
-        let r = Relay::parse("smtp://[::1]:2525").unwrap();
-        assert_eq!((r.host.as_str(), r.port()), ("::1", 2525));
-        assert_eq!(Relay::parse("smtp://127.0.0.1").unwrap().port(), 25);
-        assert!(Relay::parse("http://x").is_err());
-        assert!(Relay::parse("smtp://x:notaport").is_err());
-    }
 
     #[test]
     fn equal_preferences_keep_order_between_groups() {

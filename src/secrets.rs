@@ -12,7 +12,7 @@
 //! user, only that user's line is taken; without a user, the first matching
 //! line gives both user and password.
 
-use crate::route::Relay;
+use crate::base::relay::Relay;
 use std::fmt;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;

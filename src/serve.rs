@@ -6,10 +6,10 @@
 //! (so the client knows and no bounce is needed).
 
 use crate::app::{self, Run, Submission};
-use crate::cli::ErrorMode;
+use crate::base::dsn::ErrorMode;
 use crate::deliver;
 use crate::message::lines::{Line, next_line};
-use crate::spool::Dsn;
+use crate::base::dsn::Dsn;
 use crate::{Error, Result};
 use std::io::{BufRead, Write};
 

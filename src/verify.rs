@@ -3,7 +3,7 @@
 //! BATV — without sending anything or reading stdin.
 
 use crate::app::Run;
-use crate::route::{Relay, Router};
+use crate::route::Router;
 use crate::{Error, Result};
 use std::net::IpAddr;
 
@@ -14,8 +14,7 @@ pub fn run(run: &Run) -> Result<i32> {
     let id = run.identity()?;
     let domain = id.domain();
     let (aliases, _) = crate::aliases::Aliases::load(&run.cfg.cfg.aliases);
-    let relay_url = id.relay.clone().or_else(|| run.cfg.cfg.relay.clone());
-    let relay = relay_url.as_deref().and_then(|u| Relay::parse(u).ok());
+    let relay = crate::route::relay_for(&run.cfg, &id);
     // Per family, the first address that binds is the one delivery uses.
     let (mut v4_used, mut v6_used) = (false, false);
     let sources: Vec<String> = id
@@ -59,7 +58,7 @@ pub fn run(run: &Run) -> Result<i32> {
         }
     }
     let dns = if relay.is_none() {
-        crate::dns::Dns::new(&run.cfg.nameservers(), std::time::Duration::from_secs(5)).ok()
+        crate::dns::Dns::new(&run.cfg.nameservers, std::time::Duration::from_secs(5)).ok()
     } else {
         None
     };
@@ -70,7 +69,7 @@ pub fn run(run: &Run) -> Result<i32> {
         families: crate::route::families(&id.sources),
     };
     for (_, addr) in &rcpts {
-        let (dests, bad) = router.plan(&[(0, addr.clone())], relay.as_ref());
+        let (dests, bad) = router.plan(&[(0, addr.clone())], relay);
         let route = if let Some(d) = dests.first() {
             let hosts: Vec<String> = d
                 .hosts
@@ -80,12 +79,8 @@ pub fn run(run: &Run) -> Result<i32> {
                     format!("{}[{}]", h.name, a.join(" "))
                 })
                 .collect();
-            match &relay {
-                Some(_) => format!(
-                    "relay {} -> {}",
-                    relay_url.clone().unwrap_or_default(),
-                    hosts.join(", ")
-                ),
+            match relay {
+                Some(r) => format!("relay {r} -> {}", hosts.join(", ")),
                 None => format!("mx {}", hosts.join(", ")),
             }
         } else if let Some(b) = bad.first() {

@@ -18,7 +18,7 @@ pub mod tls;
 pub use reply::Reply;
 
 use crate::config::Timeouts;
-use crate::spool::Dsn;
+use crate::base::dsn::Dsn;
 use reply::{MAX_LINE, MAX_LINES};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -12,7 +12,7 @@
 //! message file (the DKIM-Signature). A file is complete when it parses;
 //! unknown versions are refused, not guessed at.
 
-use crate::cli::ErrorMode;
+use crate::base::dsn::{Dsn, ErrorMode};
 use crate::identity::Identity;
 use serde::{Deserialize, Serialize};
 
@@ -50,17 +50,6 @@ impl Recipient {
             tries: 0,
         }
     }
-}
-
-/// DSN parameters (RFC 3461) from -N, -R, -V.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Dsn {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notify: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ret: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub envid: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,17 +136,24 @@ impl Envelope {
         self.pending().next().is_some()
     }
 
-    #[doc(hidden)]
-    pub fn new_for_test(id: &str) -> Envelope {
+    /// A new envelope arriving now: nothing tried, nothing held; the
+    /// caller sets what its kind of message needs (DSN, flags, prepend).
+    pub fn new(
+        id: String,
+        identity: Identity,
+        sender: String,
+        recipients: Vec<Recipient>,
+        size: u64,
+    ) -> Envelope {
         Envelope {
             version: ENVELOPE_VERSION,
-            id: id.into(),
-            created: 0,
-            arrival_ms: 0,
-            identity: Identity::resolve(None, "root", 0, "host.test"),
-            sender: "root@host.test".into(),
-            recipients: vec![Recipient::new("a@x.test".into(), None)],
-            size: 0,
+            id,
+            created: crate::clock::unix_now(),
+            arrival_ms: crate::clock::unix_ms(),
+            identity,
+            sender,
+            recipients,
+            size,
             message_id: None,
             eightbit: false,
             smtputf8: false,
@@ -173,5 +169,51 @@ impl Envelope {
             prepend: String::new(),
             is_bounce: false,
         }
+    }
+
+    #[doc(hidden)]
+    pub fn new_for_test(id: &str) -> Envelope {
+        let mut e = Envelope::new(
+            id.into(),
+            Identity::resolve(None, "root", 0, "host.test"),
+            "root@host.test".into(),
+            vec![Recipient::new("a@x.test".into(), None)],
+            0,
+        );
+        e.created = 0;
+        e.arrival_ms = 0;
+        e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_keeps_every_field() {
+        let mut e = Envelope::new_for_test("ABC123");
+        e.identity.relay = Some(crate::base::relay::Relay::parse("smtp://u@[::1]:2525").unwrap());
+        e.identity.rate = Some(crate::base::limit::Rate::parse("3/10s").unwrap());
+        e.recipients[0].orig = Some("root".into());
+        e.recipients.push(Recipient::new("b@y.test".into(), None));
+        e.recipients[1].state = RcptState::Failed;
+        e.recipients[1].reply = Some("550 no".into());
+        e.dsn.notify = Some("FAILURE".into());
+        e.errors = ErrorMode::Mail;
+        e.held = true;
+        e.prepend = "DKIM-Signature: x\r\n".into();
+        let back = Envelope::decode(&e.encode()).unwrap();
+        assert_eq!(back, e);
+        assert!(back.has_pending());
+    }
+
+    #[test]
+    fn other_versions_are_refused() {
+        let mut e = Envelope::new_for_test("ABC123");
+        e.version = 2;
+        let err = Envelope::decode(&e.encode()).unwrap_err();
+        assert!(err.contains("version 2"), "{err}");
+        assert!(Envelope::decode(b"{\"version\":1,\"id\":").is_err());
     }
 }

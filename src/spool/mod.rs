@@ -22,7 +22,7 @@
 
 mod envelope;
 
-pub use envelope::{Dsn, ENVELOPE_VERSION, Envelope, RcptState, Recipient};
+pub use envelope::{ENVELOPE_VERSION, Envelope, RcptState, Recipient};
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

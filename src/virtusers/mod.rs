@@ -57,9 +57,9 @@ pub struct Entry {
     pub sender: SenderSpec,
     pub sources: Sources,
     pub helo: Option<String>,
-    pub relay: Option<String>,
+    pub relay: Option<crate::base::relay::Relay>,
     pub from: Vec<String>,
-    pub rate: Option<String>,
+    pub rate: Option<crate::base::limit::Rate>,
     pub dkim: Option<(String, PathBuf)>,
     pub batv: Option<PathBuf>,
     pub path: PathBuf,
@@ -161,8 +161,10 @@ pub fn parse_line(text: &str, path: &Path, line: usize) -> Result<Option<Entry>,
                 e.helo = Some(v.to_string());
             }
             "relay" => {
-                crate::route::Relay::parse(v).map_err(|m| err(format!("relay=`{v}`: {m}")))?;
-                e.relay = Some(v.to_string());
+                e.relay = Some(
+                    crate::base::relay::Relay::parse(v)
+                        .map_err(|m| err(format!("relay=`{v}`: {m}")))?,
+                );
             }
             "from" => {
                 for p in v.split(',') {
@@ -173,8 +175,10 @@ pub fn parse_line(text: &str, path: &Path, line: usize) -> Result<Option<Entry>,
                 }
             }
             "rate" => {
-                crate::rate::Limit::parse(v).map_err(|m| err(format!("rate=`{v}`: {m}")))?;
-                e.rate = Some(v.to_string());
+                e.rate = Some(
+                    crate::base::limit::Rate::parse(v)
+                        .map_err(|m| err(format!("rate=`{v}`: {m}")))?,
+                );
             }
             "dkim" => {
                 let (sel, p) = v
