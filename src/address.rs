@@ -194,7 +194,7 @@ pub fn printable(s: &str) -> String {
     out
 }
 
-/// Shell-style wildcard match (`*` any run, `?` one character), case-insensitive,
+/// Shell-style wildcard match (`*` any job, `?` one character), case-insensitive,
 /// as used by `from=` patterns.
 pub fn wildcard(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.to_lowercase().chars().collect();

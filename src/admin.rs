@@ -9,7 +9,7 @@
 //! `--release` lifts only that hold (a message held for the rate limit stays
 //! under it); `--delete` removes the message without a bounce.
 
-use crate::app::Run;
+use crate::job::Job;
 use crate::spool::{Envelope, Locked, Spool};
 use crate::{Error, Result};
 
@@ -61,35 +61,35 @@ impl Sel {
     }
 }
 
-pub fn hold(run: &Run, sel: &str) -> Result<i32> {
-    act(run, sel, Action::Hold)
+pub fn hold(job: &Job, sel: &str) -> Result<i32> {
+    act(job, sel, Action::Hold)
 }
 
-pub fn release(run: &Run, sel: &str) -> Result<i32> {
-    act(run, sel, Action::Release)
+pub fn release(job: &Job, sel: &str) -> Result<i32> {
+    act(job, sel, Action::Release)
 }
 
-pub fn delete(run: &Run, sel: &str) -> Result<i32> {
-    act(run, sel, Action::Delete)
+pub fn delete(job: &Job, sel: &str) -> Result<i32> {
+    act(job, sel, Action::Delete)
 }
 
-fn refuse_other(run: &Run, what: &str) -> Error {
+fn refuse_other(job: &Job, what: &str) -> Error {
     Error::NoPerm(format!(
         "{what}; user {} may act only on their own messages (root and trusted_users on any)",
-        run.invoker.login
+        job.invoker.login
     ))
 }
 
 /// The ids a selector names, oldest first, after the permission check.
-fn select(run: &Run, spool: &Spool, sel: &Sel) -> Result<Vec<String>> {
-    let trusted = run.trusted();
-    let own = |e: &Envelope| e.identity.uid == run.invoker.uid;
+fn select(job: &Job, spool: &Spool, sel: &Sel) -> Result<Vec<String>> {
+    let trusted = job.trusted();
+    let own = |e: &Envelope| e.identity.uid == job.invoker.uid;
     match sel {
         Sel::Id(id) => match spool.load(id) {
             Ok(e) => {
                 if !trusted && !own(&e) {
                     return Err(refuse_other(
-                        run,
+                        job,
                         &format!("message {id} belongs to user {}", e.identity.login),
                     ));
                 }
@@ -99,9 +99,9 @@ fn select(run: &Run, spool: &Spool, sel: &Sel) -> Result<Vec<String>> {
             Err(e) => Err(e.into()),
         },
         Sel::User(login) => {
-            if !trusted && *login != run.invoker.login {
+            if !trusted && *login != job.invoker.login {
                 return Err(refuse_other(
-                    run,
+                    job,
                     &format!("user={login} names another user's messages"),
                 ));
             }
@@ -135,16 +135,16 @@ fn lock(spool: &Spool, id: &str) -> Result<Option<Locked>> {
     Ok(spool.lock(id, true)?)
 }
 
-fn act(run: &Run, sel: &str, action: Action) -> Result<i32> {
+fn act(job: &Job, sel: &str, action: Action) -> Result<i32> {
     let s = Sel::parse(sel)?;
-    let spool = run.spool()?;
-    let ids = select(run, &spool, &s)?;
+    let spool = Spool::of(&job.cfg)?;
+    let ids = select(job, &spool, &s)?;
     let mut done = 0usize;
     for id in ids {
         let Some(mut locked) = lock(&spool, &id)? else {
             continue; // delivered (or deleted) meanwhile
         };
-        if !run.trusted() && locked.env.identity.uid != run.invoker.uid {
+        if !job.trusted() && locked.env.identity.uid != job.invoker.uid {
             continue;
         }
         let mut note = "";
@@ -161,15 +161,15 @@ fn act(run: &Run, sel: &str, action: Action) -> Result<i32> {
                 }
             }
             Action::Delete => {
-                crate::rate::forget(&run.cfg, &locked.env);
+                crate::rate::forget(&job.cfg, &locked.env);
                 locked.remove()?;
             }
         }
-        run.log.info(&format!(
+        job.log.info(&format!(
             "{id}: {} by uid={} user={}{}",
             action.done(),
-            run.invoker.uid,
-            run.invoker.login,
+            job.invoker.uid,
+            job.invoker.login,
             if action == Action::Delete {
                 " (no bounce)"
             } else {

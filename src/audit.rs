@@ -30,9 +30,9 @@
 //! and Message-IDs into daily files (`bench/driver.rs gen-audit` does this)
 //! and point `audit_dir` at them.
 
-use crate::app::Run;
 use crate::clock::unix_now;
 use crate::config::Loaded;
+use crate::job::Job;
 use crate::spool::Envelope;
 use crate::syslog::addr_port;
 use crate::{Error, Result};
@@ -221,7 +221,7 @@ pub(crate) fn ensure_dir(dir: &Path, gid: Option<u32>) -> std::io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    // Made by a user's set-gid run, the directory would belong to that user,
+    // Made by a user's set-gid job, the directory would belong to that user,
     // who could then edit the trail or reset the counters: only root makes it
     // (`make install` does).
     if crate::spool::running_setid_for_user() {
@@ -533,7 +533,7 @@ fn parse_addr_port(s: &str) -> Option<SocketAddr> {
 const MAX_CONNECTION: i64 = 6 * 3600;
 
 /// `--who QUERY [TIME] [--window D]`.
-pub fn who(run: &Run, query: &str, time: Option<&str>, window: Option<&str>) -> Result<i32> {
+pub fn who(job: &Job, query: &str, time: Option<&str>, window: Option<&str>) -> Result<i32> {
     let q = Query::parse(query).ok_or_else(|| {
         Error::Usage(format!(
             "--who {}: not an address (192.0.2.10, 2001:db8::11), an address and port (192.0.2.10:40312, [2001:db8::11]:40312) or a Message-ID (<id@example.org>)",
@@ -563,8 +563,8 @@ pub fn who(run: &Run, query: &str, time: Option<&str>, window: Option<&str>) -> 
             Some((a - window, b + window))
         }
     };
-    let uid_filter = (!run.trusted()).then_some(run.invoker.uid);
-    let dir = run.cfg.audit_dir();
+    let uid_filter = (!job.trusted()).then_some(job.invoker.uid);
+    let dir = job.cfg.audit_dir();
     let files = match span {
         Some((from, to)) => {
             let first = (from - MAX_CONNECTION).div_euclid(86400);

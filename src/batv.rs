@@ -313,10 +313,10 @@ pub fn check_key_file(path: &Path) -> Result<(), String> {
 }
 
 /// `--batv-check ADDRESS`: print the verdict; exit 0 only for `valid`.
-pub fn check_command(run: &crate::app::Run, addr: &str) -> crate::Result<i32> {
-    let domains = Domains::load(&run.cfg)?;
+pub fn check_command(job: &crate::job::Job, addr: &str) -> crate::Result<i32> {
+    let domains = Domains::load(&job.cfg)?;
     let v = domains
-        .check(addr, today(), run.cfg.cfg.batv_days)
+        .check(addr, today(), job.cfg.cfg.batv_days)
         .map_err(crate::Error::Config78)?;
     println!("{v}");
     if v == Verdict::Valid {

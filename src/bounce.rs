@@ -3,26 +3,20 @@
 //! through the same identity (source address, HELO) as the original message.
 //! Never for a message whose sender was `<>`, and never for a bounce.
 
-use crate::app::Run;
 use crate::clock::rfc5322_date;
 use crate::clock::unix_now;
 use crate::deliver::{self, Context};
-use crate::spool::{Envelope, Recipient};
+use crate::spool::{Envelope, Recipient, Spool};
 use std::io::{Read, Write};
 
 /// Mail a failure report for `failed` (address, reason) to the sender.
-pub fn send_failure(run: &Run, ctx: &mut Context, env: &Envelope, failed: &[(String, String)]) {
-    send(run, ctx, env, failed, Kind::Failed);
+pub fn send_failure(ctx: &mut Context, env: &Envelope, failed: &[(String, String)]) {
+    send(ctx, env, failed, Kind::Failed);
 }
 
 /// Mail a "still trying" report for `deferred` recipients.
-pub fn send_delay_warning(
-    run: &Run,
-    ctx: &mut Context,
-    env: &Envelope,
-    deferred: &[(String, String)],
-) {
-    send(run, ctx, env, deferred, Kind::Delayed);
+pub fn send_delay_warning(ctx: &mut Context, env: &Envelope, deferred: &[(String, String)]) {
+    send(ctx, env, deferred, Kind::Delayed);
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -31,14 +25,14 @@ enum Kind {
     Delayed,
 }
 
-fn send(run: &Run, ctx: &mut Context, env: &Envelope, rcpts: &[(String, String)], kind: Kind) {
+fn send(ctx: &mut Context, env: &Envelope, rcpts: &[(String, String)], kind: Kind) {
     if env.sender.is_empty() || env.is_bounce || rcpts.is_empty() {
         return;
     }
-    let spool = match run.spool() {
+    let spool = match Spool::of(ctx.cfg) {
         Ok(s) => s,
         Err(e) => {
-            run.log
+            ctx.log
                 .err(&format!("{}: cannot write a bounce: {e}", env.id));
             return;
         }
@@ -47,12 +41,12 @@ fn send(run: &Run, ctx: &mut Context, env: &Envelope, rcpts: &[(String, String)]
     let mut draft = match spool.draft() {
         Ok(d) => d,
         Err(e) => {
-            run.log
+            ctx.log
                 .err(&format!("{}: cannot write a bounce: {e}", env.id));
             return;
         }
     };
-    let text = render(run, env, rcpts, kind, &draft.id, &headers);
+    let text = render(ctx.cfg, env, rcpts, kind, &draft.id, &headers);
     if draft.file().write_all(text.as_bytes()).is_err() {
         return;
     }
@@ -71,12 +65,12 @@ fn send(run: &Run, ctx: &mut Context, env: &Envelope, rcpts: &[(String, String)]
     let mut locked = match draft.commit(&benv) {
         Ok(l) => l,
         Err(e) => {
-            run.log
+            ctx.log
                 .err(&format!("{}: cannot queue a bounce: {e}", env.id));
             return;
         }
     };
-    run.log.info(&format!(
+    ctx.log.info(&format!(
         "{}: {} notification for {} queued as {}",
         env.id,
         if kind == Kind::Failed {
@@ -146,14 +140,14 @@ fn remote_mta(reason: &str) -> Option<String> {
 }
 
 fn render(
-    run: &Run,
+    cfg: &crate::config::Loaded,
     env: &Envelope,
     rcpts: &[(String, String)],
     kind: Kind,
     new_id: &str,
     headers: &str,
 ) -> String {
-    let host = &run.cfg.hostname;
+    let host = &cfg.hostname;
     let domain = env.identity.domain();
     let boundary = format!("{new_id}.{}/{host}", unix_now());
     let now = rfc5322_date(unix_now() as i64);
@@ -221,7 +215,7 @@ fn render(
             ));
         }
         if kind == Kind::Delayed {
-            let until = env.created + run.cfg.max_age.as_secs();
+            let until = env.created + cfg.max_age.as_secs();
             s.push_str(&format!(
                 "Will-Retry-Until: {}\r\n",
                 rfc5322_date(until as i64)

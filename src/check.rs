@@ -2,13 +2,13 @@
 //! aliases, and every key file they name; print each problem as `file:line:`
 //! and exit 78 when there is one.
 
-use crate::app::Run;
+use crate::job::Job;
 use crate::virtusers::Table;
 use crate::{Error, Result};
 
-pub fn run(run: &Run) -> Result<i32> {
+pub fn run(job: &Job) -> Result<i32> {
     let mut problems: Vec<String> = Vec::new();
-    let table = Table::read(&run.cfg.cfg.virtusers)?;
+    let table = Table::read(&job.cfg.cfg.virtusers)?;
     let (entries, errors) = table.check_all();
     problems.extend(errors.iter().map(|e| e.to_string()));
     for e in &entries {
@@ -27,11 +27,11 @@ pub fn run(run: &Run) -> Result<i32> {
             problems.push(format!("{}: batv={}: {msg}", e.location(), path.display()));
         }
     }
-    if let Err(e) = crate::secrets::Secrets::load(&run.cfg.cfg.secrets) {
+    if let Err(e) = crate::secrets::Secrets::load(&job.cfg.cfg.secrets) {
         problems.push(e.to_string());
     }
-    let (_, alias_problems) = crate::aliases::Aliases::load(&run.cfg.cfg.aliases);
-    let apath = run.cfg.cfg.aliases.display().to_string();
+    let (_, alias_problems) = crate::aliases::Aliases::load(&job.cfg.cfg.aliases);
+    let apath = job.cfg.cfg.aliases.display().to_string();
     let mut warnings = 0;
     for p in &alias_problems {
         eprintln!("vsendmail: {apath}:{}: warning: {}", p.line, p.msg);
@@ -53,18 +53,18 @@ pub fn run(run: &Run) -> Result<i32> {
         Err(e) => {
             eprintln!(
                 "vsendmail: warning: cannot write the index of {}: {e}; lookups will scan the file",
-                run.cfg.cfg.virtusers.display()
+                job.cfg.cfg.virtusers.display()
             );
             String::new()
         }
     };
     println!(
         "vsendmail: {}: {} identities, no problems{index_note}; {}: {} warning(s); {}: ok",
-        run.cfg.cfg.virtusers.display(),
+        job.cfg.cfg.virtusers.display(),
         entries.len(),
         apath,
         warnings,
-        run.cfg.path.display()
+        job.cfg.path.display()
     );
     Ok(0)
 }

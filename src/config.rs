@@ -407,8 +407,17 @@ mod tests {
         assert!(e.to_string().starts_with("c:3: relay = "), "{e}");
         let e = parse("rate = \"none\"\n\n\nrate2 = 1\n", Path::new("c")).unwrap_err();
         assert!(e.to_string().starts_with("c:4:"), "{e}");
-        let e = parse("dns = [\n  \"127.0.0.1\",\n  \"nope\",\n]\n", Path::new("c")).unwrap_err();
+        let e = parse(
+            "dns = [\n  \"127.0.0.1\",\n  \"nope\",\n]\n",
+            Path::new("c"),
+        )
+        .unwrap_err();
         assert!(e.to_string().starts_with("c:3: dns: \"nope\""), "{e}");
-        assert!(parse("rate = \"none\"\n", Path::new("c")).unwrap().rate.is_none());
+        assert!(
+            parse("rate = \"none\"\n", Path::new("c"))
+                .unwrap()
+                .rate
+                .is_none()
+        );
     }
 }

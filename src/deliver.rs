@@ -4,12 +4,12 @@
 //! outcomes: sent, deferred (with the reason), failed (with the reply).
 //! The envelope is updated in place; the caller saves or removes it.
 
+use crate::base::relay::Scheme;
 use crate::clock::unix_now;
 use crate::config::Loaded;
 use crate::connect::{self, ConnectError};
 use crate::dns::Dns;
 use crate::identity::Identity;
-use crate::base::relay::Scheme;
 use crate::route::{Destination, Router};
 use crate::smtp::{Session, SmtpError, Transaction};
 use crate::spool::{Locked, RcptState};
@@ -35,7 +35,7 @@ pub struct Report {
     pub local_errors: Vec<String>,
 }
 
-/// Sessions kept open across messages of one queue run, keyed by
+/// Sessions kept open across messages of one queue job, keyed by
 /// (source, destination, HELO, relay user): a queue run reuses one SMTP
 /// connection for several messages to the same host from the same source.
 /// (source, destination, HELO, relay user) of a reusable session.

@@ -10,9 +10,9 @@
 //! nameservers (PTR with plain queries, see `dns::Dns::ptr`). Exit 0 when no
 //! check failed, 1 otherwise.
 
-use crate::app::Run;
 use crate::dns::{Dns, DnsError};
 use crate::identity::Identity;
+use crate::job::Job;
 use crate::virtusers::{Table, Who};
 use mail_auth::hickory_resolver::config::ResolverOpts;
 use std::collections::HashMap;
@@ -39,8 +39,8 @@ impl Status {
 }
 
 /// Check the identities of `logins` (all when empty).
-pub fn run(run: &Run, logins: &[String]) -> crate::Result<i32> {
-    let table = Table::read(&run.cfg.cfg.virtusers)?;
+pub fn run(job: &Job, logins: &[String]) -> crate::Result<i32> {
+    let table = Table::read(&job.cfg.cfg.virtusers)?;
     let mut ids: Vec<(String, Identity)> = Vec::new();
     if logins.is_empty() {
         let (entries, errors) = table.check_all();
@@ -55,7 +55,7 @@ pub fn run(run: &Run, logins: &[String]) -> crate::Result<i32> {
                 ),
                 Who::Group(_) | Who::Any => ("*".to_string(), 0),
             };
-            let id = Identity::resolve(Some(e), &login, uid, &run.cfg.hostname);
+            let id = Identity::resolve(Some(e), &login, uid, &job.cfg.hostname);
             let label = match &e.who {
                 Who::User(_) => id.sender.clone(),
                 Who::Group(g) => format!("%{g}:{}", id.sender),
@@ -66,8 +66,8 @@ pub fn run(run: &Run, logins: &[String]) -> crate::Result<i32> {
         if ids.is_empty() {
             println!(
                 "vsendmail: {} has no identities; every user sends as the host ({})",
-                run.cfg.cfg.virtusers.display(),
-                run.cfg.hostname
+                job.cfg.cfg.virtusers.display(),
+                job.cfg.hostname
             );
         }
     } else {
@@ -79,11 +79,11 @@ pub fn run(run: &Run, logins: &[String]) -> crate::Result<i32> {
                 .unwrap_or_default();
             let uid = who.as_ref().map(|w| w.uid).unwrap_or(0);
             let entry = table.lookup(login, &groups)?;
-            let id = Identity::resolve(entry.as_ref(), login, uid, &run.cfg.hostname);
+            let id = Identity::resolve(entry.as_ref(), login, uid, &job.cfg.hostname);
             ids.push((id.sender.clone(), id));
         }
     }
-    let ns: Vec<SocketAddr> = run.cfg.nameservers.clone();
+    let ns: Vec<SocketAddr> = job.cfg.nameservers.clone();
     let dns = Dns::new(&ns, TIMEOUT).map_err(|e| crate::Error::Config78(e.to_string()))?;
     let spf = Spf::new(&ns)?;
     let mut doc = Doctor {

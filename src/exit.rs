@@ -38,6 +38,7 @@ pub fn code(err: &Error) -> i32 {
         Error::Intake(IntakeError::Spool(e)) => spool_code(e),
         Error::Intake(_) => DATAERR,
         Error::Spool(e) => spool_code(e),
+        Error::Rate(_) => TEMPFAIL,
         Error::Usage(_) => USAGE,
         Error::Data(_) => DATAERR,
         Error::NoPerm(_) => NOPERM,

@@ -7,11 +7,11 @@
 //! (`route`, `dns`, `connect`, `smtp`) -> `syslog`/`audit` (what happened).
 
 pub mod address;
-pub mod base;
 pub mod admin;
 pub mod aliases;
 pub mod app;
 pub mod audit;
+pub mod base;
 pub mod batv;
 pub mod bounce;
 pub mod check;
@@ -26,6 +26,7 @@ pub mod doctor;
 pub mod exit;
 pub mod identity;
 pub mod invoker;
+pub mod job;
 pub mod mailq;
 pub mod message;
 pub mod policy;
@@ -36,6 +37,7 @@ pub mod secrets;
 pub mod serve;
 pub mod smtp;
 pub mod spool;
+pub mod submit;
 pub mod syslog;
 pub mod verify;
 pub mod virtusers;
@@ -59,6 +61,8 @@ pub enum Error {
     Intake(#[from] message::IntakeError),
     #[error(transparent)]
     Spool(#[from] spool::SpoolError),
+    #[error(transparent)]
+    Rate(#[from] rate::RateError),
     /// Bad usage found after argv parsing (64).
     #[error("{0}")]
     Usage(String),

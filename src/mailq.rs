@@ -2,16 +2,16 @@
 //! invoking user's messages unless root (or a trusted user).
 
 use crate::Result;
-use crate::app::Run;
-use crate::spool::{Envelope, RcptState};
+use crate::job::Job;
+use crate::spool::{Envelope, RcptState, Spool};
 use std::fmt::Write;
 
-pub fn print(run: &Run) -> Result<i32> {
-    let spool = run.spool()?;
+pub fn print(job: &Job) -> Result<i32> {
+    let spool = Spool::of(&job.cfg)?;
     let mut shown: Vec<Envelope> = Vec::new();
     for id in spool.list()? {
         let Ok(env) = spool.load(&id) else { continue };
-        if run.trusted() || env.identity.uid == run.invoker.uid {
+        if job.trusted() || env.identity.uid == job.invoker.uid {
             shown.push(env);
         }
     }

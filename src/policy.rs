@@ -19,20 +19,20 @@ const MAX_LINE: usize = 8 * 1024;
 const MAX_ATTRS: usize = 200;
 
 /// Serve policy requests until end of input.
-pub fn serve(run: &crate::app::Run) -> crate::Result<i32> {
+pub fn serve(job: &crate::job::Job) -> crate::Result<i32> {
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
-    let domains = match Domains::load(&run.cfg) {
+    let domains = match Domains::load(&job.cfg) {
         Ok(d) => d,
         Err(e) => {
-            run.log.err(&format!("policy: {e}; ending the policy run"));
+            job.log.err(&format!("policy: {e}; ending the policy run"));
             return Ok(crate::exit::CONFIG);
         }
     };
     let mut input = stdin.lock();
     let mut out = stdout.lock();
-    serve_on(&mut input, &mut out, &run.log, |addr| {
-        domains.check(addr, crate::batv::today(), run.cfg.cfg.batv_days)
+    serve_on(&mut input, &mut out, &job.log, |addr| {
+        domains.check(addr, crate::batv::today(), job.cfg.cfg.batv_days)
     })
 }
 

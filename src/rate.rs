@@ -20,17 +20,52 @@
 //! order; `max_queued` caps the `h` lines (ids whose message has left the
 //! queue are dropped when seen).
 
-use crate::app::Run;
 use crate::base::limit::{Limit, Rate, period_text};
 use crate::config::{Loaded, OverRate};
 use crate::identity::Identity;
 use crate::spool::Envelope;
-use crate::{Error, Result};
+use crate::syslog::Syslog;
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// Why a submission was not accepted for its rate (all temporary: 75).
+#[derive(Debug, thiserror::Error)]
+pub enum RateError {
+    #[error(
+        "cannot use the rate counter of {identity} ({err}); the message was not accepted, try again later"
+    )]
+    Counter {
+        identity: String,
+        err: std::io::Error,
+    },
+    #[error(
+        "cannot update the rate counter {path} ({err}); the message was not accepted, try again later"
+    )]
+    Store { path: String, err: std::io::Error },
+    #[error(
+        "{identity} sent {sent} messages in the last {period} (limit {limit}); try again later"
+    )]
+    Over {
+        identity: String,
+        sent: usize,
+        period: String,
+        limit: u32,
+    },
+    #[error(
+        "{identity} sent {sent} messages in the last {period} (limit {limit}) and has {held} messages waiting in the queue (max_queued {max}); try again later"
+    )]
+    QueueFull {
+        identity: String,
+        sent: usize,
+        period: String,
+        limit: u32,
+        held: usize,
+        max: usize,
+    },
+}
 
 /// The limit that applies to `identity` (its `rate=`, else the config's).
 pub fn limit_for(cfg: &Loaded, identity: &Identity) -> Option<Limit> {
@@ -175,17 +210,22 @@ impl Counter {
 
 /// Count a message against its identity's limit at submission. Over the
 /// limit: held (`env.rate_held`) or refused, as `over_rate` says.
-pub fn admit(run: &Run, env: &mut Envelope) -> Result<()> {
-    if run.trusted() {
+/// `trusted`: the submitter is root or one of `trusted_users` (never limited).
+pub fn admit(
+    cfg: &Loaded,
+    log: &Syslog,
+    trusted: bool,
+    env: &mut Envelope,
+) -> Result<(), RateError> {
+    if trusted {
         return Ok(());
     }
-    let cfg = &run.cfg;
     let Some(limit) = limit_for(cfg, &env.identity) else {
         return Ok(());
     };
     let id = &env.identity;
     let mut c = Counter::open(cfg, &id.sender).map_err(|e| {
-        run.log.err(&format!(
+        log.err(&format!(
             "{}: uid={} user={} identity={}: cannot use the rate counter {}: {e}",
             env.id,
             id.uid,
@@ -193,10 +233,10 @@ pub fn admit(run: &Run, env: &mut Envelope) -> Result<()> {
             id.sender,
             counter_path(&cfg.cfg.spool, &id.sender).display()
         ));
-        Error::TempFail(format!(
-            "cannot use the rate counter of {} ({e}); the message was not accepted, try again later",
-            id.sender
-        ))
+        RateError::Counter {
+            identity: id.sender.clone(),
+            err: e,
+        }
     })?;
     let now = crate::clock::unix_ms();
     c.slide(now, limit.period);
@@ -204,11 +244,9 @@ pub fn admit(run: &Run, env: &mut Envelope) -> Result<()> {
     let over = sent >= limit.count as usize;
     let period = period_text(limit.period);
     let cpath = c.path.clone();
-    let store_err = |e: std::io::Error| {
-        Error::TempFail(format!(
-            "cannot update the rate counter {} ({e}); the message was not accepted, try again later",
-            cpath.display()
-        ))
+    let store_err = |err: std::io::Error| RateError::Store {
+        path: cpath.display().to_string(),
+        err,
     };
     let counts = format!(
         "{}: uid={} user={} identity={} rate: sent {sent} messages in the last {period} (limit {})",
@@ -216,12 +254,13 @@ pub fn admit(run: &Run, env: &mut Envelope) -> Result<()> {
     );
     if cfg.cfg.over_rate == OverRate::Refuse {
         if over {
-            run.log
-                .warning(&format!("{counts}: refused (over_rate=refuse)"));
-            return Err(Error::TempFail(format!(
-                "{} sent {sent} messages in the last {period} (limit {}); try again later",
-                id.sender, limit.count
-            )));
+            log.warning(&format!("{counts}: refused (over_rate=refuse)"));
+            return Err(RateError::Over {
+                identity: id.sender.clone(),
+                sent,
+                period,
+                limit: limit.count,
+            });
         }
         c.stamps.push(now);
         return c.store().map_err(store_err);
@@ -235,18 +274,21 @@ pub fn admit(run: &Run, env: &mut Envelope) -> Result<()> {
     if c.held.len() >= max && c.held_exact() >= max {
         let n = c.held.len();
         let _ = c.store();
-        run.log
-            .warning(&format!("{counts}, {n} held (max_queued {max}): refused"));
-        return Err(Error::TempFail(format!(
-            "{} sent {sent} messages in the last {period} (limit {}) and has {n} messages waiting in the queue (max_queued {max}); try again later",
-            id.sender, limit.count
-        )));
+        log.warning(&format!("{counts}, {n} held (max_queued {max}): refused"));
+        return Err(RateError::QueueFull {
+            identity: id.sender.clone(),
+            sent,
+            period,
+            limit: limit.count,
+            held: n,
+            max,
+        });
     }
     c.held.push(env.id.clone());
     c.store().map_err(store_err)?;
     env.rate_held = true;
     let waiting = c.held.len() - 1;
-    run.log.warning(&format!(
+    log.warning(&format!(
         "{counts}, {waiting} held before it: held for the rate (over_rate=defer)"
     ));
     if over {
@@ -267,46 +309,43 @@ pub fn admit(run: &Run, env: &mut Envelope) -> Result<()> {
 /// The limit is the one that applies today (an administrator may have
 /// raised it, or lifted it with `rate=none`); the counter is the identity's
 /// the message was submitted as. Problems are logged and keep it held.
-pub fn release(run: &Run, env: &mut Envelope) -> Result<bool> {
-    let cfg = &run.cfg;
+/// `current`: the owner's identity as virtusers says today, when it has one.
+pub fn release(cfg: &Loaded, log: &Syslog, env: &mut Envelope, current: Option<&Identity>) -> bool {
     let login = &env.identity.login;
     let limit = if cfg.is_trusted(login) {
         None
     } else {
-        match crate::invoker::by_login(login).and_then(|w| crate::app::identity_of(cfg, &w).ok()) {
-            Some(now) => limit_for(cfg, &now),
-            None => limit_for(cfg, &env.identity),
-        }
+        limit_for(cfg, current.unwrap_or(&env.identity))
     };
     let mut c = match Counter::open(cfg, &env.identity.sender) {
         Ok(c) => c,
         Err(e) => {
-            run.log.err(&format!(
+            log.err(&format!(
                 "{}: cannot use the rate counter of {}: {e}; the message stays held",
                 env.id, env.identity.sender
             ));
-            return Ok(false);
+            return false;
         }
     };
     let now = crate::clock::unix_ms();
     if let Some(l) = limit {
         c.slide(now, l.period);
         if c.stamps.len() >= l.count as usize {
-            return Ok(false);
+            return false;
         }
         c.stamps.push(now);
     }
     c.forget(&env.id);
     if let Err(e) = c.store() {
-        run.log.err(&format!(
+        log.err(&format!(
             "{}: cannot update the rate counter {}: {e}; the message stays held",
             env.id,
             c.path.display()
         ));
-        return Ok(false);
+        return false;
     }
     env.rate_held = false;
-    run.log.info(&format!(
+    log.info(&format!(
         "{}: uid={} user={} identity={} released from the rate hold{}",
         env.id,
         env.identity.uid,
@@ -322,7 +361,7 @@ pub fn release(run: &Run, env: &mut Envelope) -> Result<bool> {
             None => " (no limit applies now)".into(),
         }
     ));
-    Ok(true)
+    true
 }
 
 /// A rate-held message left the queue by other means (`--delete`): drop

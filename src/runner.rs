@@ -7,28 +7,28 @@
 //! share an SMTP connection (RSET between).
 
 use crate::Result;
-use crate::app::Run;
 use crate::cli::{QueueFilter, QueueRun};
 use crate::clock::unix_now;
 use crate::deliver::{self, Context};
-use crate::spool::{Envelope, RcptState};
+use crate::identity::Identity;
+use crate::job::Job;
+use crate::spool::{Envelope, RcptState, Spool};
 
-pub fn run(run: &Run, q: &QueueRun) -> Result<i32> {
-    let spool = run.spool()?;
-    let mut ctx = Context::new(&run.cfg, &run.log, run.inv.verbose, true);
+pub fn run(job: &Job, q: &QueueRun) -> Result<i32> {
+    let spool = Spool::of(&job.cfg)?;
+    let mut ctx = Context::new(&job.cfg, &job.log, job.inv.verbose, true);
     let now = unix_now();
     let mut tried = 0usize;
     let mut rate_released = 0usize;
     // Rate-held messages are released oldest first: ids sort by arrival.
-    let mut current: std::collections::HashMap<String, Option<crate::identity::Identity>> =
-        Default::default();
+    let mut current: std::collections::HashMap<String, Option<Identity>> = Default::default();
     for id in spool.list()? {
         // Lock first (cheap, non-blocking), then read the envelope once.
         let Some(mut locked) = spool.lock(&id, false)? else {
             continue;
         };
         let env = &locked.env;
-        if !run.trusted() && env.identity.uid != run.invoker.uid {
+        if !job.trusted() && env.identity.uid != job.invoker.uid {
             continue;
         }
         if !selected(env, &q.filters) || env.held {
@@ -37,25 +37,26 @@ pub fn run(run: &Run, q: &QueueRun) -> Result<i32> {
         if q.interval.is_some() && env.next_try > now && !env.rate_held {
             continue;
         }
+        let now_identity = current_identity(job, &locked.env, &mut current);
         if locked.env.rate_held {
-            if !crate::rate::release(run, &mut locked.env)? {
+            if !crate::rate::release(&job.cfg, &job.log, &mut locked.env, now_identity.as_ref()) {
                 continue;
             }
             rate_released += 1;
             locked.save()?;
         }
-        identity_changed_note(run, &locked.env, &mut current);
+        identity_changed_note(job, &locked.env, now_identity.as_ref());
         tried += 1;
-        let expired = now.saturating_sub(locked.env.created) > run.cfg.max_age.as_secs();
+        let expired = now.saturating_sub(locked.env.created) > job.cfg.max_age.as_secs();
         let report = if expired {
             deliver::Report {
-                failed: expire(&mut locked.env, run.cfg.max_age.as_secs()),
+                failed: expire(&mut locked.env, job.cfg.max_age.as_secs()),
                 ..Default::default()
             }
         } else {
             deliver::deliver(&mut ctx, &mut locked)
         };
-        if run.inv.verbose {
+        if job.inv.verbose {
             eprintln!(
                 "vsendmail: {id}: sent={} deferred={} failed={}",
                 report.sent.len(),
@@ -64,14 +65,14 @@ pub fn run(run: &Run, q: &QueueRun) -> Result<i32> {
             );
         }
         if !report.failed.is_empty() {
-            crate::bounce::send_failure(run, &mut ctx, &locked.env, &report.failed);
+            crate::bounce::send_failure(&mut ctx, &locked.env, &report.failed);
         }
         if locked.env.has_pending() {
-            if let Some(warn) = run.cfg.warn_after
+            if let Some(warn) = job.cfg.warn_after
                 && !locked.env.warned
                 && now.saturating_sub(locked.env.created) >= warn.as_secs()
             {
-                crate::bounce::send_delay_warning(run, &mut ctx, &locked.env, &report.deferred);
+                crate::bounce::send_delay_warning(&mut ctx, &locked.env, &report.deferred);
                 locked.env.warned = true;
             }
             locked.save()?;
@@ -83,8 +84,8 @@ pub fn run(run: &Run, q: &QueueRun) -> Result<i32> {
         pool.close_all();
     }
     spool.sweep();
-    crate::audit::expire(&run.cfg);
-    if run.inv.verbose {
+    crate::audit::expire(&job.cfg);
+    if job.inv.verbose {
         eprintln!(
             "vsendmail: queue run done: {tried} message(s) tried, {rate_released} released from the rate hold"
         );
@@ -133,19 +134,25 @@ fn expire(env: &mut Envelope, max_age: u64) -> Vec<(String, String)> {
     failed
 }
 
-/// A retry sends as the identity recorded at submission; say so when
-/// virtusers has changed since.
-fn identity_changed_note(
-    run: &Run,
+/// The identity of the message's owner as virtusers says today (looked up
+/// once per login and run); `None` when the user or its line is gone.
+fn current_identity(
+    job: &Job,
     env: &Envelope,
-    current: &mut std::collections::HashMap<String, Option<crate::identity::Identity>>,
-) {
-    let now = current
+    current: &mut std::collections::HashMap<String, Option<Identity>>,
+) -> Option<Identity> {
+    current
         .entry(env.identity.login.clone())
         .or_insert_with(|| {
             crate::invoker::by_login(&env.identity.login)
-                .and_then(|who| crate::app::identity_of(&run.cfg, &who).ok())
-        });
+                .and_then(|who| crate::job::identity_of(&job.cfg, &who).ok())
+        })
+        .clone()
+}
+
+/// A retry sends as the identity recorded at submission; say so when
+/// virtusers has changed since.
+fn identity_changed_note(job: &Job, env: &Envelope, now: Option<&Identity>) {
     let Some(now) = now else {
         return;
     };
@@ -154,7 +161,7 @@ fn identity_changed_note(
         || now.helo != env.identity.helo
         || now.relay != env.identity.relay
     {
-        run.log.warning(&format!(
+        job.log.warning(&format!(
             "{}: identity of {} changed in virtusers since submission; sending as recorded (sender={} source={:?} helo={})",
             env.id, env.identity.login, env.identity.sender, env.identity.sources, env.identity.helo
         ));

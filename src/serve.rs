@@ -5,11 +5,12 @@
 //! it was delivered or queued, 554 when every recipient failed permanently
 //! (so the client knows and no bounce is needed).
 
-use crate::app::{self, Run, Submission};
+use crate::base::dsn::Dsn;
 use crate::base::dsn::ErrorMode;
 use crate::deliver;
+use crate::job::Job;
 use crate::message::lines::{Line, next_line};
-use crate::base::dsn::Dsn;
+use crate::submit::{self, Submission};
 use crate::{Error, Result};
 use std::io::{BufRead, Write};
 
@@ -18,13 +19,13 @@ struct Tx {
     rcpts: Vec<String>,
 }
 
-pub fn run(run: &Run) -> Result<i32> {
-    let identity = run.identity()?;
+pub fn run(job: &Job) -> Result<i32> {
+    let identity = job.identity()?;
     let stdin = std::io::stdin();
     let mut input = std::io::BufReader::with_capacity(64 * 1024, stdin.lock());
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let host = run.cfg.hostname.clone();
+    let host = job.cfg.hostname.clone();
     let say = |out: &mut std::io::StdoutLock, s: &str| -> Result<()> {
         out.write_all(s.as_bytes())
             .and_then(|_| out.write_all(b"\r\n"))
@@ -58,7 +59,7 @@ pub fn run(run: &Run) -> Result<i32> {
                 say(&mut out, "250-PIPELINING")?;
                 say(
                     &mut out,
-                    &format!("250-SIZE {}", run.cfg.cfg.max_message_size),
+                    &format!("250-SIZE {}", job.cfg.cfg.max_message_size),
                 )?;
                 say(&mut out, "250-8BITMIME")?;
                 say(&mut out, "250-SMTPUTF8")?;
@@ -92,7 +93,7 @@ pub fn run(run: &Run) -> Result<i32> {
                 // Policy is applied at DATA, where the message is taken; check now to refuse early.
                 if !a.is_empty()
                     && let Err(e) =
-                        identity.envelope_sender(Some(&a), run.trusted(), run.cfg.cfg.sender_policy)
+                        identity.envelope_sender(Some(&a), job.trusted(), job.cfg.cfg.sender_policy)
                 {
                     say(&mut out, &format!("550 5.7.1 {e}"))?;
                     continue;
@@ -114,7 +115,7 @@ pub fn run(run: &Run) -> Result<i32> {
                 };
                 match crate::address::validate(&format!("<{addr}>"), "recipient") {
                     Ok(a) if !a.is_empty() => {
-                        if t.rcpts.len() >= run.cfg.cfg.max_recipients {
+                        if t.rcpts.len() >= job.cfg.cfg.max_recipients {
                             say(&mut out, "452 4.5.3 Error: too many recipients")?;
                         } else {
                             t.rcpts.push(a);
@@ -135,7 +136,7 @@ pub fn run(run: &Run) -> Result<i32> {
                     continue;
                 }
                 say(&mut out, "354 End data with <CR><LF>.<CR><LF>")?;
-                let reply = transaction(run, &identity, &t, &mut input);
+                let reply = transaction(job, &identity, &t, &mut input);
                 say(&mut out, &reply)?;
             }
             "RSET" => {
@@ -166,7 +167,7 @@ pub fn run(run: &Run) -> Result<i32> {
 
 /// Take one message after 354 and try to deliver it; the reply to the dot.
 fn transaction<R: BufRead>(
-    run: &Run,
+    job: &Job,
     identity: &crate::identity::Identity,
     t: &Tx,
     input: &mut R,
@@ -182,7 +183,7 @@ fn transaction<R: BufRead>(
         deliver_now: true,
         require_dot: true,
     };
-    let locked = match app::accept(run, identity, &sub, input) {
+    let locked = match submit::accept(job, identity, &sub, input) {
         Ok(l) => l,
         Err(e) => {
             // The rest of the message must still be read up to the dot.
@@ -200,7 +201,7 @@ fn transaction<R: BufRead>(
         return format!("250 2.0.0 Ok: queued as {id} (rate limited, held)");
     }
     let mut locked = locked;
-    let mut ctx = deliver::Context::new(&run.cfg, &run.log, run.inv.verbose, false);
+    let mut ctx = deliver::Context::new(&job.cfg, &job.log, job.inv.verbose, false);
     let report = deliver::deliver(&mut ctx, &mut locked);
     if report.sent.is_empty() && report.deferred.is_empty() && !report.failed.is_empty() {
         let why = report.failed[0].1.clone();
@@ -210,7 +211,7 @@ fn transaction<R: BufRead>(
             crate::address::printable(&why)
         );
     }
-    match app::finish(run, &mut ctx, locked, &report, ErrorMode::Mail) {
+    match submit::finish(job, &mut ctx, locked, &report, ErrorMode::Mail) {
         Ok(_) => format!("250 2.0.0 Ok: queued as {id}"),
         Err(e) => format!("451 4.3.0 {e}"),
     }

@@ -2,19 +2,19 @@
 //! address that would be bound (checked by binding it), the route, DKIM and
 //! BATV — without sending anything or reading stdin.
 
-use crate::app::Run;
+use crate::job::Job;
 use crate::route::Router;
 use crate::{Error, Result};
 use std::net::IpAddr;
 
-pub fn run(run: &Run) -> Result<i32> {
-    if run.inv.recipients.is_empty() {
+pub fn run(job: &Job) -> Result<i32> {
+    if job.inv.recipients.is_empty() {
         return Err(Error::Usage("-bv needs recipient addresses".into()));
     }
-    let id = run.identity()?;
+    let id = job.identity()?;
     let domain = id.domain();
-    let (aliases, _) = crate::aliases::Aliases::load(&run.cfg.cfg.aliases);
-    let relay = crate::route::relay_for(&run.cfg, &id);
+    let (aliases, _) = crate::aliases::Aliases::load(&job.cfg.cfg.aliases);
+    let relay = crate::route::relay_for(&job.cfg, &id);
     // Per family, the first address that binds is the one delivery uses.
     let (mut v4_used, mut v6_used) = (false, false);
     let sources: Vec<String> = id
@@ -52,20 +52,20 @@ pub fn run(run: &Run) -> Result<i32> {
     };
     let batv = if id.batv.is_some() { "yes" } else { "no" };
     let mut rcpts = Vec::new();
-    for (i, r) in run.inv.recipients.iter().enumerate() {
+    for (i, r) in job.inv.recipients.iter().enumerate() {
         for t in aliases.expand(r) {
             rcpts.push((i, crate::address::qualify(&t, &domain)));
         }
     }
     let dns = if relay.is_none() {
-        crate::dns::Dns::new(&run.cfg.nameservers, std::time::Duration::from_secs(5)).ok()
+        crate::dns::Dns::new(&job.cfg.nameservers, std::time::Duration::from_secs(5)).ok()
     } else {
         None
     };
     let router = Router {
         dns: dns.as_ref(),
-        mx_port: run.cfg.cfg.mx_port,
-        v6_first: run.cfg.cfg.prefer == crate::config::Prefer::Ipv6,
+        mx_port: job.cfg.cfg.mx_port,
+        v6_first: job.cfg.cfg.prefer == crate::config::Prefer::Ipv6,
         families: crate::route::families(&id.sources),
     };
     for (_, addr) in &rcpts {

@@ -42,12 +42,9 @@ impl Relay {
             e => format!("missing or malformed host ({e})"),
         })?;
         if url.password().is_some() {
-            return Err(
-                "a password in the URL is not allowed; put it in the secrets file".into(),
-            );
+            return Err("a password in the URL is not allowed; put it in the secrets file".into());
         }
-        if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some()
-        {
+        if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
             return Err("missing or malformed host".into());
         }
         let user = match url.username() {
@@ -63,9 +60,7 @@ impl Relay {
             ),
         };
         let host = match url.host() {
-            Some(url::Host::Domain(d)) if !d.is_empty() && !d.contains(['%', ' ']) => {
-                d.to_string()
-            }
+            Some(url::Host::Domain(d)) if !d.is_empty() && !d.contains(['%', ' ']) => d.to_string(),
             Some(url::Host::Ipv4(a)) => a.to_string(),
             Some(url::Host::Ipv6(a)) => a.to_string(),
             _ => return Err("missing or malformed host".into()),
@@ -119,7 +114,10 @@ mod tests {
     #[test]
     fn relay_urls() {
         let r = Relay::parse("smtps://relay.example.net:465").unwrap();
-        assert_eq!((r.scheme, r.host.as_str(), r.port()), (Scheme::Smtps, "relay.example.net", 465));
+        assert_eq!(
+            (r.scheme, r.host.as_str(), r.port()),
+            (Scheme::Smtps, "relay.example.net", 465)
+        );
         let r = Relay::parse("smtp://bob@relay.example.net").unwrap();
         assert_eq!((r.user.as_deref(), r.port()), (Some("bob"), 587));
         let r = Relay::parse("smtp://[::1]:2525").unwrap();
@@ -127,8 +125,14 @@ mod tests {
         assert_eq!(Relay::parse("smtp://127.0.0.1").unwrap().port(), 25);
         assert_eq!(Relay::parse("smtps://h.example").unwrap().port(), 465);
         let r = Relay::parse("smtp://alice@example.com@relay.example.net:587/").unwrap();
-        assert_eq!((r.user.as_deref(), r.host.as_str()), (Some("alice@example.com"), "relay.example.net"));
-        assert_eq!(r.to_string(), "smtp://alice@example.com@relay.example.net:587/");
+        assert_eq!(
+            (r.user.as_deref(), r.host.as_str()),
+            (Some("alice@example.com"), "relay.example.net")
+        );
+        assert_eq!(
+            r.to_string(),
+            "smtp://alice@example.com@relay.example.net:587/"
+        );
         for bad in [
             "http://x",
             "smtp://x:notaport",

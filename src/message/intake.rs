@@ -47,6 +47,17 @@ pub struct Limits {
     pub max_line_length: usize,
 }
 
+impl Limits {
+    /// The limits the configuration sets.
+    pub fn of(cfg: &crate::config::Loaded) -> Limits {
+        Limits {
+            max_message_size: cfg.cfg.max_message_size,
+            max_header_size: cfg.cfg.max_header_size,
+            max_line_length: cfg.cfg.max_line_length,
+        }
+    }
+}
+
 pub struct IntakeOptions<'a> {
     pub ignore_dots: bool,
     /// SMTP DATA (-bs): only a `.` line ends the message; end of input before

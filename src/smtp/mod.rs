@@ -17,8 +17,8 @@ pub mod tls;
 
 pub use reply::Reply;
 
-use crate::config::Timeouts;
 use crate::base::dsn::Dsn;
+use crate::config::Timeouts;
 use reply::{MAX_LINE, MAX_LINES};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};

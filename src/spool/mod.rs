@@ -62,6 +62,11 @@ pub struct Spool {
 }
 
 impl Spool {
+    /// The spool the configuration names (`spool`).
+    pub fn of(cfg: &crate::config::Loaded) -> Result<Spool, SpoolError> {
+        Spool::open(&cfg.cfg.spool)
+    }
+
     /// Open the spool, creating its directories when we may.
     pub fn open(root: &Path) -> Result<Spool, SpoolError> {
         for sub in ["", "tmp", "queue"] {
