@@ -9,9 +9,9 @@
 //! `--release` lifts only that hold (a message held for the rate limit stays
 //! under it); `--delete` removes the message without a bounce.
 
+use crate::exit::{Error, Result};
 use crate::job::Job;
 use crate::spool::{Envelope, Locked, Spool};
-use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
@@ -44,20 +44,20 @@ impl Sel {
         }
         if let Some(login) = s.strip_prefix("user=") {
             if login.is_empty() || login.chars().any(|c| c.is_control() || c.is_whitespace()) {
-                return Err(Error::Usage(format!(
-                    "{}: user= needs a login name",
-                    crate::address::printable(s)
-                )));
+                return Err(Error::BadSelector {
+                    shown: crate::address::printable(s),
+                    why: "user= needs a login name",
+                });
             }
             return Ok(Sel::User(login.to_string()));
         }
         if !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Ok(Sel::Id(s.to_ascii_uppercase()));
         }
-        Err(Error::Usage(format!(
-            "{}: not a selector; use a queue id (as mailq shows it), user=LOGIN or ALL",
-            crate::address::printable(s)
-        )))
+        Err(Error::BadSelector {
+            shown: crate::address::printable(s),
+            why: "not a selector; use a queue id (as mailq shows it), user=LOGIN or ALL",
+        })
     }
 }
 
@@ -74,10 +74,10 @@ pub fn delete(job: &Job, sel: &str) -> Result<i32> {
 }
 
 fn refuse_other(job: &Job, what: &str) -> Error {
-    Error::NoPerm(format!(
-        "{what}; user {} may act only on their own messages (root and trusted_users on any)",
-        job.invoker.login
-    ))
+    Error::NotYours {
+        what: what.to_string(),
+        login: job.invoker.login.clone(),
+    }
 }
 
 /// The ids a selector names, oldest first, after the permission check.
@@ -202,7 +202,10 @@ mod tests {
             Sel::Id("4F2A9C1B000001".into())
         );
         for bad in ["", "user=", "../x", "a b", "queue/x"] {
-            assert!(matches!(Sel::parse(bad), Err(Error::Usage(_))), "{bad}");
+            assert!(
+                matches!(Sel::parse(bad), Err(Error::BadSelector { .. })),
+                "{bad}"
+            );
         }
     }
 }

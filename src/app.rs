@@ -6,10 +6,10 @@
 use crate::cli::{self, Invocation, Mode, Own};
 use crate::config;
 use crate::exit;
+use crate::exit::{Error, Result};
 use crate::invoker::Invoker;
 use crate::job::Job;
 use crate::syslog::Syslog;
-use crate::{Error, Result};
 
 /// Program entry: returns the exit code.
 pub fn main(argv: Vec<String>) -> i32 {
@@ -17,10 +17,7 @@ pub fn main(argv: Vec<String>) -> i32 {
     let prog = cli::prog_name(&argv0);
     let total: usize = argv.iter().map(|a| a.len() + 1).sum();
     if total > 256 * 1024 {
-        eprintln!(
-            "vsendmail: the command line is longer than 256 KiB; pass recipients with -t instead"
-        );
-        return exit::USAGE;
+        return report_error(&Error::CommandLineTooLong);
     }
     let inv = match cli::parse(prog, &argv[1..]) {
         Ok(i) => i,
@@ -37,7 +34,7 @@ pub fn main(argv: Vec<String>) -> i32 {
 
 fn report_error(e: &Error) -> i32 {
     let code = exit::code(e);
-    if !matches!(e, Error::NoMatch) {
+    if !matches!(e, Error::NoMatch | Error::Quiet(_)) {
         for (i, line) in e.to_string().lines().enumerate() {
             if i == 0 {
                 eprintln!("vsendmail: {line}");
@@ -68,9 +65,7 @@ fn execute(inv: Invocation) -> Result<i32> {
             return Ok(0);
         }
         Mode::Daemon(flag) => {
-            return Err(Error::Usage(format!(
-                "{flag}: vsendmail has no daemon mode; it delivers when called, and `vsendmail -q` from cron or the systemd timer retries the queue"
-            )));
+            return Err(Error::NoDaemon { flag: flag.clone() });
         }
         _ => {}
     }
@@ -81,10 +76,9 @@ fn execute(inv: Invocation) -> Result<i32> {
     let (path, explicit) = match &inv.config {
         Some(p) => {
             if invoker.setid && !invoker.is_root() {
-                return Err(Error::NoPerm(format!(
-                    "-C {} refused: vsendmail runs set-id, and only root may choose another configuration",
-                    p.display()
-                )));
+                return Err(Error::OtherConfig {
+                    path: p.display().to_string(),
+                });
             }
             (p.clone(), true)
         }

@@ -32,10 +32,10 @@
 
 use crate::clock::unix_now;
 use crate::config::Loaded;
+use crate::exit::{Error, Result};
 use crate::job::Job;
 use crate::spool::Envelope;
 use crate::syslog::addr_port;
-use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::fs::OpenOptions;
@@ -534,31 +534,22 @@ const MAX_CONNECTION: i64 = 6 * 3600;
 
 /// `--who QUERY [TIME] [--window D]`.
 pub fn who(job: &Job, query: &str, time: Option<&str>, window: Option<&str>) -> Result<i32> {
-    let q = Query::parse(query).ok_or_else(|| {
-        Error::Usage(format!(
-            "--who {}: not an address (192.0.2.10, 2001:db8::11), an address and port (192.0.2.10:40312, [2001:db8::11]:40312) or a Message-ID (<id@example.org>)",
-            crate::address::printable(query)
-        ))
+    let q = Query::parse(query).ok_or_else(|| Error::WhoQuery {
+        shown: crate::address::printable(query),
     })?;
     let window = match window {
         None => 600,
         Some(w) => crate::base::duration::parse_duration(w)
-            .ok_or_else(|| {
-                Error::Usage(format!(
-                    "--window {}: not a duration (e.g. 10m, 1h, 30s)",
-                    crate::address::printable(w)
-                ))
+            .ok_or_else(|| Error::WhoWindow {
+                shown: crate::address::printable(w),
             })?
             .as_secs() as i64,
     };
     let span = match time {
         None => None,
         Some(t) => {
-            let (a, b) = parse_time(t).ok_or_else(|| {
-                Error::Usage(format!(
-                    "--who: time {}: use 2026-11-23T12:03, \"2026-11-23 12:03:04\" (UTC) or add an offset (2026-11-23T13:03+01:00)",
-                    crate::address::printable(t)
-                ))
+            let (a, b) = parse_time(t).ok_or_else(|| Error::WhoTime {
+                shown: crate::address::printable(t),
             })?;
             Some((a - window, b + window))
         }
@@ -601,10 +592,10 @@ pub fn who(job: &Job, query: &str, time: Option<&str>, window: Option<&str>) -> 
             hits.push((connect.unwrap_or(0), render(&r)));
         });
         if let Err(e) = res {
-            return Err(Error::Io(format!(
-                "cannot read the audit trail {}: {e}",
-                f.display()
-            )));
+            return Err(Error::AuditRead {
+                path: f.display().to_string(),
+                err: e,
+            });
         }
         hits.sort_by_key(|h| h.0);
         found += hits.len();
@@ -628,10 +619,10 @@ fn all_files(dir: &Path) -> Result<Vec<PathBuf>> {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => {
-            return Err(Error::Io(format!(
-                "cannot read the audit trail {}: {e}",
-                dir.display()
-            )));
+            return Err(Error::AuditRead {
+                path: dir.display().to_string(),
+                err: e,
+            });
         }
     };
     let mut v: Vec<(i64, PathBuf)> = rd

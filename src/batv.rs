@@ -222,7 +222,7 @@ pub struct Domains {
 
 impl Domains {
     /// Read every virtusers line (lines with errors are skipped; `-bi` reports them).
-    pub fn load(cfg: &Loaded) -> crate::Result<Domains> {
+    pub fn load(cfg: &Loaded) -> Result<Domains, crate::virtusers::VirtusersError> {
         let table = crate::virtusers::Table::read(&cfg.cfg.virtusers)?;
         let (entries, _) = table.check_all();
         let mut files = Vec::new();
@@ -313,16 +313,16 @@ pub fn check_key_file(path: &Path) -> Result<(), String> {
 }
 
 /// `--batv-check ADDRESS`: print the verdict; exit 0 only for `valid`.
-pub fn check_command(job: &crate::job::Job, addr: &str) -> crate::Result<i32> {
+pub fn check_command(job: &crate::job::Job, addr: &str) -> crate::exit::Result<i32> {
     let domains = Domains::load(&job.cfg)?;
     let v = domains
         .check(addr, today(), job.cfg.cfg.batv_days)
-        .map_err(crate::Error::Config78)?;
+        .map_err(crate::exit::Error::BatvKeys)?;
     println!("{v}");
     if v == Verdict::Valid {
         Ok(0)
     } else {
-        Err(crate::Error::NoMatch)
+        Err(crate::exit::Error::NoMatch)
     }
 }
 

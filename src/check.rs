@@ -2,9 +2,9 @@
 //! aliases, and every key file they name; print each problem as `file:line:`
 //! and exit 78 when there is one.
 
+use crate::exit::{Error, Result};
 use crate::job::Job;
 use crate::virtusers::Table;
-use crate::{Error, Result};
 
 pub fn run(job: &Job) -> Result<i32> {
     let mut problems: Vec<String> = Vec::new();
@@ -41,10 +41,9 @@ pub fn run(job: &Job) -> Result<i32> {
         eprintln!("vsendmail: {p}");
     }
     if !problems.is_empty() {
-        return Err(Error::Config78(format!(
-            "{} problem(s) found; fix them and run -bi again",
-            problems.len()
-        )));
+        return Err(Error::CheckFailed {
+            count: problems.len(),
+        });
     }
     // A clean table gets its index (`<virtusers>.idx`): lookups by binary search.
     let index_note = match table.write_index() {

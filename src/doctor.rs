@@ -39,7 +39,7 @@ impl Status {
 }
 
 /// Check the identities of `logins` (all when empty).
-pub fn run(job: &Job, logins: &[String]) -> crate::Result<i32> {
+pub fn run(job: &Job, logins: &[String]) -> crate::exit::Result<i32> {
     let table = Table::read(&job.cfg.cfg.virtusers)?;
     let mut ids: Vec<(String, Identity)> = Vec::new();
     if logins.is_empty() {
@@ -84,7 +84,7 @@ pub fn run(job: &Job, logins: &[String]) -> crate::Result<i32> {
         }
     }
     let ns: Vec<SocketAddr> = job.cfg.nameservers.clone();
-    let dns = Dns::new(&ns, TIMEOUT).map_err(|e| crate::Error::Config78(e.to_string()))?;
+    let dns = Dns::new(&ns, TIMEOUT).map_err(|e| crate::exit::Error::DoctorSetup(e.to_string()))?;
     let spf = Spf::new(&ns)?;
     let mut doc = Doctor {
         dns,
@@ -95,7 +95,13 @@ pub fn run(job: &Job, logins: &[String]) -> crate::Result<i32> {
     for (label, id) in &ids {
         doc.identity(label, id);
     }
-    Ok(if doc.failed { 1 } else { 0 })
+    if doc.failed {
+        // Each failure is a FAIL line of the report on stdout.
+        return Err(crate::exit::Error::Quiet(Box::new(
+            crate::exit::Error::DoctorFailed,
+        )));
+    }
+    Ok(0)
 }
 
 struct Doctor {
@@ -669,9 +675,10 @@ struct Spf {
 }
 
 impl Spf {
-    fn new(ns: &[SocketAddr]) -> crate::Result<Spf> {
-        let setup =
-            |e: String| crate::Error::Config78(format!("cannot set up the SPF resolver: {e}"));
+    fn new(ns: &[SocketAddr]) -> crate::exit::Result<Spf> {
+        let setup = |e: String| {
+            crate::exit::Error::DoctorSetup(format!("cannot set up the SPF resolver: {e}"))
+        };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -1,10 +1,23 @@
-//! The one map from every error of every layer to a sysexits(3) code.
+//! The end of a run: the crate's [`Error`], which every command returns, and
+//! the one map from it to a sysexits(3) code ([`code`]).
 //!
-//! Each layer has its own error enum (`config::ConfigError`, `intake::IntakeError`,
-//! ...); they meet in [`crate::Error`], and only this file decides which code a
-//! caller sees. `main` prints the error's message and exits with [`code`].
+//! Each stage below has its own error type (`cli::CliError`,
+//! `config::ConfigError`, `intake::IntakeError`, `spool::SpoolError`,
+//! `rate::RateError`, ...); they meet here, beside what the commands
+//! themselves refuse, each variant carrying what a person needs to fix it.
+//! Only [`code`] decides which code a caller sees; nothing below imports
+//! this module, and the commands above never pick a code themselves.
 
-use crate::Error;
+use crate::address::AddressError;
+use crate::cli::CliError;
+use crate::config::ConfigError;
+use crate::dkim::DkimError;
+use crate::identity::PolicyError;
+use crate::invoker::InvokerError;
+use crate::message::IntakeError;
+use crate::rate::RateError;
+use crate::spool::SpoolError;
+use crate::virtusers::VirtusersError;
 
 pub const OK: i32 = 0;
 pub const USAGE: i32 = 64;
@@ -19,10 +32,117 @@ pub const TEMPFAIL: i32 = 75;
 pub const NOPERM: i32 = 77;
 pub const CONFIG: i32 = 78;
 
+/// Every error that can end a run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Cli(#[from] CliError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Virtusers(#[from] VirtusersError),
+    #[error(transparent)]
+    Invoker(#[from] InvokerError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Address(#[from] AddressError),
+    #[error(transparent)]
+    Intake(#[from] IntakeError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error(transparent)]
+    Dkim(#[from] DkimError),
+    #[error(transparent)]
+    Rate(#[from] RateError),
+
+    // What the commands refuse.
+    #[error("the command line is longer than 256 KiB; pass recipients with -t instead")]
+    CommandLineTooLong,
+    #[error(
+        "{flag}: vsendmail has no daemon mode; it delivers when called, and `vsendmail -q` from cron or the systemd timer retries the queue"
+    )]
+    NoDaemon { flag: String },
+    #[error(
+        "-C {path} refused: vsendmail runs set-id, and only root may choose another configuration"
+    )]
+    OtherConfig { path: String },
+    #[error(
+        "no recipients: give recipient addresses as arguments, or use -t to read them from the message"
+    )]
+    NoRecipients,
+    #[error(
+        "no recipients: -t found no address in To:, Cc: or Bcc:, and none was given as an argument"
+    )]
+    NoHeaderRecipients,
+    #[error("{count} recipients exceed the limit of {max} (max_recipients)")]
+    TooManyRecipients { count: usize, max: usize },
+    #[error("-bv needs recipient addresses")]
+    VerifyNeedsRecipients,
+    #[error("{shown}: {why}")]
+    BadSelector { shown: String, why: &'static str },
+    #[error(
+        "{what}; user {login} may act only on their own messages (root and trusted_users on any)"
+    )]
+    NotYours { what: String, login: String },
+    #[error(
+        "--who {shown}: not an address (192.0.2.10, 2001:db8::11), an address and port (192.0.2.10:40312, [2001:db8::11]:40312) or a Message-ID (<id@example.org>)"
+    )]
+    WhoQuery { shown: String },
+    #[error("--window {shown}: not a duration (e.g. 10m, 1h, 30s)")]
+    WhoWindow { shown: String },
+    #[error(
+        "--who: time {shown}: use 2026-11-23T12:03, \"2026-11-23 12:03:04\" (UTC) or add an offset (2026-11-23T13:03+01:00)"
+    )]
+    WhoTime { shown: String },
+    /// `-bi` found problems (each was printed as `file:line: …`).
+    #[error("{count} problem(s) found; fix them and run -bi again")]
+    CheckFailed { count: usize },
+    /// A BATV key file cannot be used by `--batv-check`.
+    #[error("{0}")]
+    BatvKeys(String),
+    /// `--doctor`'s resolvers cannot be set up.
+    #[error("{0}")]
+    DoctorSetup(String),
+    /// `--policy`: the keys cannot be loaded.
+    #[error("policy: {0}; ending the policy run")]
+    PolicyKeys(String),
+    /// `--policy`: input that is not the Postfix policy protocol.
+    #[error("policy: {0}")]
+    PolicyInput(String),
+
+    // What failed on the way.
+    /// Recipients failed permanently (each was reported on its own line).
+    #[error("{count} recipient(s) could not be delivered")]
+    Undelivered { count: usize },
+    /// `--doctor` found a problem (each is a FAIL line of the report).
+    #[error("--doctor found problems")]
+    DoctorFailed,
+    /// Temporary failure and the message could not be queued (`queue = false`).
+    #[error("temporary failure, message not queued (queue = false): {reasons}")]
+    NotQueued { reasons: String },
+    #[error("cannot read the audit trail {path}: {err}")]
+    AuditRead { path: String, err: std::io::Error },
+    /// The `-bs` client or the policy client went away or cannot be read.
+    #[error("{what}: {err}")]
+    Client {
+        what: &'static str,
+        err: std::io::Error,
+    },
+
+    /// A query or selector matched nothing (exit 1, as grep); prints nothing.
+    #[error("nothing matched")]
+    NoMatch,
+    /// An error already reported where its reader looks (syslog, for
+    /// `--policy`, whose stderr belongs to Postfix): nothing on stderr.
+    #[error("{0}")]
+    Quiet(Box<Error>),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 /// The sysexits code for an error.
 pub fn code(err: &Error) -> i32 {
-    use crate::cli::CliError;
-    use crate::message::IntakeError;
     match err {
         Error::Cli(CliError::BadAddress(..)) => DATAERR,
         Error::Cli(CliError::Refused(..)) => NOPERM,
@@ -38,25 +158,144 @@ pub fn code(err: &Error) -> i32 {
         Error::Intake(IntakeError::Spool(e)) => spool_code(e),
         Error::Intake(_) => DATAERR,
         Error::Spool(e) => spool_code(e),
+        Error::Dkim(_) => CONFIG,
         Error::Rate(_) => TEMPFAIL,
-        Error::Usage(_) => USAGE,
-        Error::Data(_) => DATAERR,
-        Error::NoPerm(_) => NOPERM,
-        Error::Unavailable(_) => UNAVAILABLE,
-        Error::TempFail(_) => TEMPFAIL,
-        Error::Io(_) => IOERR,
-        Error::Software(_) => SOFTWARE,
-        Error::Config78(_) => CONFIG,
+        Error::NoDaemon { .. }
+        | Error::CommandLineTooLong
+        | Error::NoRecipients
+        | Error::VerifyNeedsRecipients
+        | Error::BadSelector { .. }
+        | Error::WhoQuery { .. }
+        | Error::WhoWindow { .. }
+        | Error::WhoTime { .. } => USAGE,
+        Error::NoHeaderRecipients | Error::TooManyRecipients { .. } | Error::PolicyInput(_) => {
+            DATAERR
+        }
+        Error::OtherConfig { .. } | Error::NotYours { .. } => NOPERM,
+        Error::CheckFailed { .. }
+        | Error::BatvKeys(_)
+        | Error::DoctorSetup(_)
+        | Error::PolicyKeys(_) => CONFIG,
+        Error::NotQueued { .. } => TEMPFAIL,
+        Error::Undelivered { .. } => UNAVAILABLE,
+        Error::DoctorFailed => 1,
+        Error::AuditRead { .. } | Error::Client { .. } => IOERR,
         Error::NoMatch => 1,
+        Error::Quiet(e) => code(e),
     }
 }
 
-fn spool_code(e: &crate::spool::SpoolError) -> i32 {
-    use crate::spool::SpoolError;
+fn spool_code(e: &SpoolError) -> i32 {
     match e {
         SpoolError::Create { .. } => CANTCREAT,
         SpoolError::NotFound(_) => 1,
         SpoolError::Corrupt { .. } => SOFTWARE,
         SpoolError::Io { .. } => IOERR,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io() -> std::io::Error {
+        std::io::Error::other("x")
+    }
+
+    #[test]
+    fn every_layer_maps_to_its_code() {
+        let cases: Vec<(Error, i32)> = vec![
+            (CliError::Usage("x".into()).into(), USAGE),
+            (CliError::Refused("x".into()).into(), NOPERM),
+            (
+                ConfigError::Syntax {
+                    path: "c".into(),
+                    line: 1,
+                    msg: "m".into(),
+                }
+                .into(),
+                CONFIG,
+            ),
+            (InvokerError::Unknown(1).into(), NOUSER),
+            (IntakeError::Io(io()).into(), IOERR),
+            (
+                SpoolError::Create {
+                    dir: "d".into(),
+                    err: io(),
+                }
+                .into(),
+                CANTCREAT,
+            ),
+            (SpoolError::NotFound("ID".into()).into(), 1),
+            (
+                SpoolError::Corrupt {
+                    path: "p".into(),
+                    why: "w".into(),
+                }
+                .into(),
+                SOFTWARE,
+            ),
+            (DkimError::Key("k".into()).into(), CONFIG),
+            (
+                RateError::Over {
+                    identity: "a@b".into(),
+                    sent: 3,
+                    period: "1h".into(),
+                    limit: 3,
+                }
+                .into(),
+                TEMPFAIL,
+            ),
+            (Error::NoRecipients, USAGE),
+            (Error::NoHeaderRecipients, DATAERR),
+            (Error::TooManyRecipients { count: 2, max: 1 }, DATAERR),
+            (Error::OtherConfig { path: "/x".into() }, NOPERM),
+            (
+                Error::NotQueued {
+                    reasons: "r".into(),
+                },
+                TEMPFAIL,
+            ),
+            (Error::CheckFailed { count: 1 }, CONFIG),
+            (Error::PolicyInput("p".into()), DATAERR),
+            (
+                Error::Client {
+                    what: "w",
+                    err: io(),
+                },
+                IOERR,
+            ),
+            (Error::NoMatch, 1),
+            (Error::Undelivered { count: 1 }, UNAVAILABLE),
+            (Error::DoctorFailed, 1),
+            (Error::CommandLineTooLong, USAGE),
+            (
+                Error::Quiet(Box::new(Error::PolicyKeys("k".into()))),
+                CONFIG,
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(code(&e), want, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn messages_name_the_problem() {
+        let e = Error::TooManyRecipients {
+            count: 1001,
+            max: 1000,
+        };
+        assert_eq!(
+            e.to_string(),
+            "1001 recipients exceed the limit of 1000 (max_recipients)"
+        );
+        let e = Error::NotYours {
+            what: "ABC: another user's message".into(),
+            login: "bob".into(),
+        };
+        assert!(
+            e.to_string()
+                .contains("user bob may act only on their own messages")
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! `-bp` / `mailq`: the queue listed as Postfix's mailq does. Only the
 //! invoking user's messages unless root (or a trusted user).
 
-use crate::Result;
+use crate::exit::Result;
 use crate::job::Job;
 use crate::spool::{Envelope, RcptState, Spool};
 use std::fmt::Write;

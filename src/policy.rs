@@ -13,26 +13,31 @@
 //! UTF-8) ends the run with a syslog line and exit 65.
 
 use crate::batv::{Domains, Verdict};
+use crate::exit::{Error, Result};
+use crate::syslog::Syslog;
 use std::io::{BufRead, Read, Write};
 
 const MAX_LINE: usize = 8 * 1024;
 const MAX_ATTRS: usize = 200;
 
 /// Serve policy requests until end of input.
-pub fn serve(job: &crate::job::Job) -> crate::Result<i32> {
+pub fn serve(job: &crate::job::Job) -> Result<i32> {
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
-    let domains = match Domains::load(&job.cfg) {
-        Ok(d) => d,
-        Err(e) => {
-            job.log.err(&format!("policy: {e}; ending the policy run"));
-            return Ok(crate::exit::CONFIG);
-        }
-    };
-    let mut input = stdin.lock();
-    let mut out = stdout.lock();
-    serve_on(&mut input, &mut out, &job.log, |addr| {
-        domains.check(addr, crate::batv::today(), job.cfg.cfg.batv_days)
+    let result = Domains::load(&job.cfg)
+        .map_err(|e| Error::PolicyKeys(e.to_string()))
+        .and_then(|domains| {
+            let mut input = stdin.lock();
+            let mut out = stdout.lock();
+            serve_on(&mut input, &mut out, &job.log, |addr| {
+                domains.check(addr, crate::batv::today(), job.cfg.cfg.batv_days)
+            })
+        });
+    // Postfix's spawn(8) connects stderr to the client: what ended the run
+    // goes to syslog only.
+    result.map_err(|e| {
+        job.log.err(&e.to_string());
+        Error::Quiet(Box::new(e))
     })
 }
 
@@ -41,9 +46,9 @@ pub fn serve(job: &crate::job::Job) -> crate::Result<i32> {
 pub fn serve_on<R: BufRead, W: Write>(
     input: &mut R,
     out: &mut W,
-    log: &crate::syslog::Syslog,
-    check: impl Fn(&str) -> Result<Verdict, String>,
-) -> crate::Result<i32> {
+    log: &Syslog,
+    check: impl Fn(&str) -> std::result::Result<Verdict, String>,
+) -> Result<i32> {
     let mut attrs: Vec<(String, String)> = Vec::new();
     let mut line = Vec::new();
     let mut served = 0usize;
@@ -54,23 +59,24 @@ pub fn serve_on<R: BufRead, W: Write>(
             .read_until(b'\n', &mut line)
         {
             Ok(n) => n,
-            Err(e) => {
-                log.err(&format!("policy: cannot read the request: {e}"));
-                return Ok(crate::exit::IOERR);
+            Err(err) => {
+                return Err(Error::Client {
+                    what: "policy: cannot read the request",
+                    err,
+                });
             }
         };
         if n == 0 {
             if !attrs.is_empty() {
-                log.warning(&format!(
-                    "policy: input ended inside a request ({} attribute(s) without the empty line); ending after {served} request(s)",
+                return Err(Error::PolicyInput(format!(
+                    "input ended inside a request ({} attribute(s) without the empty line); ending after {served} request(s)",
                     attrs.len()
-                ));
-                return Ok(crate::exit::DATAERR);
+                )));
             }
             return Ok(0);
         }
         if line.last() != Some(&b'\n') && line.len() > MAX_LINE {
-            return malformed(log, served, "a line longer than 8 KiB");
+            return Err(malformed(served, "a line longer than 8 KiB"));
         }
         while matches!(line.last(), Some(b'\n' | b'\r')) {
             line.pop();
@@ -78,56 +84,55 @@ pub fn serve_on<R: BufRead, W: Write>(
         if line.is_empty() {
             let action = decide(&attrs, &check, log);
             let ok = writeln!(out, "action={action}\n").and_then(|_| out.flush());
-            if let Err(e) = ok {
-                log.err(&format!("policy: cannot answer: {e}"));
-                return Ok(crate::exit::IOERR);
+            if let Err(err) = ok {
+                return Err(Error::Client {
+                    what: "policy: cannot answer",
+                    err,
+                });
             }
             served += 1;
             attrs.clear();
             continue;
         }
         let Ok(text) = std::str::from_utf8(&line) else {
-            return malformed(log, served, "a line that is not UTF-8");
+            return Err(malformed(served, "a line that is not UTF-8"));
         };
         let Some((name, value)) = text.split_once('=') else {
-            return malformed(
-                log,
+            return Err(malformed(
                 served,
                 &format!(
                     "a line without `=`: \"{}\"",
                     crate::address::printable(text)
                 ),
-            );
+            ));
         };
         if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return malformed(
-                log,
+            return Err(malformed(
                 served,
                 &format!(
                     "a bad attribute name: \"{}\"",
                     crate::address::printable(name)
                 ),
-            );
+            ));
         }
         if attrs.len() >= MAX_ATTRS {
-            return malformed(log, served, "a request of more than 200 attributes");
+            return Err(malformed(served, "a request of more than 200 attributes"));
         }
         attrs.push((name.to_string(), value.to_string()));
     }
 }
 
-fn malformed(log: &crate::syslog::Syslog, served: usize, what: &str) -> crate::Result<i32> {
-    log.err(&format!(
-        "policy: malformed input ({what}); this is not the Postfix policy protocol; ending after {served} request(s)"
-    ));
-    Ok(crate::exit::DATAERR)
+fn malformed(served: usize, what: &str) -> Error {
+    Error::PolicyInput(format!(
+        "malformed input ({what}); this is not the Postfix policy protocol; ending after {served} request(s)"
+    ))
 }
 
 /// The action for one request.
 fn decide(
     attrs: &[(String, String)],
-    check: &impl Fn(&str) -> Result<Verdict, String>,
-    log: &crate::syslog::Syslog,
+    check: &impl Fn(&str) -> std::result::Result<Verdict, String>,
+    log: &Syslog,
 ) -> String {
     let get = |k: &str| {
         attrs
@@ -172,8 +177,8 @@ mod tests {
 
     fn run(input: &str) -> (i32, String) {
         let mut out = Vec::new();
-        let log = crate::syslog::Syslog::none();
-        let code = serve_on(&mut input.as_bytes(), &mut out, &log, |a| {
+        let log = Syslog::none();
+        let result = serve_on(&mut input.as_bytes(), &mut out, &log, |a| {
             Ok(if a.starts_with("prvs=") {
                 Verdict::Valid
             } else if a.ends_with("@batv.test") {
@@ -181,8 +186,11 @@ mod tests {
             } else {
                 Verdict::NoKey("x".into())
             })
-        })
-        .unwrap();
+        });
+        let code = match result {
+            Ok(c) => c,
+            Err(e) => crate::exit::code(&e),
+        };
         (code, String::from_utf8(out).unwrap())
     }
 

@@ -6,10 +6,10 @@
 //! connection pool per run: messages to the same host from the same source
 //! share an SMTP connection (RSET between).
 
-use crate::Result;
 use crate::cli::{QueueFilter, QueueRun};
 use crate::clock::unix_now;
 use crate::deliver::{self, Context};
+use crate::exit::Result;
 use crate::identity::Identity;
 use crate::job::Job;
 use crate::spool::{Envelope, RcptState, Spool};

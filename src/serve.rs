@@ -8,10 +8,10 @@
 use crate::base::dsn::Dsn;
 use crate::base::dsn::ErrorMode;
 use crate::deliver;
+use crate::exit::{Error, Result};
 use crate::job::Job;
 use crate::message::lines::{Line, next_line};
 use crate::submit::{self, Submission};
-use crate::{Error, Result};
 use std::io::{BufRead, Write};
 
 struct Tx {
@@ -30,14 +30,20 @@ pub fn run(job: &Job) -> Result<i32> {
         out.write_all(s.as_bytes())
             .and_then(|_| out.write_all(b"\r\n"))
             .and_then(|_| out.flush())
-            .map_err(|e| Error::Io(format!("writing to the SMTP client: {e}")))
+            .map_err(|err| Error::Client {
+                what: "writing to the SMTP client",
+                err,
+            })
     };
     say(&mut out, &format!("220 {host} ESMTP vsendmail"))?;
     let mut greeted = false;
     let mut tx: Option<Tx> = None;
     let mut line = Vec::new();
     loop {
-        let got = next_line(&mut input, &mut line, 2048).map_err(|e| Error::Io(e.to_string()))?;
+        let got = next_line(&mut input, &mut line, 2048).map_err(|err| Error::Client {
+            what: "reading from the SMTP client",
+            err,
+        })?;
         match got {
             Line::Eof => return Ok(0),
             Line::TooLong => {

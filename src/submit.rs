@@ -9,12 +9,11 @@ use crate::base::dsn::{Dsn, ErrorMode};
 use crate::cli::DeliveryMode;
 use crate::clock::unix_now;
 use crate::deliver::{self, Report};
-use crate::exit;
+use crate::exit::{Error, Result};
 use crate::identity::Identity;
 use crate::job::Job;
 use crate::message::{self, IntakeOptions, Limits};
 use crate::spool::{Envelope, Locked, Recipient, Spool};
-use crate::{Error, Result};
 use std::io::BufRead;
 
 /// What a submission (argv mode or one -bs transaction) asks for.
@@ -90,9 +89,7 @@ pub fn accept<R: BufRead>(
     env.utf8_headers = taken.utf8_headers;
     env.dsn = sub.dsn.clone();
     env.errors = sub.errors;
-    if let Some(sig) =
-        crate::dkim::sign_draft(identity, &mut draft).map_err(|e| Error::Config78(e.to_string()))?
-    {
+    if let Some(sig) = crate::dkim::sign_draft(identity, &mut draft)? {
         env.prepend = sig;
     }
     crate::rate::admit(&job.cfg, &job.log, trusted, &mut env)?;
@@ -153,17 +150,16 @@ fn expand_recipients(
     }
     if out.is_empty() {
         return Err(if read_recipients {
-            Error::Data("no recipients: -t found no address in To:, Cc: or Bcc:, and none was given as an argument".into())
+            Error::NoHeaderRecipients
         } else {
-            Error::Usage("no recipients: give recipient addresses as arguments, or use -t to read them from the message".into())
+            Error::NoRecipients
         });
     }
     if out.len() > job.cfg.cfg.max_recipients {
-        return Err(Error::Data(format!(
-            "{} recipients exceed the limit of {} (max_recipients)",
-            out.len(),
-            job.cfg.cfg.max_recipients
-        )));
+        return Err(Error::TooManyRecipients {
+            count: out.len(),
+            max: job.cfg.cfg.max_recipients,
+        });
     }
     Ok(out)
 }
@@ -172,9 +168,7 @@ fn expand_recipients(
 pub fn submit(job: &Job) -> Result<i32> {
     let inv = &job.inv;
     if inv.recipients.is_empty() && !inv.read_recipients {
-        return Err(Error::Usage(
-            "no recipients: give recipient addresses as arguments, or use -t to read them from the message".into(),
-        ));
+        return Err(Error::NoRecipients);
     }
     let identity = job.identity()?;
     let sub = Submission {
@@ -208,7 +202,7 @@ pub fn submit(job: &Job) -> Result<i32> {
             let mut locked = locked;
             let mut ctx = deliver::Context::new(&job.cfg, &job.log, inv.verbose, false);
             let report = deliver::deliver(&mut ctx, &mut locked);
-            finish(job, &mut ctx, locked, &report, inv.errors)
+            finish(job, &mut ctx, locked, &report, inv.errors).map(|()| 0)
         }
     }
 }
@@ -250,27 +244,28 @@ fn background(job: &Job, locked: Locked) {
 }
 
 /// After a delivery attempt at submission: save or remove, report failures
-/// the way -oe says, pick the exit code.
+/// the way -oe says; `Err` when the caller must hear a failure.
 pub fn finish(
     job: &Job,
     ctx: &mut deliver::Context,
     mut locked: Locked,
     report: &Report,
     errors: ErrorMode,
-) -> Result<i32> {
+) -> Result<()> {
     for e in &report.local_errors {
         eprintln!("vsendmail: {e}; the message stays queued");
     }
-    let mut code = 0;
+    // Each failed recipient was printed (-oep) or is not to be (-oeq).
+    let mut undelivered = None;
     if !report.failed.is_empty() {
         match errors {
             ErrorMode::Print => {
                 for (a, why) in &report.failed {
                     eprintln!("vsendmail: <{a}>: {why}");
                 }
-                code = exit::UNAVAILABLE;
+                undelivered = Some(report.failed.len());
             }
-            ErrorMode::Quiet => code = exit::UNAVAILABLE,
+            ErrorMode::Quiet => undelivered = Some(report.failed.len()),
             ErrorMode::Mail => {
                 crate::bounce::send_failure(ctx, &locked.env, &report.failed);
             }
@@ -295,15 +290,17 @@ pub fn finish(
                 .collect::<Vec<_>>()
                 .join("; ");
             locked.remove()?;
-            if code == 0 {
-                return Err(Error::TempFail(format!(
-                    "temporary failure, message not queued (queue = false): {msg}"
-                )));
+            let e = Error::NotQueued { reasons: msg };
+            if undelivered.is_none() {
+                return Err(e);
             }
-            eprintln!("vsendmail: temporary failure, message not queued (queue = false): {msg}");
+            eprintln!("vsendmail: {e}");
         }
     } else {
         locked.remove()?;
     }
-    Ok(code)
+    match undelivered {
+        Some(count) => Err(Error::Quiet(Box::new(Error::Undelivered { count }))),
+        None => Ok(()),
+    }
 }

@@ -2,14 +2,14 @@
 //! address that would be bound (checked by binding it), the route, DKIM and
 //! BATV — without sending anything or reading stdin.
 
+use crate::exit::{Error, Result};
 use crate::job::Job;
 use crate::route::Router;
-use crate::{Error, Result};
 use std::net::IpAddr;
 
 pub fn run(job: &Job) -> Result<i32> {
     if job.inv.recipients.is_empty() {
-        return Err(Error::Usage("-bv needs recipient addresses".into()));
+        return Err(Error::VerifyNeedsRecipients);
     }
     let id = job.identity()?;
     let domain = id.domain();
