@@ -58,7 +58,7 @@ pub fn build(data: &[u8], meta: &std::fs::Metadata) -> Vec<u8> {
     for (i, line) in data.split(|b| *b == b'\n').enumerate() {
         let start = offset;
         offset += line.len() + 1;
-        let word = super::first_field(line);
+        let word = first_field(line);
         if word.is_empty() {
             continue;
         }
@@ -203,4 +203,13 @@ impl Index {
         let o = u64_at(&self.map, 64);
         (o != NONE).then(|| (o as usize, u64_at(&self.map, 72) as usize))
     }
+}
+
+/// A line's first field (login, `%group` or `*`): up to white space or `#`.
+pub fn first_field(line: &[u8]) -> &[u8] {
+    let end = line
+        .iter()
+        .position(|b| b.is_ascii_whitespace() || *b == b'#')
+        .unwrap_or(line.len());
+    &line[..end]
 }

@@ -244,14 +244,6 @@ fn line_at(data: &[u8], offset: usize) -> &[u8] {
     &rest[..memchr::memchr(b'\n', rest).unwrap_or(rest.len())]
 }
 
-/// A line's first field (login, `%group` or `*`): up to white space or `#`.
-pub(crate) fn first_field(line: &[u8]) -> &[u8] {
-    let end = line
-        .iter()
-        .position(|b| b.is_ascii_whitespace() || *b == b'#')
-        .unwrap_or(line.len());
-    &line[..end]
-}
 
 /// The table as read from disk, with its path.
 pub struct Table {
@@ -347,7 +339,7 @@ impl Table {
             return Ok(None);
         }
         let l = line_at(&self.data, offset);
-        if !accept(first_field(l)) {
+        if !accept(index::first_field(l)) {
             return Ok(None);
         }
         parse_line(&String::from_utf8_lossy(l), &self.path, line)
@@ -446,7 +438,7 @@ impl Table {
             .into_iter()
             .chain(finder.find_iter(data).map(|i| i + 1));
         for start in starts {
-            if !accept(first_field(line_at(data, start))) {
+            if !accept(index::first_field(line_at(data, start))) {
                 continue;
             }
             let lineno = memchr::memchr_iter(b'\n', &data[..start]).count() + 1;
