@@ -3,23 +3,23 @@
 //! `-bs` server, a queue job, one of the commands), and turn the result into
 //! the one-line error and the exit code. Nothing imports this module.
 
-use crate::cli::{self, Invocation, Mode, Own};
-use crate::config;
+use crate::base::syslog::Syslog;
+use crate::cli::parse::{self, Invocation, Mode, Own};
+use crate::config::conf;
 use crate::exit;
 use crate::exit::{Error, Result};
-use crate::invoker::Invoker;
-use crate::job::Job;
-use crate::syslog::Syslog;
+use crate::identity::invoker::Invoker;
+use crate::identity::job::Job;
 
 /// Program entry: returns the exit code.
 pub fn main(argv: Vec<String>) -> i32 {
     let argv0 = argv.first().cloned().unwrap_or_else(|| "sendmail".into());
-    let prog = cli::prog_name(&argv0);
+    let prog = parse::prog_name(&argv0);
     let total: usize = argv.iter().map(|a| a.len() + 1).sum();
     if total > 256 * 1024 {
         return report_error(&Error::CommandLineTooLong);
     }
-    let inv = match cli::parse(prog, &argv[1..]) {
+    let inv = match parse::parse(prog, &argv[1..]) {
         Ok(i) => i,
         Err(e) => return report_error(&Error::from(e)),
     };
@@ -57,7 +57,7 @@ fn execute(inv: Invocation) -> Result<i32> {
                 "vsendmail {}: sendmail-compatible delivery as each user's virtual identity",
                 env!("CARGO_PKG_VERSION")
             );
-            println!("{}", cli::USAGE);
+            println!("{}", parse::USAGE);
             println!(
                 "own commands: --who QUERY [TIME] [--window D], --hold|--release|--delete SEL, --batv-check ADDR, --policy, --doctor [LOGIN...], --version, --help"
             );
@@ -82,9 +82,9 @@ fn execute(inv: Invocation) -> Result<i32> {
             }
             (p.clone(), true)
         }
-        None => (std::path::PathBuf::from(config::DEFAULT_PATH), false),
+        None => (std::path::PathBuf::from(conf::DEFAULT_PATH), false),
     };
-    let cfg = config::load(&path, explicit)?;
+    let cfg = conf::load(&path, explicit)?;
     let tag = inv.tag.clone().unwrap_or_else(|| "vsendmail".into());
     let log = Syslog::open(&cfg.cfg.syslog_socket, &tag);
     let job = Job {
@@ -94,12 +94,12 @@ fn execute(inv: Invocation) -> Result<i32> {
         log,
     };
     match job.inv.mode.clone() {
-        Mode::Deliver => crate::submit::submit(&job),
-        Mode::Smtp => crate::serve::run(&job),
-        Mode::PrintQueue => crate::mailq::print(&job),
-        Mode::Init => crate::check::run(&job),
-        Mode::Verify => crate::verify::run(&job),
-        Mode::QueueRun(q) => crate::runner::run(&job, &q),
+        Mode::Deliver => crate::commands::submit::submit(&job),
+        Mode::Smtp => crate::commands::serve::run(&job),
+        Mode::PrintQueue => crate::commands::mailq::print(&job),
+        Mode::Init => crate::commands::check::run(&job),
+        Mode::Verify => crate::commands::verify::run(&job),
+        Mode::QueueRun(q) => crate::commands::queue_run::run(&job, &q),
         Mode::Own(own) => own_command(&job, own),
         Mode::Daemon(_) => unreachable!("handled above"),
     }
@@ -112,13 +112,13 @@ fn own_command(job: &Job, own: Own) -> Result<i32> {
             query,
             time,
             window,
-        } => crate::audit::who(job, &query, time.as_deref(), window.as_deref()),
-        Own::Hold(sel) => crate::admin::hold(job, &sel),
-        Own::Release(sel) => crate::admin::release(job, &sel),
-        Own::Delete(sel) => crate::admin::delete(job, &sel),
-        Own::BatvCheck(addr) => crate::batv::check_command(job, &addr),
-        Own::Policy => crate::policy::serve(job),
-        Own::Doctor(logins) => crate::doctor::run(job, &logins),
+        } => crate::account::audit::who(job, &query, time.as_deref(), window.as_deref()),
+        Own::Hold(sel) => crate::commands::admin::hold(job, &sel),
+        Own::Release(sel) => crate::commands::admin::release(job, &sel),
+        Own::Delete(sel) => crate::commands::admin::delete(job, &sel),
+        Own::BatvCheck(addr) => crate::sign::batv::check_command(job, &addr),
+        Own::Policy => crate::commands::policy::serve(job),
+        Own::Doctor(logins) => crate::doctor::report::run(job, &logins),
         Own::Version | Own::Help => Ok(0),
     }
 }

@@ -8,16 +8,16 @@
 //! Only [`code`] decides which code a caller sees; nothing below imports
 //! this module, and the commands above never pick a code themselves.
 
-use crate::address::AddressError;
-use crate::cli::CliError;
-use crate::config::ConfigError;
-use crate::dkim::DkimError;
-use crate::identity::PolicyError;
-use crate::invoker::InvokerError;
-use crate::message::IntakeError;
-use crate::rate::RateError;
-use crate::spool::SpoolError;
-use crate::virtusers::VirtusersError;
+use crate::account::rate::RateError;
+use crate::base::address::AddressError;
+use crate::cli::parse::CliError;
+use crate::config::conf::ConfigError;
+use crate::config::virtusers::VirtusersError;
+use crate::identity::invoker::InvokerError;
+use crate::identity::profile::PolicyError;
+use crate::intake::message::IntakeError;
+use crate::sign::dkim::DkimError;
+use crate::spool::store::SpoolError;
 
 pub const OK: i32 = 0;
 pub const USAGE: i32 = 64;

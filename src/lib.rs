@@ -1,43 +1,32 @@
 //! vsendmail: a sendmail-compatible drop-in that delivers each Unix user's mail as
 //! that user's virtual identity, from the identity's own source address.
 //!
-//! The flow, one module per stage: `cli` (what was typed) -> `config`, `invoker`,
-//! `virtusers`/`identity` (who is sending) -> `job` (what will happen) ->
-//! `message` (stdin into the spool) -> `spool` (durable storage) -> `deliver`
-//! (`route`, `dns`, `connect`, `smtp`) -> `syslog`/`audit` (what happened).
+//! The stages, in the order a message flows through them; each module
+//! imports only from the ones above it in this list (a unit test checks it).
 
-pub mod address;
-pub mod admin;
-pub mod aliases;
+/// What is recorded: the audit trail and the rate counters.
+pub mod account;
+/// The entry point: argv to exit code.
 pub mod app;
-pub mod audit;
+/// Leaf value types and facilities: addresses, clock, durations, limits, relay URLs, DSN, syslog.
 pub mod base;
-pub mod batv;
-pub mod bounce;
-pub mod check;
+/// The command line: argv into an `Invocation`.
 pub mod cli;
-pub mod clock;
+/// Modes and commands, one file each.
+pub mod commands;
+/// The administrator's files: vsendmail.conf, virtusers, aliases, secrets.
 pub mod config;
-pub mod connect;
+/// Delivery: route, DNS, bound connect, SMTP, the attempt and its outcome, bounces.
 pub mod deliver;
-pub mod dkim;
-pub mod dns;
+/// `--doctor`'s checks of what receivers see.
 pub mod doctor;
+/// The crate's `Error` and its one map to sysexits codes.
 pub mod exit;
+/// Who is sending: the invoker, its virtual identity and sender policy, the run's `Job`.
 pub mod identity;
-pub mod invoker;
-pub mod job;
-pub mod mailq;
-pub mod message;
-pub mod policy;
-pub mod rate;
-pub mod route;
-pub mod runner;
-pub mod secrets;
-pub mod serve;
-pub mod smtp;
+/// The message: stdin into a spool draft, headers, bounded lines.
+pub mod intake;
+/// DKIM signatures and BATV tags.
+pub mod sign;
+/// Storage: the queue directory and the envelope format.
 pub mod spool;
-pub mod submit;
-pub mod syslog;
-pub mod verify;
-pub mod virtusers;

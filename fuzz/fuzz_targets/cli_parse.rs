@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vsendmail::cli::{self, ProgName};
+use vsendmail::cli::parse::{self, ProgName};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&first, rest)) = data.split_first() else {
@@ -24,20 +24,20 @@ fuzz_target!(|data: &[u8]| {
         // What the parser accepted as addresses must pass the check again.
         for r in &inv.recipients {
             assert!(!r.starts_with('-'), "recipient {r:?} looks like an option");
-            vsendmail::address::validate(r, "recipient").expect("accepted recipient revalidates");
+            vsendmail::base::address::validate(r, "recipient").expect("accepted recipient revalidates");
         }
         if let Some(s) = &inv.sender {
             assert!(!s.starts_with('-'), "sender {s:?} looks like an option");
         }
     }
     for a in &args {
-        if let Ok(v) = vsendmail::address::validate(a, "recipient") {
+        if let Ok(v) = vsendmail::base::address::validate(a, "recipient") {
             assert!(
                 !v.starts_with('-') && !v.chars().any(|c| c.is_control()),
                 "{v:?}"
             );
-            let _ = vsendmail::address::domain(&v);
-            let _ = vsendmail::address::qualify(&v, "fuzz.example");
+            let _ = vsendmail::base::address::domain(&v);
+            let _ = vsendmail::base::address::qualify(&v, "fuzz.example");
         }
         let _ = cli::prog_name(a);
     }

@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    if let Err(e) = vsendmail::config::parse(&text, Path::new("/etc/vsendmail.conf")) {
+    if let Err(e) = vsendmail::config::conf::parse(&text, Path::new("/etc/vsendmail.conf")) {
         assert!(e.to_string().contains("/etc/vsendmail.conf"), "{e}");
     }
 });

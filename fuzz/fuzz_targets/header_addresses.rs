@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vsendmail::message::headers;
+use vsendmail::intake::headers;
 
 fuzz_target!(|data: &[u8]| {
     let value = String::from_utf8_lossy(data);
@@ -14,9 +14,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = headers::address_list(&q);
     }
     for a in &addrs {
-        let _ = vsendmail::address::validate(a, "recipient");
-        let _ = vsendmail::address::wildcard(a, "alice@shop.example");
-        let _ = vsendmail::address::wildcard("*@shop.example", a);
+        let _ = vsendmail::base::address::validate(a, "recipient");
+        let _ = vsendmail::base::address::wildcard(a, "alice@shop.example");
+        let _ = vsendmail::base::address::wildcard("*@shop.example", a);
     }
     let _ = headers::is_field_start(data);
 });

@@ -10,10 +10,10 @@ use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use vsendmail::config::FromPolicy;
-use vsendmail::identity::Identity;
-use vsendmail::message::{IntakeOptions, Limits, take};
-use vsendmail::spool::Spool;
+use vsendmail::config::conf::FromPolicy;
+use vsendmail::identity::profile::Identity;
+use vsendmail::intake::message::{IntakeOptions, Limits, take};
+use vsendmail::spool::store::Spool;
 
 fn spool() -> &'static Spool {
     static S: OnceLock<Spool> = OnceLock::new();
@@ -66,7 +66,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         for a in &t.header_recipients {
-            let _ = vsendmail::address::validate(a, "recipient");
+            let _ = vsendmail::base::address::validate(a, "recipient");
         }
     }
     drop(draft);

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use vsendmail::virtusers::{self, Table};
+use vsendmail::config::virtusers::{self, Table};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

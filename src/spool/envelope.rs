@@ -13,7 +13,7 @@
 //! unknown versions are refused, not guessed at.
 
 use crate::base::dsn::{Dsn, ErrorMode};
-use crate::identity::Identity;
+use crate::identity::profile::Identity;
 use serde::{Deserialize, Serialize};
 
 pub const ENVELOPE_VERSION: u32 = 1;
@@ -148,8 +148,8 @@ impl Envelope {
         Envelope {
             version: ENVELOPE_VERSION,
             id,
-            created: crate::clock::unix_now(),
-            arrival_ms: crate::clock::unix_ms(),
+            created: crate::base::clock::unix_now(),
+            arrival_ms: crate::base::clock::unix_ms(),
             identity,
             sender,
             recipients,

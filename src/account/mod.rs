@@ -1,0 +1,7 @@
+//! Stage 7, what is recorded about each user's sending: the audit trail of
+//! every outgoing connection (`audit`) and the per-identity rate counters
+//! (`rate`), both group-owned files in the spool. May use the stages before
+//! it; delivery calls it, never the other way round.
+
+pub mod audit;
+pub mod rate;

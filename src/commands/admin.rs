@@ -1,0 +1,212 @@
+//! Queue control: `--hold`, `--release`, `--delete` with a queue id,
+//! `user=LOGIN` or `ALL`; root and trusted users on any message, others on
+//! their own only (another user's message or `user=`: exit 77, nothing
+//! changed; `ALL` means all of one's own). Each message is changed under its
+//! spool lock, so an action never races a delivery in progress: when one is
+//! running, the command waits for it to finish. Prints `ID: held`,
+//! `ID: released`, `ID: deleted` per message, exit 0, or exit 1 when the
+//! selector matched nothing. Held messages are skipped by queue runs;
+//! `--release` lifts only that hold (a message held for the rate limit stays
+//! under it); `--delete` removes the message without a bounce.
+
+use crate::exit::{Error, Result};
+use crate::identity::job::Job;
+use crate::spool::envelope::Envelope;
+use crate::spool::store::{Locked, Spool};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Hold,
+    Release,
+    Delete,
+}
+
+impl Action {
+    fn done(self) -> &'static str {
+        match self {
+            Action::Hold => "held",
+            Action::Release => "released",
+            Action::Delete => "deleted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Sel {
+    Id(String),
+    User(String),
+    All,
+}
+
+impl Sel {
+    fn parse(s: &str) -> Result<Sel> {
+        if s == "ALL" {
+            return Ok(Sel::All);
+        }
+        if let Some(login) = s.strip_prefix("user=") {
+            if login.is_empty() || login.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                return Err(Error::BadSelector {
+                    shown: crate::base::address::printable(s),
+                    why: "user= needs a login name",
+                });
+            }
+            return Ok(Sel::User(login.to_string()));
+        }
+        if !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Ok(Sel::Id(s.to_ascii_uppercase()));
+        }
+        Err(Error::BadSelector {
+            shown: crate::base::address::printable(s),
+            why: "not a selector; use a queue id (as mailq shows it), user=LOGIN or ALL",
+        })
+    }
+}
+
+pub fn hold(job: &Job, sel: &str) -> Result<i32> {
+    act(job, sel, Action::Hold)
+}
+
+pub fn release(job: &Job, sel: &str) -> Result<i32> {
+    act(job, sel, Action::Release)
+}
+
+pub fn delete(job: &Job, sel: &str) -> Result<i32> {
+    act(job, sel, Action::Delete)
+}
+
+fn refuse_other(job: &Job, what: &str) -> Error {
+    Error::NotYours {
+        what: what.to_string(),
+        login: job.invoker.login.clone(),
+    }
+}
+
+/// The ids a selector names, oldest first, after the permission check.
+fn select(job: &Job, spool: &Spool, sel: &Sel) -> Result<Vec<String>> {
+    let trusted = job.trusted();
+    let own = |e: &Envelope| e.identity.uid == job.invoker.uid;
+    match sel {
+        Sel::Id(id) => match spool.load(id) {
+            Ok(e) => {
+                if !trusted && !own(&e) {
+                    return Err(refuse_other(
+                        job,
+                        &format!("message {id} belongs to user {}", e.identity.login),
+                    ));
+                }
+                Ok(vec![id.clone()])
+            }
+            Err(crate::spool::store::SpoolError::NotFound(_)) => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        },
+        Sel::User(login) => {
+            if !trusted && *login != job.invoker.login {
+                return Err(refuse_other(
+                    job,
+                    &format!("user={login} names another user's messages"),
+                ));
+            }
+            let uid = crate::identity::invoker::by_login(login).map(|w| w.uid);
+            Ok(list(spool, |e| {
+                (e.identity.login == *login || Some(e.identity.uid) == uid) && (trusted || own(e))
+            }))
+        }
+        Sel::All => Ok(list(spool, |e| trusted || own(e))),
+    }
+}
+
+fn list(spool: &Spool, keep: impl Fn(&Envelope) -> bool) -> Vec<String> {
+    let Ok(ids) = spool.list() else {
+        return Vec::new();
+    };
+    ids.into_iter()
+        .filter(|id| spool.load(id).is_ok_and(|e| keep(&e)))
+        .collect()
+}
+
+/// Take a message's lock, waiting for a delivery in progress to end.
+fn lock(spool: &Spool, id: &str) -> Result<Option<Locked>> {
+    if let Some(l) = spool.lock(id, false)? {
+        return Ok(Some(l));
+    }
+    if !spool.env_path(id).exists() {
+        return Ok(None);
+    }
+    eprintln!("vsendmail: {id} is being delivered; waiting for that attempt to end");
+    Ok(spool.lock(id, true)?)
+}
+
+fn act(job: &Job, sel: &str, action: Action) -> Result<i32> {
+    let s = Sel::parse(sel)?;
+    let spool = Spool::of(&job.cfg)?;
+    let ids = select(job, &spool, &s)?;
+    let mut done = 0usize;
+    for id in ids {
+        let Some(mut locked) = lock(&spool, &id)? else {
+            continue; // delivered (or deleted) meanwhile
+        };
+        if !job.trusted() && locked.env.identity.uid != job.invoker.uid {
+            continue;
+        }
+        let mut note = "";
+        match action {
+            Action::Hold => {
+                locked.env.held = true;
+                locked.save()?;
+            }
+            Action::Release => {
+                locked.env.held = false;
+                locked.save()?;
+                if locked.env.rate_held {
+                    note = " (still under the rate limit: queue runs send it when the rate allows)";
+                }
+            }
+            Action::Delete => {
+                crate::account::rate::forget(&job.cfg, &locked.env);
+                locked.remove()?;
+            }
+        }
+        job.log.info(&format!(
+            "{id}: {} by uid={} user={}{}",
+            action.done(),
+            job.invoker.uid,
+            job.invoker.login,
+            if action == Action::Delete {
+                " (no bounce)"
+            } else {
+                ""
+            }
+        ));
+        println!("{id}: {}{note}", action.done());
+        done += 1;
+    }
+    if done == 0 {
+        eprintln!(
+            "vsendmail: no queued message matches {}",
+            crate::base::address::printable(sel)
+        );
+        return Err(Error::NoMatch);
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors() {
+        assert_eq!(Sel::parse("ALL").unwrap(), Sel::All);
+        assert_eq!(Sel::parse("user=alice").unwrap(), Sel::User("alice".into()));
+        assert_eq!(
+            Sel::parse("4f2a9c1b000001").unwrap(),
+            Sel::Id("4F2A9C1B000001".into())
+        );
+        for bad in ["", "user=", "../x", "a b", "queue/x"] {
+            assert!(
+                matches!(Sel::parse(bad), Err(Error::BadSelector { .. })),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! `-q`: queue runs without a daemon. `-q` tries every queued message now;
+//! `-q<time>` makes one pass over the messages whose retry time has come
+//! (what cron or the systemd timer runs every `<time>`); `-qI/-qR/-qS` select
+//! by substring. Messages locked by another process are skipped, so parallel
+//! runs (and a -odi delivery in progress) never send a message twice. One
+//! connection pool per run: messages to the same host from the same source
+//! share an SMTP connection (RSET between).
+
+use crate::base::clock::unix_now;
+use crate::cli::parse::{QueueFilter, QueueRun};
+use crate::deliver::attempt::{self, Context};
+use crate::exit::Result;
+use crate::identity::job::Job;
+use crate::identity::profile::Identity;
+use crate::spool::envelope::{Envelope, RcptState};
+use crate::spool::store::Spool;
+
+pub fn run(job: &Job, q: &QueueRun) -> Result<i32> {
+    let spool = Spool::of(&job.cfg)?;
+    let mut ctx = Context::new(&job.cfg, &job.log, job.inv.verbose, true);
+    let now = unix_now();
+    let mut tried = 0usize;
+    let mut rate_released = 0usize;
+    // Rate-held messages are released oldest first: ids sort by arrival.
+    let mut current: std::collections::HashMap<String, Option<Identity>> = Default::default();
+    for id in spool.list()? {
+        // Lock first (cheap, non-blocking), then read the envelope once.
+        let Some(mut locked) = spool.lock(&id, false)? else {
+            continue;
+        };
+        let env = &locked.env;
+        if !job.trusted() && env.identity.uid != job.invoker.uid {
+            continue;
+        }
+        if !selected(env, &q.filters) || env.held {
+            continue;
+        }
+        if q.interval.is_some() && env.next_try > now && !env.rate_held {
+            continue;
+        }
+        let now_identity = current_identity(job, &locked.env, &mut current);
+        if locked.env.rate_held {
+            if !crate::account::rate::release(
+                &job.cfg,
+                &job.log,
+                &mut locked.env,
+                now_identity.as_ref(),
+            ) {
+                continue;
+            }
+            rate_released += 1;
+            locked.save()?;
+        }
+        identity_changed_note(job, &locked.env, now_identity.as_ref());
+        tried += 1;
+        let expired = now.saturating_sub(locked.env.created) > job.cfg.max_age.as_secs();
+        let report = if expired {
+            attempt::Report {
+                failed: expire(&mut locked.env, job.cfg.max_age.as_secs()),
+                ..Default::default()
+            }
+        } else {
+            attempt::deliver(&mut ctx, &mut locked)
+        };
+        if job.inv.verbose {
+            eprintln!(
+                "vsendmail: {id}: sent={} deferred={} failed={}",
+                report.sent.len(),
+                report.deferred.len(),
+                report.failed.len()
+            );
+        }
+        if !report.failed.is_empty() {
+            crate::deliver::bounce::send_failure(&mut ctx, &locked.env, &report.failed);
+        }
+        if locked.env.has_pending() {
+            if let Some(warn) = job.cfg.warn_after
+                && !locked.env.warned
+                && now.saturating_sub(locked.env.created) >= warn.as_secs()
+            {
+                crate::deliver::bounce::send_delay_warning(&mut ctx, &locked.env, &report.deferred);
+                locked.env.warned = true;
+            }
+            locked.save()?;
+        } else {
+            locked.remove()?;
+        }
+    }
+    if let Some(pool) = ctx.pool.as_mut() {
+        pool.close_all();
+    }
+    spool.sweep();
+    crate::account::audit::expire(&job.cfg);
+    if job.inv.verbose {
+        eprintln!(
+            "vsendmail: queue run done: {tried} message(s) tried, {rate_released} released from the rate hold"
+        );
+    }
+    Ok(0)
+}
+
+/// Substring selection as sendmail's -qI/-qR/-qS.
+pub fn selected(env: &Envelope, filters: &[QueueFilter]) -> bool {
+    filters.iter().all(|f| match f {
+        QueueFilter::Id(s) => env
+            .id
+            .to_ascii_lowercase()
+            .contains(&s.to_ascii_lowercase()),
+        QueueFilter::Recipient(s) => env.recipients.iter().any(|r| {
+            r.state == RcptState::Pending
+                && r.addr
+                    .to_ascii_lowercase()
+                    .contains(&s.to_ascii_lowercase())
+        }),
+        QueueFilter::Sender(s) => env
+            .sender
+            .to_ascii_lowercase()
+            .contains(&s.to_ascii_lowercase()),
+    })
+}
+
+/// Past max_age: every pending recipient fails with the last reason;
+/// returns them as (address, reason) for the bounce.
+fn expire(env: &mut Envelope, max_age: u64) -> Vec<(String, String)> {
+    let days = max_age as f64 / 86400.0;
+    let mut failed = Vec::new();
+    for r in env
+        .recipients
+        .iter_mut()
+        .filter(|r| r.state == RcptState::Pending)
+    {
+        let why = format!(
+            "message expired after {days:.1} days in the queue; last error: {}",
+            r.reply.as_deref().unwrap_or("none")
+        );
+        r.state = RcptState::Failed;
+        r.reply = Some(why.clone());
+        failed.push((r.addr.clone(), why));
+    }
+    failed
+}
+
+/// The identity of the message's owner as virtusers says today (looked up
+/// once per login and run); `None` when the user or its line is gone.
+fn current_identity(
+    job: &Job,
+    env: &Envelope,
+    current: &mut std::collections::HashMap<String, Option<Identity>>,
+) -> Option<Identity> {
+    current
+        .entry(env.identity.login.clone())
+        .or_insert_with(|| {
+            crate::identity::invoker::by_login(&env.identity.login)
+                .and_then(|who| crate::identity::job::identity_of(&job.cfg, &who).ok())
+        })
+        .clone()
+}
+
+/// A retry sends as the identity recorded at submission; say so when
+/// virtusers has changed since.
+fn identity_changed_note(job: &Job, env: &Envelope, now: Option<&Identity>) {
+    let Some(now) = now else {
+        return;
+    };
+    if now.sender != env.identity.sender
+        || now.sources != env.identity.sources
+        || now.helo != env.identity.helo
+        || now.relay != env.identity.relay
+    {
+        job.log.warning(&format!(
+            "{}: identity of {} changed in virtusers since submission; sending as recorded (sender={} source={:?} helo={})",
+            env.id, env.identity.login, env.identity.sender, env.identity.sources, env.identity.helo
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn substring_filters() {
+        let mut e = Envelope::new_for_test("ABCDEF0123");
+        e.sender = "alice@shop.example".into();
+        assert!(selected(&e, &[QueueFilter::Id("def0".into())]));
+        assert!(selected(&e, &[QueueFilter::Recipient("x.test".into())]));
+        assert!(selected(&e, &[QueueFilter::Sender("shop".into())]));
+        assert!(!selected(&e, &[QueueFilter::Sender("blog".into())]));
+        e.recipients[0].state = RcptState::Sent;
+        assert!(!selected(&e, &[QueueFilter::Recipient("x.test".into())]));
+    }
+}

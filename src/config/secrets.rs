@@ -1,0 +1,334 @@
+//! The relay credentials file (`secrets`, default `/etc/vsendmail.secrets`):
+//! one `host[:port] user password` line per relay account, `#` comments and
+//! blank lines ignored. It owns reading that file safely and choosing the line
+//! for a relay: the file is refused when any user may read it (mode `o+r`, or
+//! any other bit for "others"), and nothing secret ever leaves this module in a
+//! printable form: [`Credentials`]' `Debug` shows the user only, and error
+//! messages name the file and line, never the line's text.
+//!
+//! Choosing a line for `smtp[s]://[user@]host[:port]`: the host must match
+//! (case-insensitive; `[v6]` or a bare IPv6 literal); a line with a port only
+//! matches that port, and wins over a line without one; when the URL names a
+//! user, only that user's line is taken; without a user, the first matching
+//! line gives both user and password.
+
+use crate::base::relay::Relay;
+use std::fmt;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error(
+        "{path}: mode {mode:04o} lets every user read the relay passwords; refusing to use it (chmod 0640, owner root, group vsendmail)"
+    )]
+    WorldReadable { path: String, mode: u32 },
+    #[error("{path}: cannot read: {err}")]
+    Read { path: String, err: std::io::Error },
+    #[error("{path}:{line}: {why} (expected `host[:port] user password`)")]
+    Syntax {
+        path: String,
+        line: usize,
+        why: String,
+    },
+}
+
+/// A user and password for one relay. The password is never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    password: String,
+    /// Where it came from, `file:line`, for messages.
+    pub location: String,
+}
+
+impl Credentials {
+    pub fn new(user: &str, password: &str, location: &str) -> Credentials {
+        Credentials {
+            user: user.to_string(),
+            password: password.to_string(),
+            location: location.to_string(),
+        }
+    }
+
+    /// The password, for the one place that puts it on the wire.
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &"****")
+            .field("location", &self.location)
+            .finish()
+    }
+}
+
+/// One line of the file.
+#[derive(Clone, PartialEq, Eq)]
+struct Entry {
+    host: String,
+    port: Option<u16>,
+    creds: Credentials,
+}
+
+/// The parsed file.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    entries: Vec<Entry>,
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secrets({} entries)", self.entries.len())
+    }
+}
+
+impl Secrets {
+    /// Read the file. `Ok(None)`: it does not exist (no relay credentials).
+    pub fn load(path: &Path) -> Result<Option<Secrets>, SecretsError> {
+        let p = path.display().to_string();
+        let f = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(SecretsError::Read { path: p, err }),
+        };
+        let meta = f.metadata().map_err(|err| SecretsError::Read {
+            path: p.clone(),
+            err,
+        })?;
+        if meta.mode() & 0o007 != 0 {
+            return Err(SecretsError::WorldReadable {
+                path: p,
+                mode: meta.mode() & 0o7777,
+            });
+        }
+        let mut text = String::new();
+        f.take(1 << 20)
+            .read_to_string(&mut text)
+            .map_err(|err| SecretsError::Read {
+                path: p.clone(),
+                err,
+            })?;
+        Secrets::parse(&text, &p).map(Some)
+    }
+
+    /// Parse the text of a secrets file named `path` (for messages).
+    pub fn parse(text: &str, path: &str) -> Result<Secrets, SecretsError> {
+        let mut entries = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let syntax = |why: &str| SecretsError::Syntax {
+                path: path.to_string(),
+                line: i + 1,
+                why: why.to_string(),
+            };
+            let (hostport, rest) = line
+                .split_once(char::is_whitespace)
+                .ok_or_else(|| syntax("missing user and password"))?;
+            let rest = rest.trim_start();
+            let (user, password) = rest
+                .split_once(char::is_whitespace)
+                .ok_or_else(|| syntax("missing password"))?;
+            let password = password.trim();
+            if user.is_empty() || password.is_empty() {
+                return Err(syntax("missing password"));
+            }
+            let (host, port) = split_host_port(hostport).map_err(|w| syntax(&w))?;
+            entries.push(Entry {
+                host,
+                port,
+                creds: Credentials::new(user, password, &format!("{path}:{}", i + 1)),
+            });
+        }
+        Ok(Secrets { entries })
+    }
+
+    /// The credentials for a relay (see the module documentation).
+    pub fn lookup(&self, host: &str, port: u16, user: Option<&str>) -> Option<&Credentials> {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let fits = |e: &&Entry| {
+            e.host.eq_ignore_ascii_case(host) && user.is_none_or(|u| e.creds.user == u)
+        };
+        self.entries
+            .iter()
+            .filter(fits)
+            .find(|e| e.port == Some(port))
+            .or_else(|| self.entries.iter().filter(fits).find(|e| e.port.is_none()))
+            .map(|e| &e.creds)
+    }
+}
+
+/// `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 literal.
+fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
+    let port = |p: &str| match p.parse::<u16>() {
+        Ok(n) if n > 0 => Ok(Some(n)),
+        _ => Err(format!(
+            "bad port \"{}\"",
+            crate::base::address::printable(p)
+        )),
+    };
+    if let Some(v6) = s.strip_prefix('[') {
+        let (h, after) = v6.split_once(']').ok_or("unclosed [ in the host")?;
+        let p = match after.strip_prefix(':') {
+            Some(p) => port(p)?,
+            None if after.is_empty() => None,
+            None => return Err("unexpected text after ]".into()),
+        };
+        return Ok((h.to_string(), p));
+    }
+    if s.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Ok((s.to_string(), None));
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() => Ok((h.to_string(), port(p)?)),
+        Some(_) => Err("empty host".into()),
+        None => Ok((s.to_string(), None)),
+    }
+}
+
+/// What delivery needs to know about a relay's credentials.
+#[derive(Debug)]
+pub enum RelayAuth {
+    /// No credentials: no AUTH.
+    None,
+    /// Authenticate with these.
+    Use(Credentials),
+}
+
+/// Find the credentials for `relay` in the file at `path`. An error (the file
+/// unusable, or the URL's user missing from it) is a reason to keep the
+/// message queued: sending without the intended AUTH would only be refused.
+pub fn for_relay(path: &Path, relay: &Relay) -> Result<RelayAuth, String> {
+    let shown = PathBuf::from(path).display().to_string();
+    let secrets = match Secrets::load(path) {
+        Ok(s) => s,
+        Err(e) if relay.user.is_none() => return Err(format!("relay {}: {e}", relay.host)),
+        Err(e) => {
+            return Err(format!(
+                "relay {} (user {}): {e}",
+                relay.host,
+                relay.user.as_deref().unwrap_or("")
+            ));
+        }
+    };
+    let found = secrets
+        .as_ref()
+        .and_then(|s| s.lookup(&relay.host, relay.port(), relay.user.as_deref()));
+    match (found, &relay.user) {
+        (Some(c), _) => Ok(RelayAuth::Use(c.clone())),
+        (None, None) => Ok(RelayAuth::None),
+        (None, Some(u)) => Err(format!(
+            "relay {}:{} names user {u} but {shown} has no line `{}:{} {u} PASSWORD`; add it (mode 0640, group vsendmail)",
+            relay.host,
+            relay.port(),
+            host_for_line(&relay.host),
+            relay.port()
+        )),
+    }
+}
+
+fn host_for_line(h: &str) -> String {
+    if h.contains(':') {
+        format!("[{h}]")
+    } else {
+        h.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    const FILE: &str = "# relays\n\
+        relay.example:587 bob s3cret pass\n\
+        relay.example alice al1ce\n\
+        relay.example:2525 carol c4rol\n\
+        [::1]:2525 dave d4ve\n\
+        2001:db8::1 erin 3rin\n";
+
+    #[test]
+    fn chooses_lines() {
+        let s = Secrets::parse(FILE, "f").unwrap();
+        let l = |h: &str, p: u16, u: Option<&str>| {
+            s.lookup(h, p, u)
+                .map(|c| (c.user.clone(), c.password().to_string()))
+        };
+        assert_eq!(
+            l("relay.example", 587, None),
+            Some(("bob".into(), "s3cret pass".into()))
+        );
+        assert_eq!(
+            l("RELAY.example", 587, Some("alice")),
+            Some(("alice".into(), "al1ce".into()))
+        );
+        assert_eq!(
+            l("relay.example", 25, None),
+            Some(("alice".into(), "al1ce".into()))
+        );
+        assert_eq!(
+            l("relay.example", 2525, None),
+            Some(("carol".into(), "c4rol".into()))
+        );
+        assert_eq!(l("relay.example", 2525, Some("bob")), None);
+        assert_eq!(l("::1", 2525, None), Some(("dave".into(), "d4ve".into())));
+        assert_eq!(l("::1", 25, None), None);
+        assert_eq!(
+            l("2001:db8::1", 465, Some("erin")),
+            Some(("erin".into(), "3rin".into()))
+        );
+        assert_eq!(l("other.example", 587, None), None);
+    }
+
+    #[test]
+    fn errors_never_show_the_line() {
+        let e = Secrets::parse("relay.example:x bob hunter2\n", "/etc/s")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.starts_with("/etc/s:1: bad port"), "{e}");
+        assert!(!e.contains("hunter2"));
+        let e = Secrets::parse("\nrelay.example hunter2\n", "/etc/s")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.starts_with("/etc/s:2: missing password"), "{e}");
+        assert!(!e.contains("hunter2"));
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let s = Secrets::parse("relay.example bob hunter2\n", "f").unwrap();
+        let c = s.lookup("relay.example", 25, None).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn refuses_a_world_readable_file() {
+        let dir = std::env::temp_dir().join(format!("vs-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("secrets");
+        std::fs::write(&p, "relay.example bob hunter2\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Secrets::load(&p).err().unwrap().to_string();
+        assert!(e.contains("mode 0644") && !e.contains("hunter2"), "{e}");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(Secrets::load(&p).unwrap().is_some());
+        assert!(Secrets::load(&dir.join("absent")).unwrap().is_none());
+        let r = Relay::parse("smtp://frank@relay.example").unwrap();
+        let e = for_relay(&p, &r).err().unwrap();
+        assert!(e.contains("names user frank"), "{e}");
+        let r = Relay::parse("smtp://relay.example:2525").unwrap();
+        assert!(matches!(for_relay(&p, &r), Ok(RelayAuth::Use(c)) if c.user == "bob"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

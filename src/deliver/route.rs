@@ -1,0 +1,237 @@
+//! Routing: which hosts receive which recipients. A relay (the identity's
+//! `relay=`, else the global `relay`) takes every recipient; otherwise each
+//! recipient domain's MX hosts (preference order, random order among equal
+//! preferences), the domain itself when it has no MX, and a permanent failure
+//! for a null MX. Only address families the identity can bind are kept.
+
+use crate::base::relay::Relay;
+use crate::config::conf::Loaded;
+use crate::deliver::dns::{Dns, Mx};
+use crate::identity::profile::Identity;
+use std::net::{IpAddr, SocketAddr};
+
+/// The relay that takes an identity's mail: its own `relay=`, else the
+/// global `relay`; `None`: direct delivery by MX.
+pub fn relay_for<'a>(cfg: &'a Loaded, identity: &'a Identity) -> Option<&'a Relay> {
+    identity.relay.as_ref().or(cfg.relay.as_ref())
+}
+
+/// One host to try, with its addresses.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub name: String,
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// Where a set of recipients goes.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    /// The recipient domain, or the relay host.
+    pub name: String,
+    pub relay: Option<Relay>,
+    /// Hosts in the order to try.
+    pub hosts: Vec<Host>,
+    /// Indices into the envelope's recipients.
+    pub rcpts: Vec<usize>,
+}
+
+/// A recipient that cannot be routed, and whether that is final.
+#[derive(Debug, Clone)]
+pub struct Unroutable {
+    pub rcpt: usize,
+    pub permanent: bool,
+    pub why: String,
+}
+
+/// Which families the identity's sources allow: (v4, v6).
+pub fn families(sources: &[IpAddr]) -> (bool, bool) {
+    if sources.is_empty() {
+        return (true, true);
+    }
+    (
+        sources.iter().any(|a| a.is_ipv4()),
+        sources.iter().any(|a| a.is_ipv6()),
+    )
+}
+
+pub struct Router<'a> {
+    pub dns: Option<&'a Dns>,
+    pub mx_port: u16,
+    pub v6_first: bool,
+    pub families: (bool, bool),
+}
+
+impl Router<'_> {
+    /// Route `rcpts` (index, address) through `relay` or by MX.
+    pub fn plan(
+        &self,
+        rcpts: &[(usize, String)],
+        relay: Option<&Relay>,
+    ) -> (Vec<Destination>, Vec<Unroutable>) {
+        let mut dests = Vec::new();
+        let mut bad = Vec::new();
+        if let Some(r) = relay {
+            let idx: Vec<usize> = rcpts.iter().map(|x| x.0).collect();
+            match self.host(&r.host, r.port()) {
+                Ok(h) if !h.addrs.is_empty() => dests.push(Destination {
+                    name: r.host.clone(),
+                    relay: Some(r.clone()),
+                    hosts: vec![h],
+                    rcpts: idx,
+                }),
+                Ok(_) => bad.extend(idx.into_iter().map(|rcpt| Unroutable {
+                    rcpt,
+                    permanent: false,
+                    why: format!(
+                        "relay {} has no address of a family this identity can use",
+                        r.host
+                    ),
+                })),
+                Err((permanent, why)) => bad.extend(idx.into_iter().map(|rcpt| Unroutable {
+                    rcpt,
+                    permanent,
+                    why: why.clone(),
+                })),
+            }
+            return (dests, bad);
+        }
+        // Group by domain, in first-seen order.
+        let mut by_domain: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, a) in rcpts {
+            let d = crate::base::address::domain(a).unwrap_or_default();
+            match by_domain.iter_mut().find(|x| x.0 == d) {
+                Some(x) => x.1.push(*i),
+                None => by_domain.push((d, vec![*i])),
+            }
+        }
+        for (domain, idx) in by_domain {
+            match self.mx_hosts(&domain) {
+                Ok(hosts) => dests.push(Destination {
+                    name: domain,
+                    relay: None,
+                    hosts,
+                    rcpts: idx,
+                }),
+                Err((permanent, why)) => bad.extend(idx.into_iter().map(|rcpt| Unroutable {
+                    rcpt,
+                    permanent,
+                    why: why.clone(),
+                })),
+            }
+        }
+        (dests, bad)
+    }
+
+    fn host(&self, name: &str, port: u16) -> Result<Host, (bool, String)> {
+        let (v4, v6) = self.families;
+        let ips: Vec<IpAddr> = if let Ok(ip) = name.parse::<IpAddr>() {
+            vec![ip]
+        } else if let Some(dns) = self.dns {
+            dns.addrs(name, v4, v6, self.v6_first)
+                .map_err(|e| (e.is_permanent(), e.to_string()))?
+        } else {
+            use std::net::ToSocketAddrs;
+            (name, port)
+                .to_socket_addrs()
+                .map_err(|e| (false, format!("cannot resolve {name}: {e}")))?
+                .map(|s| s.ip())
+                .collect()
+        };
+        let mut addrs: Vec<SocketAddr> = ips
+            .into_iter()
+            .filter(|ip| (ip.is_ipv4() && v4) || (ip.is_ipv6() && v6))
+            .map(|ip| SocketAddr::new(ip, port))
+            .collect();
+        if self.v6_first {
+            addrs.sort_by_key(|a| a.is_ipv4());
+        } else {
+            addrs.sort_by_key(|a| a.is_ipv6());
+        }
+        Ok(Host {
+            name: name.to_string(),
+            addrs,
+        })
+    }
+
+    fn mx_hosts(&self, domain: &str) -> Result<Vec<Host>, (bool, String)> {
+        let Some(dns) = self.dns else {
+            return Err((false, "no resolver".into()));
+        };
+        if domain.is_empty() {
+            return Err((true, "recipient has no domain".into()));
+        }
+        if let Some(lit) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
+            let ip: IpAddr = lit
+                .trim_start_matches("IPv6:")
+                .parse()
+                .map_err(|_| (true, format!("bad address literal [{lit}]")))?;
+            return Ok(vec![self.host(&ip.to_string(), self.mx_port)?]);
+        }
+        let mx = dns
+            .mx(domain)
+            .map_err(|e| (e.is_permanent(), e.to_string()))?;
+        let names: Vec<String> = match mx {
+            Mx::Null => {
+                return Err((
+                    true,
+                    format!("{domain} accepts no mail (null MX, RFC 7505)"),
+                ));
+            }
+            Mx::Implicit => vec![domain.to_string()],
+            Mx::Hosts(h) => shuffle_equal(h),
+        };
+        let mut hosts = Vec::new();
+        let mut last_err = None;
+        for n in names {
+            match self.host(&n, self.mx_port) {
+                Ok(h) if !h.addrs.is_empty() => hosts.push(h),
+                Ok(_) => {}
+                Err(e) => last_err = Some(e),
+            }
+        }
+        if hosts.is_empty() {
+            return Err(last_err.map(|(_, w)| (false, w)).unwrap_or((
+                false,
+                format!(
+                    "no mail host of {domain} has an address of a family this identity can use"
+                ),
+            )));
+        }
+        Ok(hosts)
+    }
+}
+
+/// MX hosts by preference, shuffled among equal preferences.
+fn shuffle_equal(mut h: Vec<(u16, String)>) -> Vec<String> {
+    h.sort_by_key(|x| x.0);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < h.len() {
+        let mut j = i;
+        while j < h.len() && h[j].0 == h[i].0 {
+            j += 1;
+        }
+        let mut group: Vec<String> = h[i..j].iter().map(|x| x.1.clone()).collect();
+        for k in (1..group.len()).rev() {
+            let r = rand::random::<u32>() as usize % (k + 1);
+            group.swap(k, r);
+        }
+        out.extend(group);
+        i = j;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_preferences_keep_order_between_groups() {
+        for _ in 0..20 {
+            let o = shuffle_equal(vec![(20, "c".into()), (10, "a".into()), (10, "b".into())]);
+            assert_eq!(o[2], "c");
+            assert!(o[..2].contains(&"a".to_string()) && o[..2].contains(&"b".to_string()));
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! SMTP AUTH to relays (RFC 4954): PLAIN, else LOGIN, with credentials from
+//! the secrets file (`crate::config::secrets`). Credentials are sent only over TLS.
+//! Secrets never reach the `-v` transcript (`AUTH PLAIN ****`), logs or
+//! error messages: replies are quoted, what we sent never is.
+//!
+//! Outcomes: `235` authenticated; a 5xx reply (`535` bad credentials) is a
+//! permanent failure of the message, which says so; a 4xx reply or a lost
+//! connection is temporary. A relay that offers no AUTH gets none (as Postfix
+//! does): the caller logs that and goes on.
+
+use super::reply::Reply;
+use super::session::{Session, SmtpError};
+use crate::config::secrets::Credentials;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+
+/// The mechanisms we speak, in order of preference.
+pub const MECHANISMS: [&str; 2] = ["PLAIN", "LOGIN"];
+
+/// Authenticate with `creds`. `Ok(Some(mechanism))` when done, `Ok(None)` when
+/// the server offers no AUTH.
+pub fn authenticate(
+    s: &mut Session,
+    creds: &Credentials,
+) -> Result<Option<&'static str>, SmtpError> {
+    if !s.tls {
+        return Err(SmtpError::Deferred(format!(
+            "not sending the credentials of {} to relay {} over an unencrypted connection; the relay must offer STARTTLS (or use smtps://)",
+            creds.user, s.peer_name
+        )));
+    }
+    if s.ext.auth.is_empty() {
+        return Ok(None);
+    }
+    let Some(mech) = MECHANISMS
+        .iter()
+        .copied()
+        .find(|m| s.ext.auth.iter().any(|a| a == m))
+    else {
+        return Err(SmtpError::Deferred(format!(
+            "relay {} offers AUTH {}, vsendmail speaks {}",
+            s.peer_name,
+            s.ext.auth.join(" "),
+            MECHANISMS.join(" and ")
+        )));
+    };
+    let t = s.timeouts.command();
+    let step = format!("AUTH {mech}");
+    let reply = match mech {
+        "PLAIN" => {
+            let token = B64.encode(format!("\0{}\0{}", creds.user, creds.password()));
+            s.command_shown(&format!("AUTH PLAIN {token}"), "AUTH PLAIN ****", t)
+                .map_err(|e| rename(e, &step))?
+        }
+        _ => {
+            let r = s.command("AUTH LOGIN", t)?;
+            if r.code != 334 {
+                return Err(failed(s, creds, &step, r));
+            }
+            let user = B64.encode(&creds.user);
+            let r = s.command(&user, t).map_err(|e| rename(e, &step))?;
+            if r.code != 334 {
+                return Err(failed(s, creds, &step, r));
+            }
+            let pass = B64.encode(creds.password());
+            s.command_shown(&pass, "****", t)
+                .map_err(|e| rename(e, &step))?
+        }
+    };
+    if reply.code == 235 {
+        return Ok(Some(mech));
+    }
+    if reply.code == 334 {
+        // A challenge we did not expect: cancel the exchange (RFC 4954 4).
+        let _ = s.command("*", t);
+    }
+    Err(failed(s, creds, &step, reply))
+}
+
+/// The error for a refused AUTH: permanent for 5xx, temporary otherwise.
+fn failed(s: &Session, creds: &Credentials, step: &str, reply: Reply) -> SmtpError {
+    if reply.is_permanent() {
+        SmtpError::Refused(format!(
+            "{step} as {} rejected by relay {}: {reply}; permanent failure: the relay refused these credentials (check {}), the message is not retried",
+            creds.user, s.peer_name, creds.location
+        ))
+    } else {
+        SmtpError::Deferred(format!(
+            "{step} as {} at relay {}: {reply}; will retry",
+            creds.user, s.peer_name
+        ))
+    }
+}
+
+/// Name the AUTH step in timeouts and I/O errors (the shown command is masked).
+fn rename(e: SmtpError, step: &str) -> SmtpError {
+    match e {
+        SmtpError::Timeout { peer, secs, .. } => SmtpError::Timeout {
+            step: step.to_string(),
+            peer,
+            secs,
+        },
+        SmtpError::Io { peer, err, .. } => SmtpError::Io {
+            step: step.to_string(),
+            peer,
+            err,
+        },
+        SmtpError::Protocol { peer, why, .. } => SmtpError::Protocol {
+            step: step.to_string(),
+            peer,
+            why,
+        },
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_token() {
+        assert_eq!(B64.encode("\0bob\0pw"), "AGJvYgBwdw==");
+    }
+}

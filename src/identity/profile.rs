@@ -1,0 +1,278 @@
+//! An identity as used for sending: who the invoking user sends as (sender,
+//! source addresses, HELO, route, signing options), resolved from the matching
+//! virtusers line or the host default, and the sender policy that decides
+//! which envelope sender and From: addresses that user may use.
+
+use crate::config::conf::{FromPolicy, SenderPolicy};
+use crate::config::virtusers::{Entry, SenderSpec, Sources};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error(
+        "user {login} may not use sender <{requested}> (identity {identity}); allowed: {allowed}. Ask the administrator to add a from= pattern to {location}"
+    )]
+    Sender {
+        login: String,
+        requested: String,
+        identity: String,
+        allowed: String,
+        location: String,
+    },
+    #[error(
+        "From: <{requested}> is not an address user {login} may use (identity {identity}); allowed: {allowed}; from_policy = \"reject\""
+    )]
+    From {
+        login: String,
+        requested: String,
+        identity: String,
+        allowed: String,
+    },
+}
+
+/// What is stored with every queued message: enough to send it again exactly
+/// as at submission, even if virtusers changes later.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Identity {
+    pub login: String,
+    pub uid: u32,
+    /// The identity's own address (`alice@shop.example`).
+    pub sender: String,
+    /// Source addresses; empty = the kernel chooses.
+    pub sources: Vec<std::net::IpAddr>,
+    /// A host name to resolve at send time instead of literals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_host: Option<String>,
+    pub helo: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<crate::base::relay::Relay>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<crate::base::limit::Rate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dkim: Option<(String, PathBuf)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batv: Option<PathBuf>,
+    /// `file:line` of the virtusers entry; `None` for the host identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+impl Identity {
+    /// The identity for `login` from its virtusers entry, or the host identity.
+    pub fn resolve(entry: Option<&Entry>, login: &str, uid: u32, hostname: &str) -> Identity {
+        let Some(e) = entry else {
+            return Identity {
+                login: login.into(),
+                uid,
+                sender: format!("{login}@{hostname}"),
+                sources: Vec::new(),
+                source_host: None,
+                helo: hostname.into(),
+                relay: None,
+                from: Vec::new(),
+                rate: None,
+                dkim: None,
+                batv: None,
+                location: None,
+            };
+        };
+        let sender = match &e.sender {
+            SenderSpec::Address(a) => a.clone(),
+            SenderSpec::AtDomain(d) => format!("{login}@{d}"),
+        };
+        let domain = crate::base::address::domain(&sender).unwrap_or_else(|| hostname.to_string());
+        let (sources, source_host) = match &e.sources {
+            Sources::Kernel => (Vec::new(), None),
+            Sources::Addrs(v) => (v.clone(), None),
+            Sources::Host(h) => (Vec::new(), Some(h.clone())),
+        };
+        Identity {
+            login: login.into(),
+            uid,
+            sender,
+            sources,
+            source_host,
+            helo: e.helo.clone().unwrap_or(domain),
+            relay: e.relay.clone(),
+            from: e.from.clone(),
+            rate: e.rate,
+            dkim: e.dkim.clone(),
+            batv: e.batv.clone(),
+            location: Some(e.location()),
+        }
+    }
+
+    /// The domain of the identity's sender (Message-ID right side, qualification).
+    pub fn domain(&self) -> String {
+        crate::base::address::domain(&self.sender).unwrap_or_default()
+    }
+
+    /// Whether `addr` is one this identity may use as sender or From:.
+    pub fn may_use(&self, addr: &str) -> bool {
+        addr.eq_ignore_ascii_case(&self.sender)
+            || self
+                .from
+                .iter()
+                .any(|p| crate::base::address::wildcard(p, addr))
+    }
+
+    fn allowed(&self) -> String {
+        let mut v = vec![self.sender.clone()];
+        v.extend(self.from.iter().cloned());
+        v.join(", ")
+    }
+
+    /// Decide the envelope sender for a `-f`/`-r` request.
+    pub fn envelope_sender(
+        &self,
+        requested: Option<&str>,
+        trusted: bool,
+        policy: SenderPolicy,
+    ) -> Result<SenderChoice, PolicyError> {
+        let Some(req) = requested else {
+            return Ok(SenderChoice::plain(self.sender.clone()));
+        };
+        if req.is_empty() {
+            return Ok(SenderChoice::plain(String::new()));
+        }
+        let req = crate::base::address::qualify(req, &self.domain());
+        if trusted || self.may_use(&req) {
+            return Ok(SenderChoice::plain(req));
+        }
+        match policy {
+            SenderPolicy::Reject => Err(PolicyError::Sender {
+                login: self.login.clone(),
+                requested: req,
+                identity: self.sender.clone(),
+                allowed: self.allowed(),
+                location: self
+                    .location
+                    .clone()
+                    .unwrap_or_else(|| "/etc/virtusers (the user has no line)".into()),
+            }),
+            SenderPolicy::Rewrite => Ok(SenderChoice {
+                sender: self.sender.clone(),
+                warning: Some(format!("{} set sender to {req} using -f", self.login)),
+            }),
+        }
+    }
+
+    /// Apply `from_policy` to one From: address. `Ok(None)`: keep it;
+    /// `Ok(Some(addr))`: rewrite to the identity's sender.
+    pub fn check_from(
+        &self,
+        from_addr: &str,
+        trusted: bool,
+        policy: FromPolicy,
+    ) -> Result<Option<String>, PolicyError> {
+        if trusted || policy == FromPolicy::Keep || self.may_use(from_addr) {
+            return Ok(None);
+        }
+        match policy {
+            FromPolicy::Reject => Err(PolicyError::From {
+                login: self.login.clone(),
+                requested: from_addr.into(),
+                identity: self.sender.clone(),
+                allowed: self.allowed(),
+            }),
+            _ => Ok(Some(self.sender.clone())),
+        }
+    }
+}
+
+/// The envelope sender chosen, and an `X-Authentication-Warning:` text when a
+/// request was rewritten.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SenderChoice {
+    pub sender: String,
+    pub warning: Option<String>,
+}
+
+impl SenderChoice {
+    fn plain(sender: String) -> Self {
+        SenderChoice {
+            sender,
+            warning: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::virtusers::Table;
+    use std::path::Path;
+
+    fn alice() -> Identity {
+        let t = Table::from_text(
+            Path::new("/etc/virtusers"),
+            "alice alice@shop.example 192.0.2.10 from=*@shop.example,alice@other.example\n",
+        );
+        Identity::resolve(
+            t.lookup("alice", &[]).unwrap().as_ref(),
+            "alice",
+            1001,
+            "host.example",
+        )
+    }
+
+    #[test]
+    fn host_identity_when_no_line() {
+        let i = Identity::resolve(None, "bob", 1002, "host.example");
+        assert_eq!(i.sender, "bob@host.example");
+        assert_eq!(i.helo, "host.example");
+        assert!(i.sources.is_empty());
+    }
+
+    #[test]
+    fn helo_defaults_to_sender_domain() {
+        assert_eq!(alice().helo, "shop.example");
+    }
+
+    #[test]
+    fn sender_inside_patterns_is_kept() {
+        let c = alice()
+            .envelope_sender(Some("sales@shop.example"), false, SenderPolicy::Reject)
+            .unwrap();
+        assert_eq!(c.sender, "sales@shop.example");
+    }
+
+    #[test]
+    fn sender_outside_patterns_rejected_names_patterns() {
+        let e = alice()
+            .envelope_sender(Some("ceo@bank.example"), false, SenderPolicy::Reject)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("*@shop.example"), "{e}");
+        assert!(e.contains("/etc/virtusers:1"), "{e}");
+    }
+
+    #[test]
+    fn sender_outside_patterns_rewritten_with_warning() {
+        let c = alice()
+            .envelope_sender(Some("ceo@bank.example"), false, SenderPolicy::Rewrite)
+            .unwrap();
+        assert_eq!(c.sender, "alice@shop.example");
+        assert!(c.warning.unwrap().contains("ceo@bank.example"));
+    }
+
+    #[test]
+    fn trusted_and_null_sender() {
+        let i = alice();
+        assert_eq!(
+            i.envelope_sender(Some("x@y.example"), true, SenderPolicy::Reject)
+                .unwrap()
+                .sender,
+            "x@y.example"
+        );
+        assert_eq!(
+            i.envelope_sender(Some(""), false, SenderPolicy::Reject)
+                .unwrap()
+                .sender,
+            ""
+        );
+    }
+}

@@ -1,0 +1,355 @@
+//! Intake: read a message from a stream into a spool draft.
+//!
+//! One pass, bounded memory: the header block is held (at most
+//! `max_header_size`), the body is streamed line by line. Line ends become
+//! CRLF whatever the input used; without `-i` a lone `.` ends the message and
+//! a leading `..` becomes `.` (sendmail 8); a leading mbox `From ` line is
+//! dropped. Headers: our `Received:` first, `Bcc:` removed, `Date:`,
+//! `Message-ID:`, `From:` added when missing, bare local names in
+//! From/To/Cc qualified with the identity's domain. Dot-stuffing is the SMTP
+//! writer's job, not ours: the spool holds the message unstuffed.
+
+use super::headers::{self, Field};
+use super::lines::{Line, next_line};
+use crate::config::conf::FromPolicy;
+use crate::identity::profile::{Identity, PolicyError};
+use crate::spool::store::{Draft, SpoolError};
+use std::io::{BufRead, BufWriter, Write};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("reading the message: {0}")]
+    Io(std::io::Error),
+    #[error("writing the message to the spool: {0}; the message was NOT accepted")]
+    Spool(#[from] SpoolError),
+    #[error(
+        "line {line} of the message is longer than {max} octets; wrap it or encode the body (quoted-printable or base64)"
+    )]
+    LineTooLong { line: usize, max: usize },
+    #[error("the message header is larger than {max} bytes")]
+    HeaderTooBig { max: usize },
+    #[error("the message is larger than the limit of {max} bytes (max_message_size)")]
+    TooBig { max: u64 },
+    #[error(
+        "the SMTP client closed the connection before the end of the message (no \".\" line); nothing was accepted"
+    )]
+    Truncated,
+    #[error("message contains a NUL byte on line {line}")]
+    Nul { line: usize },
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_message_size: u64,
+    pub max_header_size: usize,
+    pub max_line_length: usize,
+}
+
+impl Limits {
+    /// The limits the configuration sets.
+    pub fn of(cfg: &crate::config::conf::Loaded) -> Limits {
+        Limits {
+            max_message_size: cfg.cfg.max_message_size,
+            max_header_size: cfg.cfg.max_header_size,
+            max_line_length: cfg.cfg.max_line_length,
+        }
+    }
+}
+
+pub struct IntakeOptions<'a> {
+    pub ignore_dots: bool,
+    /// SMTP DATA (-bs): only a `.` line ends the message; end of input before
+    /// it means the client went away, and the message is not taken.
+    pub require_dot: bool,
+    /// `-t`: collect recipients from To/Cc/Bcc (Resent-* when present).
+    pub read_recipients: bool,
+    pub identity: &'a Identity,
+    pub full_name: Option<&'a str>,
+    pub hostname: &'a str,
+    /// The X-Authentication-Warning text when `-f` was rewritten.
+    pub auth_warning: Option<&'a str>,
+    pub from_policy: FromPolicy,
+    pub trusted: bool,
+    pub limits: Limits,
+    pub now: i64,
+}
+
+/// What the intake learned about the message.
+#[derive(Debug, Clone, Default)]
+pub struct Taken {
+    /// Addresses from To/Cc/Bcc (with `-t`), in order, as written.
+    pub header_recipients: Vec<String>,
+    pub size: u64,
+    pub message_id: String,
+    /// Some byte has the high bit set (8BITMIME needed).
+    pub eightbit: bool,
+    /// 8-bit bytes appear in the header (SMTPUTF8 wanted).
+    pub utf8_headers: bool,
+    /// The message was ended by end of input (false: by a "." line).
+    pub ended_by_eof: bool,
+}
+
+fn io(e: std::io::Error) -> IntakeError {
+    IntakeError::Io(e)
+}
+
+/// Read the message from `r` into `draft`.
+pub fn take<R: BufRead>(
+    r: &mut R,
+    draft: &mut Draft,
+    o: &IntakeOptions,
+) -> Result<Taken, IntakeError> {
+    let limits = o.limits;
+    let mut t = Taken::default();
+    let mut line = Vec::with_capacity(1024);
+    let mut lineno = 0usize;
+    let mut header_bytes = 0usize;
+    let mut fields: Vec<Field> = Vec::new();
+    let mut first_body_line: Option<Vec<u8>> = None;
+    let mut ended = false;
+
+    // Header block.
+    loop {
+        lineno += 1;
+        if !read_line(r, &mut line, lineno, limits.max_line_length)? {
+            ended = true;
+            t.ended_by_eof = true;
+            break;
+        }
+        if !o.ignore_dots && line.first() == Some(&b'.') {
+            if line.len() == 1 {
+                ended = true;
+                break;
+            }
+            line.remove(0);
+        }
+        if line.contains(&0) {
+            return Err(IntakeError::Nul { line: lineno });
+        }
+        header_bytes += line.len() + 2;
+        if header_bytes > limits.max_header_size {
+            return Err(IntakeError::HeaderTooBig {
+                max: limits.max_header_size,
+            });
+        }
+        if lineno == 1 && line.starts_with(b"From ") {
+            continue; // mbox separator
+        }
+        if line.is_empty() {
+            break;
+        }
+        if matches!(line[0], b' ' | b'\t') && !fields.is_empty() {
+            fields
+                .last_mut()
+                .expect("non-empty")
+                .lines
+                .push(line.clone());
+            continue;
+        }
+        if headers::is_field_start(&line) {
+            fields.push(Field {
+                lines: vec![line.clone()],
+            });
+            continue;
+        }
+        // Not a header: the body starts here (no blank line given).
+        first_body_line = Some(line.clone());
+        break;
+    }
+
+    t.utf8_headers = fields.iter().any(|f| f.lines.iter().any(|l| !l.is_ascii()));
+    t.eightbit = t.utf8_headers;
+
+    // Recipients for -t, before Bcc goes.
+    if o.read_recipients {
+        let resent = fields
+            .iter()
+            .any(|f| f.name().to_ascii_lowercase().starts_with("resent-"));
+        let names: &[&str] = if resent {
+            &["Resent-To", "Resent-Cc", "Resent-Bcc"]
+        } else {
+            &["To", "Cc", "Bcc"]
+        };
+        for f in &fields {
+            if names.iter().any(|n| f.is(n)) {
+                t.header_recipients.extend(f.addresses());
+            }
+        }
+    }
+    fields.retain(|f| !f.is("Bcc") && !f.is("Resent-Bcc"));
+
+    let domain = o.identity.domain();
+    for f in fields.iter_mut() {
+        if (f.is("From") || f.is("To") || f.is("Cc") || f.is("Reply-To") || f.is("Sender"))
+            && let Some(v) = headers::qualify_value(&f.raw_value(), &domain)
+        {
+            *f = Field::new(&f.name(), &v);
+        }
+    }
+    // From: policy.
+    for f in fields.iter_mut().filter(|f| f.is("From")) {
+        for a in f.addresses() {
+            if let Some(new) = o.identity.check_from(&a, o.trusted, o.from_policy)? {
+                let v = f.raw_value();
+                let replaced = v.replacen(&a, &new, 1);
+                *f = Field::new("From", &replaced);
+            }
+        }
+    }
+
+    let has = |n: &str| fields.iter().any(|f| f.is(n));
+    let mut added = Vec::new();
+    if !has("Date") {
+        added.push(Field::new("Date", &crate::base::clock::rfc5322_date(o.now)));
+    }
+    t.message_id = match fields.iter().find(|f| f.is("Message-ID")) {
+        Some(f) => f.value().trim().to_string(),
+        None => {
+            let id = format!("<{}.{:x}@{}>", draft.id, rand::random::<u32>(), domain);
+            added.push(Field::new("Message-ID", &id));
+            id
+        }
+    };
+    if !has("From") {
+        let v = match o.full_name {
+            Some(n) => format!("{} <{}>", display_name(n), o.identity.sender),
+            None => o.identity.sender.clone(),
+        };
+        added.push(Field::new("From", &v));
+    }
+
+    // Write: Received, warning, original fields, added fields, blank line.
+    let id = draft.id.clone();
+    let mut w = Out {
+        w: BufWriter::with_capacity(64 * 1024, draft.file()),
+        size: 0,
+        max: limits.max_message_size,
+    };
+    let received = format!(
+        "Received: (from uid {} user {} identity {})\r\n\tby {} (vsendmail) id {};\r\n\t{}\r\n",
+        o.identity.uid,
+        o.identity.login,
+        o.identity.sender,
+        o.hostname,
+        id,
+        crate::base::clock::rfc5322_date(o.now)
+    );
+    w.put(received.as_bytes())?;
+    if let Some(warn) = o.auth_warning {
+        let f = Field::new(
+            "X-Authentication-Warning",
+            &format!("{}: {warn}", o.hostname),
+        );
+        w.put(&f.bytes())?;
+    }
+    for f in fields.iter().chain(added.iter()) {
+        w.put(&f.bytes())?;
+    }
+    w.put(b"\r\n")?;
+
+    // Body.
+    if let Some(l) = first_body_line {
+        t.eightbit |= !l.is_ascii();
+        w.put(&l)?;
+        w.put(b"\r\n")?;
+    }
+    if !ended {
+        loop {
+            lineno += 1;
+            if !read_line(r, &mut line, lineno, limits.max_line_length)? {
+                t.ended_by_eof = true;
+                break;
+            }
+            let mut l: &[u8] = &line;
+            if !o.ignore_dots && l.first() == Some(&b'.') {
+                if l.len() == 1 {
+                    break;
+                }
+                l = &l[1..];
+            }
+            if !t.eightbit && !l.is_ascii() {
+                t.eightbit = true;
+            }
+            if memchr::memchr(0, l).is_some() {
+                return Err(IntakeError::Nul { line: lineno });
+            }
+            w.put(l)?;
+            w.put(b"\r\n")?;
+        }
+    }
+    if o.require_dot && t.ended_by_eof {
+        return Err(IntakeError::Truncated);
+    }
+    w.w.flush().map_err(|e| IntakeError::Spool(spool_io(e)))?;
+    t.size = w.size;
+    Ok(t)
+}
+
+/// Read line `lineno` into `line`; `Ok(false)` at end of input; a line
+/// longer than `max` octets is an error.
+fn read_line<R: BufRead>(
+    r: &mut R,
+    line: &mut Vec<u8>,
+    lineno: usize,
+    max: usize,
+) -> Result<bool, IntakeError> {
+    match next_line(r, line, max + 1).map_err(io)? {
+        Line::Eof => Ok(false),
+        Line::TooLong => Err(IntakeError::LineTooLong { line: lineno, max }),
+        Line::Text { .. } if line.len() > max => {
+            Err(IntakeError::LineTooLong { line: lineno, max })
+        }
+        Line::Text { .. } => Ok(true),
+    }
+}
+
+/// The spool writer with the size limit.
+struct Out<'a> {
+    w: BufWriter<&'a mut std::fs::File>,
+    size: u64,
+    max: u64,
+}
+
+impl Out<'_> {
+    fn put(&mut self, b: &[u8]) -> Result<(), IntakeError> {
+        self.size += b.len() as u64;
+        if self.size > self.max {
+            return Err(IntakeError::TooBig { max: self.max });
+        }
+        self.w
+            .write_all(b)
+            .map_err(|e| IntakeError::Spool(spool_io(e)))
+    }
+}
+
+fn spool_io(err: std::io::Error) -> SpoolError {
+    SpoolError::Io {
+        what: "cannot write",
+        path: "the spool file".into(),
+        err,
+    }
+}
+
+/// A display name, quoted when it has specials.
+fn display_name(n: &str) -> String {
+    if n.chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-' || c == '_' || c == '.')
+    {
+        if n.contains('.') {
+            format!("\"{n}\"")
+        } else {
+            n.to_string()
+        }
+    } else if n.is_ascii() {
+        format!("\"{}\"", n.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        // RFC 2047 encoded word for non-ASCII names.
+        use base64::Engine;
+        format!(
+            "=?UTF-8?B?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(n)
+        )
+    }
+}
