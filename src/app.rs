@@ -112,7 +112,7 @@ fn own_command(job: &Job, own: Own) -> Result<i32> {
             query,
             time,
             window,
-        } => crate::account::audit::who(job, &query, time.as_deref(), window.as_deref()),
+        } => crate::commands::who::who(job, &query, time.as_deref(), window.as_deref()),
         Own::Hold(sel) => crate::commands::admin::hold(job, &sel),
         Own::Release(sel) => crate::commands::admin::release(job, &sel),
         Own::Delete(sel) => crate::commands::admin::delete(job, &sel),

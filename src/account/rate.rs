@@ -25,9 +25,10 @@ use crate::base::syslog::Syslog;
 use crate::config::conf::{Loaded, OverRate};
 use crate::identity::profile::Identity;
 use crate::spool::envelope::Envelope;
-use std::fs::{File, OpenOptions};
+use crate::spool::shared::{self, Access};
+use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -108,17 +109,13 @@ impl Counter {
     /// Open (creating it and its directory when missing) and lock.
     fn open(cfg: &Loaded, sender: &str) -> std::io::Result<Counter> {
         let spool = cfg.cfg.spool.clone();
-        let gid = crate::account::audit::spool_gid(cfg);
-        crate::account::audit::ensure_dir(&spool.join("rate"), gid)?;
         let path = counter_path(&spool, sender);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .mode(0o660)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)?;
-        crate::account::audit::fix_owner(&file, gid);
+        let mut file = shared::open(
+            &spool.join("rate"),
+            &path,
+            shared::spool_gid(cfg),
+            Access::ReadWrite,
+        )?;
         loop {
             // SAFETY: flock on a valid descriptor we own.
             if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) } == 0 {

@@ -1,6 +1,7 @@
-//! Wall-clock time: Unix seconds and milliseconds, and the local-time text
+//! Wall-clock time: Unix seconds and milliseconds, the local-time text
 //! forms vsendmail writes (RFC 5322 `Date:`, the syslog stamp, mailq's
-//! arrival column), all from one `localtime_r`.
+//! arrival column), all from one `localtime_r`, and the UTC calendar of the
+//! audit trail (its file names and RFC 3339 stamps), with jiff.
 
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -82,6 +83,35 @@ pub fn mailq_stamp(t: i64) -> String {
     format!("{} {} {:>2} {}", l.day(), l.month(), l.0.tm_mday, l.hms())
 }
 
+/// `YYYY-MM-DD`, the UTC date of a Unix time.
+pub fn utc_date(t: i64) -> String {
+    utc(t).date().to_string()
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339, UTC) of a Unix time.
+pub fn rfc3339_utc(t: i64) -> String {
+    let dt = utc(t);
+    format!("{}T{}Z", dt.date(), dt.time().strftime("%H:%M:%S"))
+}
+
+/// The Unix time of midnight UTC of a `YYYY-MM-DD` date (validated: no
+/// 2026-11-31); `None` when the text is not such a date.
+pub fn utc_midnight(date: &str) -> Option<i64> {
+    if date.len() != 10 || !date.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+        return None;
+    }
+    let d: jiff::civil::Date = date.parse().ok()?;
+    let ts = jiff::tz::Offset::UTC
+        .to_timestamp(d.to_datetime(jiff::civil::Time::midnight()))
+        .ok()?;
+    Some(ts.as_second())
+}
+
+fn utc(t: i64) -> jiff::civil::DateTime {
+    let ts = jiff::Timestamp::from_second(t).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    jiff::tz::Offset::UTC.to_datetime(ts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +132,31 @@ mod tests {
                 p[4]
             )
         );
+    }
+
+    #[test]
+    fn utc_calendar() {
+        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_utc(1_795_435_384), "2026-11-23T12:03:04Z");
+        assert_eq!(utc_date(1_795_435_384), "2026-11-23");
+        assert_eq!(utc_date(-1), "1969-12-31");
+        assert_eq!(
+            utc_midnight("2026-11-23"),
+            Some(1_795_435_384 / 86400 * 86400)
+        );
+        assert_eq!(utc_midnight("2024-02-29"), Some(19_782 * 86400));
+        for bad in [
+            "2026-11-31",
+            "2025-02-29",
+            "2026-13-01",
+            "x026-11-23",
+            "2026-11-2",
+            "+02026-11-23",
+        ] {
+            assert_eq!(utc_midnight(bad), None, "{bad}");
+        }
+        for d in [-1000i64, 0, 59, 60, 11_016, 20_000, 30_000] {
+            assert_eq!(utc_midnight(&utc_date(d * 86400)), Some(d * 86400));
+        }
     }
 }

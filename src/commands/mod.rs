@@ -1,7 +1,8 @@
 //! Stage 11, the modes and commands, one file each, on top of every stage:
 //! a submission (`submit`), the `-bs` server (`serve`), the `-q` queue run
 //! (`queue_run`), `-bp` (`mailq`), `-bi` (`check`), `-bv` (`verify`),
-//! `--hold/--release/--delete` (`admin`), `--policy` (`policy`). They
+//! `--hold/--release/--delete` (`admin`), `--policy` (`policy`), `--who`
+//! (`who`). They
 //! return `exit::Error`; only `app` calls them.
 
 pub mod admin;
@@ -12,3 +13,4 @@ pub mod queue_run;
 pub mod serve;
 pub mod submit;
 pub mod verify;
+pub mod who;

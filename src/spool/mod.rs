@@ -1,7 +1,9 @@
 //! Stage 4, storage only: the queue directory (`store`: drafts, commits,
-//! locks, removal; files shared by group for the audit trail and counters)
-//! and the envelope file format (`envelope`). Who delivers what is not
+//! locks, removal), the envelope file format (`envelope`), and the
+//! group-owned files shared with every user's run (`shared`: the audit
+//! trail's and the rate counters'). Who delivers what is not
 //! decided here. May use `base`, `config`, `identity`.
 
 pub mod envelope;
+pub mod shared;
 pub mod store;

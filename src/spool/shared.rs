@@ -1,0 +1,109 @@
+//! Files the spool shares with every user's set-gid run: the audit trail and
+//! the rate counters. Each lives in a directory of the spool's group, mode
+//! 2770, made by root only, so that no user owns it; each file is 0660 of
+//! that group, opened never through a symlink. Users reach them only
+//! through the binary, so they can neither edit the trail nor reset a
+//! counter.
+
+use crate::config::conf::Loaded;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// How a shared file is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `O_APPEND`: each record one `write(2)` (the audit trail).
+    Append,
+    /// Read and write in place, under the caller's `flock` (a counter).
+    ReadWrite,
+}
+
+/// The spool directory's group: the group that owns the trail and counters.
+pub fn spool_gid(cfg: &Loaded) -> Option<u32> {
+    std::fs::metadata(&cfg.cfg.spool).ok().map(|m| m.gid())
+}
+
+/// Open `path` in the shared directory `dir` (created when missing and we
+/// may), creating the file 0660 of group `gid`.
+pub fn open(dir: &Path, path: &Path, gid: Option<u32>, access: Access) -> std::io::Result<File> {
+    ensure_dir(dir, gid)?;
+    let mut o = OpenOptions::new();
+    match access {
+        Access::Append => o.append(true),
+        Access::ReadWrite => o.read(true).write(true),
+    };
+    let f = o
+        .create(true)
+        .mode(0o660)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    fix_owner(&f, gid);
+    Ok(f)
+}
+
+/// Create `dir` (mode 2770, group `gid`) when it is missing.
+fn ensure_dir(dir: &Path, gid: Option<u32>) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    // Made by a user's set-gid run, the directory would belong to that user,
+    // who could then edit the trail or reset the counters: only root makes it
+    // (`make install` does).
+    if crate::spool::store::running_setid_for_user() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is missing; root must create it (make install does)",
+                dir.display()
+            ),
+        ));
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    if let Some(g) = gid {
+        let _ = std::os::unix::fs::chown(dir, None, Some(g));
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o2770))
+}
+
+/// A file we created: mode 0660 (whatever the umask), group `gid`.
+fn fix_owner(f: &File, gid: Option<u32>) {
+    let Ok(m) = f.metadata() else { return };
+    // Only the owner may change them; a file made by another run is left alone.
+    // SAFETY: geteuid has no preconditions.
+    if m.uid() != unsafe { libc::geteuid() } {
+        return;
+    }
+    if let Some(g) = gid.filter(|g| *g != m.gid()) {
+        let _ = std::os::unix::fs::fchown(f, None, Some(g));
+    }
+    if m.mode() & 0o7777 != 0o660 {
+        let _ = f.set_permissions(std::fs::Permissions::from_mode(0o660));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_group_mode_and_never_followed() {
+        let dir = std::env::temp_dir().join(format!(
+            "vs-shared-{}-{}",
+            std::process::id(),
+            crate::base::clock::unix_ms()
+        ));
+        let sub = dir.join("audit");
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = open(&sub, &sub.join("a"), None, Access::Append).unwrap();
+        assert_eq!(f.metadata().unwrap().mode() & 0o7777, 0o660);
+        assert_eq!(std::fs::metadata(&sub).unwrap().mode() & 0o7777, 0o2770);
+        std::os::unix::fs::symlink("/etc/passwd", sub.join("link")).unwrap();
+        assert!(open(&sub, &sub.join("link"), None, Access::ReadWrite).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
