@@ -116,7 +116,7 @@ fn own_command(job: &Job, own: Own) -> Result<i32> {
         Own::Hold(sel) => crate::commands::admin::hold(job, &sel),
         Own::Release(sel) => crate::commands::admin::release(job, &sel),
         Own::Delete(sel) => crate::commands::admin::delete(job, &sel),
-        Own::BatvCheck(addr) => crate::sign::batv::check_command(job, &addr),
+        Own::BatvCheck(addr) => crate::commands::batv_check::run(job, &addr),
         Own::Policy => crate::commands::policy::serve(job),
         Own::Doctor(logins) => crate::doctor::report::run(job, &logins),
         Own::Version | Own::Help => Ok(0),

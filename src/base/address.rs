@@ -1,6 +1,6 @@
 //! Envelope addresses: validation (the argv-injection guard), splitting, and
 //! qualification of bare local names. Header address lists are parsed in
-//! `message::headers` with mailparse; this module sees single addr-specs only.
+//! `intake::headers`; this module sees single addr-specs only.
 
 #[derive(Debug, thiserror::Error)]
 pub enum AddressError {

@@ -13,7 +13,7 @@ pub fn run(job: &Job) -> Result<i32> {
     problems.extend(errors.iter().map(|e| e.to_string()));
     for e in &entries {
         if let Some((sel, path)) = &e.dkim
-            && let Err(msg) = crate::sign::dkim::check_key(path)
+            && let Err(msg) = crate::sign::dkim_key::check_key(path)
         {
             problems.push(format!(
                 "{}: dkim={sel}:{}: {msg}",

@@ -1,11 +1,13 @@
 //! Stage 11, the modes and commands, one file each, on top of every stage:
 //! a submission (`submit`), the `-bs` server (`serve`), the `-q` queue run
 //! (`queue_run`), `-bp` (`mailq`), `-bi` (`check`), `-bv` (`verify`),
-//! `--hold/--release/--delete` (`admin`), `--policy` (`policy`), `--who`
+//! `--hold/--release/--delete` (`admin`), `--policy` (`policy`),
+//! `--batv-check` (`batv_check`), `--who`
 //! (`who`). They
 //! return `exit::Error`; only `app` calls them.
 
 pub mod admin;
+pub mod batv_check;
 pub mod check;
 pub mod mailq;
 pub mod policy;

@@ -433,7 +433,7 @@ impl Doctor {
             );
             return;
         };
-        let key = match crate::sign::dkim::public_key(path) {
+        let key = match crate::sign::dkim_key::public_key(path) {
             Ok(k) => k,
             Err(m) => {
                 self.line(

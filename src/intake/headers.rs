@@ -1,7 +1,8 @@
 //! The header block of a message: fields kept as raw bytes (so nothing we do
-//! not touch changes), address extraction for `-t` with mailparse (groups,
-//! comments, quoted local parts, encoded words), qualification of bare local
-//! names in address headers, and the RFC 5322 date.
+//! not touch changes), address extraction for `-t` (groups, comments, quoted
+//! local parts, encoded words; hand-written, see [`address_list`]),
+//! qualification of bare local names in address headers, and the RFC 5322
+//! date.
 
 /// One header field, raw: `Name: value` with its folded continuation lines,
 /// each line without its terminator.

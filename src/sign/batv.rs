@@ -314,20 +314,6 @@ pub fn check_key_file(path: &Path) -> Result<(), String> {
     read_keys(path).map(|_| ())
 }
 
-/// `--batv-check ADDRESS`: print the verdict; exit 0 only for `valid`.
-pub fn check_command(job: &crate::identity::job::Job, addr: &str) -> crate::exit::Result<i32> {
-    let domains = Domains::load(&job.cfg)?;
-    let v = domains
-        .check(addr, today(), job.cfg.cfg.batv_days)
-        .map_err(crate::exit::Error::BatvKeys)?;
-    println!("{v}");
-    if v == Verdict::Valid {
-        Ok(0)
-    } else {
-        Err(crate::exit::Error::NoMatch)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,7 @@ use crate::config::conf::{Loaded, TlsPolicy};
 use crate::deliver::route::Destination;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
@@ -90,16 +91,13 @@ impl TlsContext {
 
     fn build_verified(&self) -> Result<Arc<ClientConfig>, String> {
         let mut roots = RootCertStore::empty();
-        if let Ok(f) = std::fs::File::open(&self.system_ca_file) {
-            let certs: Vec<CertificateDer> = rustls_pemfile::certs(&mut io::BufReader::new(f))
-                .filter_map(Result::ok)
-                .collect();
+        if let Ok(it) = CertificateDer::pem_file_iter(&self.system_ca_file) {
+            let certs: Vec<CertificateDer> = it.filter_map(Result::ok).collect();
             roots.add_parsable_certificates(certs);
         }
         if let Some(p) = &self.ca_file {
-            let f = std::fs::File::open(p)
-                .map_err(|e| format!("tls_ca_file {}: cannot read: {e}", p.display()))?;
-            let certs: Vec<CertificateDer> = rustls_pemfile::certs(&mut io::BufReader::new(f))
+            let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(p)
+                .map_err(|e| format!("tls_ca_file {}: cannot read: {e}", p.display()))?
                 .collect::<Result<_, _>>()
                 .map_err(|e| format!("tls_ca_file {}: {e}", p.display()))?;
             let (added, _) = roots.add_parsable_certificates(certs);

@@ -1,0 +1,20 @@
+//! `--batv-check ADDRESS`: is this bounce address a valid BATV tag of one of
+//! our domains? Prints the verdict; exit 0 only for `valid`, 1 otherwise.
+
+use crate::exit::{Error, Result};
+use crate::identity::job::Job;
+use crate::sign::batv::{Domains, Verdict, today};
+
+/// `--batv-check ADDRESS`: print the verdict; exit 0 only for `valid`.
+pub fn run(job: &Job, addr: &str) -> Result<i32> {
+    let domains = Domains::load(&job.cfg)?;
+    let v = domains
+        .check(addr, today(), job.cfg.cfg.batv_days)
+        .map_err(Error::BatvKeys)?;
+    println!("{v}");
+    if v == Verdict::Valid {
+        Ok(0)
+    } else {
+        Err(Error::NoMatch)
+    }
+}
