@@ -4,7 +4,8 @@
 //! the one-line error and the exit code. Nothing imports this module.
 
 use crate::base::syslog::Syslog;
-use crate::cli::parse::{self, Invocation, Mode, Own};
+use crate::cli::invocation::{Invocation, Mode, Own};
+use crate::cli::parse;
 use crate::config::conf;
 use crate::exit;
 use crate::exit::{Error, Result};
@@ -57,7 +58,7 @@ fn execute(inv: Invocation) -> Result<i32> {
                 "vsendmail {}: sendmail-compatible delivery as each user's virtual identity",
                 env!("CARGO_PKG_VERSION")
             );
-            println!("{}", parse::USAGE);
+            println!("{}", crate::cli::invocation::USAGE);
             println!(
                 "own commands: --who QUERY [TIME] [--window D], --hold|--release|--delete SEL, --batv-check ADDR, --policy, --doctor [LOGIN...], --version, --help"
             );

@@ -10,7 +10,7 @@
 
 use crate::account::rate::RateError;
 use crate::base::address::AddressError;
-use crate::cli::parse::CliError;
+use crate::cli::invocation::CliError;
 use crate::config::conf::ConfigError;
 use crate::config::virtusers::VirtusersError;
 use crate::identity::invoker::InvokerError;

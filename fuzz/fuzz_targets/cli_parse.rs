@@ -5,7 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vsendmail::cli::parse::{self, ProgName};
+use vsendmail::cli::invocation::ProgName;
+use vsendmail::cli::parse as cli;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&first, rest)) = data.split_first() else {

@@ -7,7 +7,7 @@
 //! share an SMTP connection (RSET between).
 
 use crate::base::clock::unix_now;
-use crate::cli::parse::{QueueFilter, QueueRun};
+use crate::cli::invocation::{QueueFilter, QueueRun};
 use crate::deliver::attempt::{self, Context};
 use crate::exit::Result;
 use crate::identity::job::Job;

@@ -7,7 +7,7 @@
 
 use crate::base::clock::unix_now;
 use crate::base::dsn::{Dsn, ErrorMode};
-use crate::cli::parse::DeliveryMode;
+use crate::cli::invocation::DeliveryMode;
 use crate::deliver::attempt::{self, Report};
 use crate::exit::{Error, Result};
 use crate::identity::job::Job;

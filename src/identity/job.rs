@@ -5,7 +5,7 @@
 //! nothing of what they do with it.
 
 use crate::base::syslog::Syslog;
-use crate::cli::parse::Invocation;
+use crate::cli::invocation::Invocation;
 use crate::config::conf::Loaded;
 use crate::config::virtusers::{Table, VirtusersError};
 use crate::identity::invoker::Invoker;

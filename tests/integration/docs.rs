@@ -76,9 +76,10 @@ fn every_flag_is_in_vsendmail_8() {
 fn every_virtusers_option_is_in_virtusers_5() {
     let man = page("virtusers.5");
     // The options the parser knows, read from its error message.
-    let src =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/virtusers/mod.rs"))
-            .unwrap();
+    let src = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config/virtusers.rs"),
+    )
+    .unwrap();
     let known = src
         .split("(known: ")
         .nth(1)
@@ -95,8 +96,9 @@ fn every_virtusers_option_is_in_virtusers_5() {
 #[test]
 fn every_config_key_is_in_vsendmail_conf_5() {
     let man = page("vsendmail.conf.5");
-    let src = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config.rs"))
-        .unwrap();
+    let src =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config/conf.rs"))
+            .unwrap();
     // Fields of `pub struct Config` and `pub struct Timeouts`.
     let mut keys = Vec::new();
     for strukt in ["pub struct Config {", "pub struct Timeouts {"] {
