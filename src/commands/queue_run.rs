@@ -8,7 +8,9 @@
 
 use crate::base::clock::unix_now;
 use crate::cli::invocation::{QueueFilter, QueueRun};
-use crate::deliver::attempt::{self, Context};
+use crate::deliver::attempt;
+use crate::deliver::context::Context;
+use crate::deliver::outcome::Report;
 use crate::exit::Result;
 use crate::identity::job::Job;
 use crate::identity::profile::Identity;
@@ -55,7 +57,7 @@ pub fn run(job: &Job, q: &QueueRun) -> Result<i32> {
         tried += 1;
         let expired = now.saturating_sub(locked.env.created) > job.cfg.max_age.as_secs();
         let report = if expired {
-            attempt::Report {
+            Report {
                 failed: expire(&mut locked.env, job.cfg.max_age.as_secs()),
                 ..Default::default()
             }

@@ -8,7 +8,9 @@
 use crate::base::clock::unix_now;
 use crate::base::dsn::{Dsn, ErrorMode};
 use crate::cli::invocation::DeliveryMode;
-use crate::deliver::attempt::{self, Report};
+use crate::deliver::attempt;
+use crate::deliver::context::Context;
+use crate::deliver::outcome::Report;
 use crate::exit::{Error, Result};
 use crate::identity::job::Job;
 use crate::identity::profile::Identity;
@@ -201,7 +203,7 @@ pub fn submit(job: &Job) -> Result<i32> {
         }
         DeliveryMode::Interactive => {
             let mut locked = locked;
-            let mut ctx = attempt::Context::new(&job.cfg, &job.log, inv.verbose, false);
+            let mut ctx = Context::new(&job.cfg, &job.log, inv.verbose, false);
             let report = attempt::deliver(&mut ctx, &mut locked);
             finish(job, &mut ctx, locked, &report, inv.errors).map(|()| 0)
         }
@@ -229,7 +231,7 @@ fn background(job: &Job, locked: Locked) {
                 }
             }
             let mut locked = locked;
-            let mut ctx = attempt::Context::new(&job.cfg, &job.log, false, false);
+            let mut ctx = Context::new(&job.cfg, &job.log, false, false);
             let report = attempt::deliver(&mut ctx, &mut locked);
             let _ = finish(job, &mut ctx, locked, &report, ErrorMode::Mail);
             std::process::exit(0);
@@ -248,7 +250,7 @@ fn background(job: &Job, locked: Locked) {
 /// the way -oe says; `Err` when the caller must hear a failure.
 pub fn finish(
     job: &Job,
-    ctx: &mut attempt::Context,
+    ctx: &mut Context,
     mut locked: Locked,
     report: &Report,
     errors: ErrorMode,

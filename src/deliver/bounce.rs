@@ -5,7 +5,8 @@
 
 use crate::base::clock::rfc5322_date;
 use crate::base::clock::unix_now;
-use crate::deliver::attempt::{self, Context};
+use crate::deliver::attempt;
+use crate::deliver::context::Context;
 use crate::spool::envelope::{Envelope, Recipient};
 use crate::spool::store::Spool;
 use std::io::{Read, Write};

@@ -1,12 +1,18 @@
 //! Stage 8, delivery of a queued message: `route` (relay or MX, via `dns`),
 //! `connect` (bind the identity's source, then verify it), `smtp` (the
-//! client session, TLS, AUTH), `attempt` (one delivery attempt of one
-//! message and its per-recipient outcome), `bounce` (failure and delay
-//! reports). May use the stages before it.
+//! client session, TLS, AUTH), and the attempt at one message: `attempt`
+//! (the destinations in turn), `transaction` (one try of one address),
+//! `open` (a bound, greeted, TLS'd, authenticated session), `outcome` (per
+//! recipient, merged into the envelope), `context` (resolver, TLS, session
+//! pool); `bounce` (failure and delay reports). May use the stages before it.
 
 pub mod attempt;
 pub mod bounce;
 pub mod connect;
+pub mod context;
 pub mod dns;
+pub mod open;
+pub mod outcome;
 pub mod route;
 pub mod smtp;
+pub mod transaction;

@@ -1,0 +1,82 @@
+//! What delivery needs besides the message: the configuration and log, the
+//! resolver and TLS configuration (made on first use), and in a queue run the
+//! pool of SMTP sessions that messages to the same host from the same source
+//! share (RSET between).
+
+use crate::base::syslog::Syslog;
+use crate::config::conf::Loaded;
+use crate::deliver::dns::Dns;
+use crate::deliver::smtp::session::Session;
+use crate::deliver::smtp::tls::TlsContext;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+/// Sessions kept open across messages of one queue job, keyed by
+/// (source, destination, HELO, relay user): a queue run reuses one SMTP
+/// connection for several messages to the same host from the same source.
+/// (source, destination, HELO, relay user) of a reusable session.
+pub type PoolKey = (Option<IpAddr>, SocketAddr, String, Option<String>);
+
+#[derive(Default)]
+pub struct Pool {
+    pub(super) sessions: HashMap<PoolKey, (Session, u64)>,
+}
+
+impl Pool {
+    pub fn close_all(&mut self) {
+        for (_, (mut s, _)) in self.sessions.drain() {
+            s.quit();
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.close_all();
+    }
+}
+
+/// Everything delivery needs besides the message.
+pub struct Context<'a> {
+    pub cfg: &'a Loaded,
+    pub log: &'a Syslog,
+    pub verbose: bool,
+    dns: Option<Dns>,
+    dns_err: Option<String>,
+    pub pool: Option<Pool>,
+    pub(super) tls: Option<TlsContext>,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(cfg: &'a Loaded, log: &'a Syslog, verbose: bool, reuse: bool) -> Context<'a> {
+        Context {
+            cfg,
+            log,
+            verbose,
+            dns: None,
+            dns_err: None,
+            pool: reuse.then(Pool::default),
+            tls: None,
+        }
+    }
+
+    /// The resolver, created on first use (a relay-only run never needs it).
+    pub fn dns(&mut self) -> Option<&Dns> {
+        if self.dns.is_none() && self.dns_err.is_none() {
+            match Dns::new(&self.cfg.nameservers, std::time::Duration::from_secs(5)) {
+                Ok(d) => self.dns = Some(d),
+                Err(e) => self.dns_err = Some(e.to_string()),
+            }
+        }
+        self.dns.as_ref()
+    }
+
+    pub(super) fn init_tls(&mut self) -> Result<(), String> {
+        if self.tls.is_none() {
+            self.tls = Some(
+                crate::deliver::smtp::tls::TlsContext::new(self.cfg).map_err(|e| e.to_string())?,
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,200 @@
+//! Opening a session for delivery: connect from the first of the
+//! identity's sources that binds (verified by `connect`), greet, TLS as the
+//! policy and the relay's credentials require, AUTH when configured.
+
+use crate::base::clock::unix_now;
+use crate::base::relay::Scheme;
+use crate::deliver::connect::{self, ConnectError};
+use crate::deliver::context::Context;
+use crate::deliver::outcome::TryError;
+use crate::deliver::route::Destination;
+use crate::deliver::smtp::session::{Session, SmtpError};
+use crate::identity::profile::Identity;
+use std::net::{IpAddr, SocketAddr};
+
+/// Connect from the first candidate source that binds, then greet, TLS, AUTH.
+///
+/// TLS follows `smtp::tls`'s policy; a relay with credentials (its URL names a
+/// user, or the secrets file has a line for it) raises `opportunistic` to
+/// `required`, so credentials never travel unencrypted: a relay that offers no
+/// STARTTLS is then a temporary failure (the message stays queued). A failed
+/// opportunistic handshake is retried once on a new connection without TLS.
+/// `opened` gets (local, peer, connect time) of every connection made.
+#[allow(clippy::too_many_arguments)]
+pub fn open_session(
+    ctx: &mut Context,
+    identity: &Identity,
+    candidates: &[Option<IpAddr>],
+    dest: &Destination,
+    host_name: &str,
+    addr: SocketAddr,
+    connect_time: &mut u64,
+    opened: &mut Vec<(SocketAddr, SocketAddr, u64)>,
+) -> Result<Session, TryError> {
+    use crate::deliver::smtp::tls::{self, StartTlsError, Started};
+    let timeouts = ctx.cfg.cfg.timeouts.clone();
+    let mut last_local = None;
+    let implicit_tls = dest
+        .relay
+        .as_ref()
+        .is_some_and(|r| r.scheme == Scheme::Smtps);
+    // Credentials decide the TLS policy before anything is sent.
+    let creds = match &dest.relay {
+        Some(r) => match crate::config::secrets::for_relay(&ctx.cfg.cfg.secrets, r) {
+            Ok(crate::config::secrets::RelayAuth::Use(c)) => Some(c),
+            Ok(crate::config::secrets::RelayAuth::None) => None,
+            Err(why) => {
+                return Err(TryError::Stop {
+                    why,
+                    permanent: false,
+                });
+            }
+        },
+        None => None,
+    };
+    // With credentials, `opportunistic` counts as `required` (see smtp::tls::starttls).
+    let policy = tls::policy_for(ctx.cfg, dest);
+    if let Err(e) = ctx.init_tls() {
+        return Err(TryError::Stop {
+            why: e,
+            permanent: false,
+        });
+    }
+    let next = |why: String, permanent: bool| TryError::Next {
+        why,
+        permanent,
+        local: false,
+    };
+    for plain_retry in [false, true] {
+        let mut conn = None;
+        for src in candidates {
+            match connect::connect(*src, addr, timeouts.connect(), &identity.sender) {
+                Ok(c) => {
+                    conn = Some(c);
+                    break;
+                }
+                Err(e @ (ConnectError::NotConfigured { .. } | ConnectError::Bind { .. })) => {
+                    last_local = Some(e.to_string());
+                    continue;
+                }
+                Err(e) => {
+                    let local = e.is_local();
+                    return Err(TryError::Next {
+                        why: e.to_string(),
+                        permanent: false,
+                        local,
+                    });
+                }
+            }
+        }
+        let Some(conn) = conn else {
+            return Err(TryError::Next {
+                why: last_local.unwrap_or_else(|| "no source address could be bound".into()),
+                permanent: false,
+                local: true,
+            });
+        };
+        *connect_time = unix_now();
+        let local = conn.local;
+        let peer = conn.peer;
+        opened.push((local, peer, *connect_time));
+        let tls_ctx = ctx.tls.as_ref().expect("initialised above");
+        let mut implicit_info = None;
+        let stream = if implicit_tls {
+            let (st, info) =
+                tls::implicit(conn.stream, host_name, tls_ctx, policy, timeouts.greeting())
+                    .map_err(|e| next(e.to_string(), false))?;
+            implicit_info = Some(info);
+            st
+        } else {
+            crate::deliver::smtp::session::Stream::Plain(conn.stream)
+        };
+        let mut s = Session::open(
+            stream,
+            local,
+            peer,
+            host_name,
+            &identity.helo,
+            &timeouts,
+            ctx.verbose,
+        )
+        .map_err(|e| next(e.to_string(), e.is_permanent()))?;
+        if let Some(info) = implicit_info {
+            s.tls = true;
+            tls_note(ctx, &info.describe(&s.peer_name), false);
+        } else {
+            match tls::starttls(
+                &mut s,
+                host_name,
+                tls_ctx,
+                policy,
+                plain_retry,
+                creds.is_some(),
+            ) {
+                Ok(Started::Tls(info)) => tls_note(ctx, &info.describe(&s.peer_name), false),
+                Ok(Started::Plain { note }) => {
+                    if let Some(n) = note {
+                        tls_note(ctx, &n, true);
+                    }
+                }
+                Err(StartTlsError::HandshakeFailed {
+                    retry_plain: true,
+                    peer,
+                    why,
+                }) if !plain_retry => {
+                    tls_note(
+                        ctx,
+                        &format!(
+                            "TLS handshake with {peer} failed ({why}); retrying once without TLS"
+                        ),
+                        true,
+                    );
+                    continue;
+                }
+                Err(e @ StartTlsError::Policy(_)) => {
+                    s.quit();
+                    return Err(next(e.to_string(), false));
+                }
+                // The connection is unusable (broken TLS, timeout): no QUIT.
+                Err(e) => return Err(next(e.to_string(), false)),
+            }
+        }
+        if let Some(c) = &creds {
+            match crate::deliver::smtp::auth::authenticate(&mut s, c) {
+                Ok(Some(_)) => {}
+                Ok(None) => tls_note(
+                    ctx,
+                    &format!(
+                        "relay {} offers no AUTH; sending without authentication (credentials from {} not used)",
+                        s.peer_name, c.location
+                    ),
+                    true,
+                ),
+                Err(e) => {
+                    let permanent = e.is_permanent();
+                    if !matches!(e, SmtpError::Io { .. } | SmtpError::Timeout { .. }) {
+                        s.quit();
+                    }
+                    return Err(TryError::Stop {
+                        why: e.to_string(),
+                        permanent,
+                    });
+                }
+            }
+        }
+        return Ok(s);
+    }
+    Err(next("TLS failed twice".into(), false))
+}
+
+/// A TLS or AUTH event: to syslog, and to stderr with `-v`.
+fn tls_note(ctx: &Context, text: &str, warning: bool) {
+    if ctx.verbose {
+        eprintln!("*** {text}");
+    }
+    if warning {
+        ctx.log.warning(text);
+    } else {
+        ctx.log.info(text);
+    }
+}
