@@ -119,7 +119,7 @@ fn own_command(job: &Job, own: Own) -> Result<i32> {
         Own::Delete(sel) => crate::commands::admin::delete(job, &sel),
         Own::BatvCheck(addr) => crate::commands::batv_check::run(job, &addr),
         Own::Policy => crate::commands::policy::serve(job),
-        Own::Doctor(logins) => crate::doctor::report::run(job, &logins),
+        Own::Doctor(logins) => crate::commands::doctor::run(job, &logins),
         Own::Version | Own::Help => Ok(0),
     }
 }

@@ -2,13 +2,14 @@
 //! a submission (`submit`), the `-bs` server (`serve`), the `-q` queue run
 //! (`queue_run`), `-bp` (`mailq`), `-bi` (`check`), `-bv` (`verify`),
 //! `--hold/--release/--delete` (`admin`), `--policy` (`policy`),
-//! `--batv-check` (`batv_check`), `--who`
+//! `--batv-check` (`batv_check`), `--doctor` (`doctor`), `--who`
 //! (`who`). They
 //! return `exit::Error`; only `app` calls them.
 
 pub mod admin;
 pub mod batv_check;
 pub mod check;
+pub mod doctor;
 pub mod mailq;
 pub mod policy;
 pub mod queue_run;

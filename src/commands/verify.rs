@@ -5,7 +5,6 @@
 use crate::deliver::route::Router;
 use crate::exit::{Error, Result};
 use crate::identity::job::Job;
-use std::net::IpAddr;
 
 pub fn run(job: &Job) -> Result<i32> {
     if job.inv.recipients.is_empty() {
@@ -21,7 +20,7 @@ pub fn run(job: &Job) -> Result<i32> {
         .sources
         .iter()
         .map(|s| {
-            let ok = can_bind(*s);
+            let ok = crate::deliver::connect::can_bind(*s).is_ok();
             let used = if s.is_ipv4() {
                 &mut v4_used
             } else {
@@ -112,16 +111,4 @@ pub fn run(job: &Job) -> Result<i32> {
         );
     }
     Ok(0)
-}
-
-/// Whether `ip` can be bound here (configured on an interface).
-fn can_bind(ip: IpAddr) -> bool {
-    let domain = if ip.is_ipv4() {
-        socket2::Domain::IPV4
-    } else {
-        socket2::Domain::IPV6
-    };
-    socket2::Socket::new(domain, socket2::Type::STREAM, None)
-        .and_then(|s| s.bind(&std::net::SocketAddr::new(ip, 0).into()))
-        .is_ok()
 }

@@ -168,6 +168,17 @@ pub fn candidates(sources: &[IpAddr], dst: &SocketAddr) -> Vec<Option<IpAddr>> {
         .collect()
 }
 
+/// Whether `ip` can be bound here (configured on an interface): the probe
+/// of `-bv` and `--doctor`, made as `connect` binds, without connecting.
+pub fn can_bind(ip: IpAddr) -> std::io::Result<()> {
+    let domain = if ip.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    Socket::new(domain, Type::STREAM, None)?.bind(&SocketAddr::new(ip, 0).into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

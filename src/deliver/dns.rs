@@ -5,7 +5,7 @@
 //! else from /etc/resolv.conf.
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError as HDnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
@@ -65,12 +65,25 @@ pub fn resolver_config(nameservers: &[SocketAddr]) -> ResolverConfig {
     ResolverConfig::from_parts(None, vec![], servers)
 }
 
+/// The runtime every resolver of ours runs on: one current thread (hickory
+/// 0.26 has no synchronous resolver), driven by `block_on`.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// The options every resolver of ours uses (delivery's and SPF's): `timeout`
+/// per question, two attempts, every name taken as absolute.
+pub fn tune(opts: &mut ResolverOpts, timeout: Duration) {
+    opts.timeout = timeout;
+    opts.attempts = 2;
+    opts.ndots = 0;
+}
+
 impl Dns {
     pub fn new(nameservers: &[SocketAddr], timeout: Duration) -> Result<Dns, DnsError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| DnsError::Setup(e.to_string()))?;
+        let rt = runtime().map_err(|e| DnsError::Setup(e.to_string()))?;
         let mut builder = if nameservers.is_empty() {
             TokioResolver::builder_tokio().map_err(|e| DnsError::Setup(e.to_string()))?
         } else {
@@ -79,10 +92,7 @@ impl Dns {
                 TokioRuntimeProvider::default(),
             )
         };
-        let opts = builder.options_mut();
-        opts.timeout = timeout;
-        opts.attempts = 2;
-        opts.ndots = 0;
+        tune(builder.options_mut(), timeout);
         let resolver = {
             let _g = rt.enter();
             builder

@@ -1,5 +1,11 @@
-//! Stage 9, what receivers will see of each identity: DNS (PTR, FCrDNS, SPF,
-//! DKIM, DMARC), source addresses and keys, checked and reported for
-//! `--doctor`. May use the stages before it.
+//! Stage 9, what receivers will see of each identity, checked for
+//! `--doctor`: per identity (`identity`), its source addresses (`source`:
+//! binding, PTR, FCrDNS, HELO, SPF via `spf`) and its domain's records and
+//! keys (`records`: DKIM, DMARC, BATV), reported one line each (`report`).
+//! May use the stages before it.
 
+pub mod identity;
+pub mod records;
 pub mod report;
+pub mod source;
+pub mod spf;

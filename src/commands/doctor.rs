@@ -1,0 +1,85 @@
+//! `--doctor [LOGIN...]`: what receivers will see of each identity.
+//!
+//! Owns the checks and their report: per identity (every virtusers line, or
+//! the identities of the logins named) and source address, one line
+//! `STATUS CHECK IDENTITY ADDRESS: detail and what to fix`, STATUS `ok`,
+//! `warn` or `FAIL`, CHECK one of `source` (the address can be bound here),
+//! `ptr`, `fcrdns`, `helo`, `spf` (evaluated by mail-auth), `dkim` (the
+//! selector's TXT holds the key file's public key), `dmarc`, `batv` (the key
+//! file is readable and well formed). All DNS questions go to the `dns`
+//! nameservers (PTR with plain queries, see `dns::Dns::ptr`). Exit 0 when no
+//! check failed, 1 otherwise.
+
+use crate::config::virtusers::{Table, Who};
+use crate::deliver::dns::Dns;
+use crate::doctor::report::Doctor;
+use crate::doctor::spf::Spf;
+use crate::exit::{Error, Result};
+use crate::identity::job::Job;
+use crate::identity::profile::Identity;
+use std::time::Duration;
+
+/// How long one DNS question may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Check the identities of `logins` (all when empty).
+pub fn run(job: &Job, logins: &[String]) -> Result<i32> {
+    let table = Table::read(&job.cfg.cfg.virtusers)?;
+    let mut ids: Vec<(String, Identity)> = Vec::new();
+    if logins.is_empty() {
+        let (entries, errors) = table.check_all();
+        for e in &errors {
+            eprintln!("vsendmail: warning: {e} (line skipped; see vsendmail -bi)");
+        }
+        for e in &entries {
+            let (login, uid) = match &e.who {
+                Who::User(u) => (
+                    u.clone(),
+                    crate::identity::invoker::by_login(u)
+                        .map(|i| i.uid)
+                        .unwrap_or(0),
+                ),
+                Who::Group(_) | Who::Any => ("*".to_string(), 0),
+            };
+            let id = Identity::resolve(Some(e), &login, uid, &job.cfg.hostname);
+            let label = match &e.who {
+                Who::User(_) => id.sender.clone(),
+                Who::Group(g) => format!("%{g}:{}", id.sender),
+                Who::Any => format!("*:{}", id.sender),
+            };
+            ids.push((label, id));
+        }
+        if ids.is_empty() {
+            println!(
+                "vsendmail: {} has no identities; every user sends as the host ({})",
+                job.cfg.cfg.virtusers.display(),
+                job.cfg.hostname
+            );
+        }
+    } else {
+        for login in logins {
+            let who = crate::identity::invoker::by_login(login);
+            let groups = who
+                .as_ref()
+                .map(|w| w.groups().to_vec())
+                .unwrap_or_default();
+            let uid = who.as_ref().map(|w| w.uid).unwrap_or(0);
+            let entry = table.lookup(login, &groups)?;
+            let id = Identity::resolve(entry.as_ref(), login, uid, &job.cfg.hostname);
+            ids.push((id.sender.clone(), id));
+        }
+    }
+    let ns = &job.cfg.nameservers;
+    let dns = Dns::new(ns, TIMEOUT).map_err(|e| Error::DoctorSetup(e.to_string()))?;
+    let spf = Spf::new(ns, TIMEOUT)
+        .map_err(|e| Error::DoctorSetup(format!("cannot set up the SPF resolver: {e}")))?;
+    let mut doc = Doctor::new(dns, spf);
+    for (label, id) in &ids {
+        crate::doctor::identity::identity(&mut doc, label, id);
+    }
+    if doc.failed {
+        // Each failure is a FAIL line of the report on stdout.
+        return Err(Error::Quiet(Box::new(Error::DoctorFailed)));
+    }
+    Ok(0)
+}
