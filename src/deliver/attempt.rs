@@ -1,14 +1,14 @@
 //! Delivery of one queued message: route its pending recipients (relay or
 //! MX), resolve the identity's sources, then for each destination try its
-//! hosts and addresses in order (`transaction`) until every recipient is
+//! hosts and addresses in order (`host`) until every recipient is
 //! settled or the hosts run out; the outcome goes into the envelope
 //! (`outcome::record`). The envelope is updated in place; the caller saves
 //! or removes it.
 
 use crate::deliver::context::Context;
+use crate::deliver::host::try_address;
 use crate::deliver::outcome::{Outcome, Outcomes, Report, TryError, record};
 use crate::deliver::route::{Destination, Router};
-use crate::deliver::transaction::try_address;
 use crate::identity::profile::Identity;
 use crate::spool::envelope::RcptState;
 use crate::spool::store::Locked;

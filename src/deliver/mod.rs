@@ -1,7 +1,7 @@
 //! Stage 8, delivery of a queued message: `route` (relay or MX, via `dns`),
 //! `connect` (bind the identity's source, then verify it), `smtp` (the
 //! client session, TLS, AUTH), and the attempt at one message: `attempt`
-//! (the destinations in turn), `transaction` (one try of one address),
+//! (the destinations in turn), `host` (one try of one address of a host),
 //! `open` (a bound, greeted, TLS'd, authenticated session), `outcome` (per
 //! recipient, merged into the envelope), `context` (resolver, TLS, session
 //! pool); `bounce` (failure and delay reports). May use the stages before it.
@@ -11,8 +11,8 @@ pub mod bounce;
 pub mod connect;
 pub mod context;
 pub mod dns;
+pub mod host;
 pub mod open;
 pub mod outcome;
 pub mod route;
 pub mod smtp;
-pub mod transaction;

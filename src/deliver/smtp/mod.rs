@@ -1,8 +1,9 @@
 //! The SMTP client: a session over a socket that `connect` bound and
-//! verified (`session`), replies read as hostile input (`reply`), STARTTLS
+//! verified (`session`), one transaction on it (`transaction`), replies read as hostile input (`reply`), STARTTLS
 //! and implicit TLS (`tls`), AUTH to relays (`auth`).
 
 pub mod auth;
 pub mod reply;
 pub mod session;
 pub mod tls;
+pub mod transaction;
