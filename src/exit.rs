@@ -1,9 +1,9 @@
 //! The end of a run: the crate's [`Error`], which every command returns, and
 //! the one map from it to a sysexits(3) code ([`code`]).
 //!
-//! Each stage below has its own error type (`cli::CliError`,
-//! `config::ConfigError`, `intake::IntakeError`, `spool::SpoolError`,
-//! `rate::RateError`, ...); they meet here, beside what the commands
+//! Each stage below has its own error type (`cli::invocation::CliError`,
+//! `config::conf::ConfigError`, `intake::message::IntakeError`,
+//! `spool::store::SpoolError`, `account::rate::RateError`, ...); they meet here, beside what the commands
 //! themselves refuse, each variant carrying what a person needs to fix it.
 //! Only [`code`] decides which code a caller sees; nothing below imports
 //! this module, and the commands above never pick a code themselves.

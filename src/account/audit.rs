@@ -166,7 +166,7 @@ fn try_append(cfg: &Loaded, rec: &Record) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Records for the connections that `deliver::open_session` made but did
+/// Records for the connections that `deliver::open::open_session` made but did
 /// not hand over as a session: each one before the last was given up to
 /// retry without TLS; the last failed with `failure` (when the session did
 /// open, `failure` is `None` and the last one gets its records per message).

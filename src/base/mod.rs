@@ -4,9 +4,9 @@
 //! Nothing here reads a file of the host or decides a policy.
 
 pub mod address;
-pub mod clock;
-pub mod dsn;
-pub mod duration;
-pub mod limit;
-pub mod relay;
-pub mod syslog;
+pub(crate) mod clock;
+pub(crate) mod dsn;
+pub(crate) mod duration;
+pub(crate) mod limit;
+pub(crate) mod relay;
+pub(crate) mod syslog;

@@ -1,13 +1,14 @@
 //! `--doctor [LOGIN...]`: what receivers will see of each identity.
 //!
-//! Owns the checks and their report: per identity (every virtusers line, or
-//! the identities of the logins named) and source address, one line
+//! Chooses the identities (every virtusers line, or the identities of the
+//! logins named) and runs `doctor`'s checks on each; per source address one
+//! line
 //! `STATUS CHECK IDENTITY ADDRESS: detail and what to fix`, STATUS `ok`,
 //! `warn` or `FAIL`, CHECK one of `source` (the address can be bound here),
 //! `ptr`, `fcrdns`, `helo`, `spf` (evaluated by mail-auth), `dkim` (the
 //! selector's TXT holds the key file's public key), `dmarc`, `batv` (the key
 //! file is readable and well formed). All DNS questions go to the `dns`
-//! nameservers (PTR with plain queries, see `dns::Dns::ptr`). Exit 0 when no
+//! nameservers (PTR with plain queries, see `deliver::dns::Dns::ptr`). Exit 0 when no
 //! check failed, 1 otherwise.
 
 use crate::config::virtusers::{Table, Who};

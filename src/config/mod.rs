@@ -3,8 +3,8 @@
 //! relay `secrets`. Each is read strictly, once, into typed values with
 //! `file:line` errors. May use `base` only.
 
-pub mod aliases;
+pub(crate) mod aliases;
 pub mod conf;
-pub mod secrets;
+pub(crate) mod secrets;
 pub mod virtusers;
-pub mod virtusers_index;
+pub(crate) mod virtusers_index;

@@ -12,7 +12,6 @@ pub enum InvokerError {
 #[derive(Debug, Clone)]
 pub struct Invoker {
     pub uid: u32,
-    pub gid: u32,
     pub login: String,
     /// Names of the primary and supplementary groups, looked up on first use
     /// (getgrouplist may load NSS modules: a third of a run's instructions,
@@ -31,7 +30,6 @@ impl Invoker {
             .ok_or(InvokerError::Unknown(uid.as_raw()))?;
         Ok(Invoker {
             uid: uid.as_raw(),
-            gid: user.gid.as_raw(),
             groups: std::cell::OnceCell::new(),
             login: user.name,
             setid: uid != Uid::effective() || Gid::current() != Gid::effective(),
@@ -72,20 +70,11 @@ fn groups_of(user: &User) -> Vec<String> {
     names
 }
 
-/// The login name of a uid (for messages queued by someone else).
-pub fn login_of(uid: u32) -> Option<String> {
-    User::from_uid(Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-}
-
 /// Look up a user by login (for queue runs re-resolving an identity).
 pub fn by_login(login: &str) -> Option<Invoker> {
     let user = User::from_name(login).ok().flatten()?;
     Some(Invoker {
         uid: user.uid.as_raw(),
-        gid: user.gid.as_raw(),
         groups: std::cell::OnceCell::new(),
         login: user.name,
         setid: false,

@@ -3,6 +3,6 @@
 //! (`profile`), and the run's context built from both (`job`). May use
 //! `base`, `cli`, `config`.
 
-pub mod invoker;
-pub mod job;
+pub(crate) mod invoker;
+pub(crate) mod job;
 pub mod profile;

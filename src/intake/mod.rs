@@ -4,5 +4,5 @@
 //! (`lines`). May use the stages before it.
 
 pub mod headers;
-pub mod lines;
+pub(crate) mod lines;
 pub mod message;

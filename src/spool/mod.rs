@@ -4,6 +4,6 @@
 //! trail's and the rate counters'). Who delivers what is not
 //! decided here. May use `base`, `config`, `identity`.
 
-pub mod envelope;
-pub mod shared;
+pub(crate) mod envelope;
+pub(crate) mod shared;
 pub mod store;

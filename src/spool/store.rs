@@ -1,5 +1,5 @@
 //! The spool: durable storage of queued messages, and nothing else (who
-//! delivers them is `runner`/`deliver`).
+//! delivers them is `commands::queue_run` and `deliver`).
 //!
 //! Layout under `spool` (directories mode 2770, group vsendmail; files 0660):
 //! ```text

@@ -20,24 +20,8 @@ impl Reply {
     pub fn is_positive(&self) -> bool {
         (200..400).contains(&self.code)
     }
-    pub fn is_transient(&self) -> bool {
-        (400..500).contains(&self.code)
-    }
     pub fn is_permanent(&self) -> bool {
         self.code >= 500
-    }
-
-    /// The enhanced status code (`5.1.1`) when the first line starts with one.
-    pub fn enhanced(&self) -> Option<&str> {
-        let first = self.lines.first()?;
-        let tok = first.split_whitespace().next()?;
-        let parts: Vec<&str> = tok.split('.').collect();
-        (parts.len() == 3
-            && matches!(parts[0], "2" | "4" | "5")
-            && parts
-                .iter()
-                .all(|p| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit())))
-        .then_some(tok)
     }
 
     /// A reply we make up for an event without one (timeout, lost connection).
@@ -106,14 +90,12 @@ mod tests {
     }
 
     #[test]
-    fn enhanced_codes_and_display() {
+    fn display() {
         let r = Reply {
             code: 550,
             lines: vec!["5.1.1 no such user".into(), "second\x1b[31m".into()],
         };
-        assert_eq!(r.enhanced(), Some("5.1.1"));
         assert_eq!(r.to_string(), "550 5.1.1 no such user / second?[31m");
         assert!(r.is_permanent());
-        assert_eq!(Reply::synthetic(250, "Ok").enhanced(), None);
     }
 }

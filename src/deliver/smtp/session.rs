@@ -60,14 +60,6 @@ impl SmtpError {
             _ => false,
         }
     }
-
-    /// The reply, when the server gave one.
-    pub fn reply(&self) -> Option<&Reply> {
-        match self {
-            SmtpError::Rejected { reply, .. } => Some(reply),
-            _ => None,
-        }
-    }
 }
 
 /// What the server's EHLO reply offered.
@@ -162,7 +154,6 @@ pub struct Session {
     pos: usize,
     pub ext: Extensions,
     pub local: SocketAddr,
-    pub peer: SocketAddr,
     /// `name[addr]:port` for messages and logs.
     pub peer_name: String,
     pub helo: String,
@@ -195,7 +186,6 @@ impl Session {
             pos: 0,
             ext: Extensions::default(),
             local,
-            peer,
             peer_name,
             helo: helo.to_string(),
             greeting: Reply::synthetic(0, ""),
@@ -435,10 +425,6 @@ impl Session {
             let _ = tls.flush();
         }
         let _ = self.stream.tcp().shutdown(std::net::Shutdown::Both);
-    }
-
-    pub fn set_verbose(&mut self, v: bool) {
-        self.verbose = v;
     }
 }
 
