@@ -1581,19 +1581,58 @@ def cron_debian(t=None):
 class Deb:
     path = None
     R = None
+    parent_before = None
+
+
+def beside_tree():
+    """What dpkg-buildpackage would leave in the tree's parent directory."""
+    parent = os.path.dirname(ROOT)
+    return sorted(f for f in os.listdir(parent) if f.startswith("vsendmail_"))
 
 
 def deb_path():
     if Deb.path is None:
         p = os.environ.get("DEB")
         if not p:
-            r = run(["bash", os.path.join(ROOT, "dist", "build-deb.sh")], timeout=900, check_rc=False)
+            Deb.parent_before = beside_tree()
+            r = run(["bash", os.path.join(ROOT, "dist", "build-deb.sh"), "--no-lint"], timeout=900, check_rc=False)
             if r.returncode != 0:
                 raise Fail("dist/build-deb.sh exited %d: %s" % (r.returncode, short(r.stdout + r.stderr, 2000)))
             p = r.stdout.decode().strip().splitlines()[-1]
         check(os.path.exists(p), "no .deb at %s" % p)
         Deb.path = os.path.abspath(p)
     return Deb.path
+
+
+@test("Debian source package and lintian")
+def deb_source_lintian(t=None):
+    """dist/build-deb.sh builds as a packager does (dpkg-buildpackage -us -uc:
+    source and binary): the .dsc and the native tarball unpack again with
+    dpkg-source -x, nothing is left beside the tree, and lintian
+    (dist/lint-deb.sh, over the .changes: source, binary, buildinfo) finds no
+    error; its warnings are printed here."""
+    deb = deb_path()
+    d = os.path.dirname(deb)
+    base = os.path.basename(deb).rsplit("_", 1)[0]          # vsendmail_VERSION
+    changes = deb[:-len(".deb")] + ".changes"
+    for f in (base + ".dsc", base + ".tar.xz", os.path.basename(changes)):
+        check(os.path.exists(os.path.join(d, f)), "no %s beside %s" % (f, deb))
+    version = base.split("_", 1)[1]
+    check("-" not in version, "a native package's version has no Debian revision: %s" % version)
+    x = os.path.join(Env.T, "deb-source")
+    r = run(["dpkg-source", "-x", os.path.join(d, base + ".dsc"), x], check_rc=False)
+    eq(r.returncode, 0, "dpkg-source -x (%s)" % short(r.stdout + r.stderr))
+    for f in ("Cargo.toml", "src/main.rs", "debian/rules", "Makefile", "dist/cron.d/vsendmail.in"):
+        check(os.path.exists(os.path.join(x, f)), "the source package lacks %s" % f)
+    check(not os.path.exists(os.path.join(x, "target")), "the source package holds target/")
+    if Deb.parent_before is not None:
+        eq(beside_tree(), Deb.parent_before, "files dpkg-buildpackage left in %s" % os.path.dirname(ROOT))
+    r = run(["bash", os.path.join(ROOT, "dist", "lint-deb.sh"), changes], timeout=600, check_rc=False)
+    out = (r.stdout + r.stderr).decode(errors="replace")
+    for line in out.splitlines():
+        if line.startswith(("W: ", "E: ")):
+            print("      lintian %s" % line, flush=True)
+    eq(r.returncode, 0, "dist/lint-deb.sh: %s" % short(out, 2000))
 
 
 @test("Debian package: build and metadata")
@@ -1613,9 +1652,23 @@ def deb_metadata(t=None):
     contents = run(["dpkg-deb", "-c", deb]).stdout.decode()
     for want in ("./usr/sbin/vsendmail", "./usr/sbin/sendmail -> ", "./usr/lib/sendmail -> ", "./usr/bin/mailq -> ",
                  "./usr/bin/newaliases -> ", "vsendmail-queue.timer", "vsendmail-queue.service",
-                 "./etc/cron.d/vsendmail", "./var/spool/vsendmail/", "vsendmail.8"):
+                 "./etc/cron.d/vsendmail", "./var/spool/vsendmail/", "vsendmail.8",
+                 "./usr/share/man/man8/sendmail.8.gz -> vsendmail.8.gz", "./usr/share/man/man8/mailq.8.gz -> ",
+                 "./usr/share/man/man8/newaliases.8.gz -> ",
+                 "./usr/share/doc/vsendmail/examples/vsendmail.conf", "./usr/share/doc/vsendmail/examples/virtusers",
+                 "./usr/share/doc/vsendmail/examples/nftables.conf"):
         check(want in contents, "the package lacks %s" % want)
     check("rwsr" not in contents and "rwxr-sr" not in contents, "set-id bits inside the archive")
+    check("./etc/vsendmail.conf" not in contents and "./etc/virtusers" not in contents,
+          "the package ships /etc/vsendmail.conf or /etc/virtusers (examples belong in /usr/share/doc)")
+    check("ca-certificates" in f("Recommends"), "Recommends: %r" % f("Recommends"))
+    x = os.path.join(Env.T, "deb-x")
+    run(["dpkg-deb", "-x", deb, x])
+    with open(x + "/etc/cron.d/vsendmail") as fh:
+        eq(cron_command(fh.read()), "[ -x /usr/sbin/vsendmail ] && [ ! -d /run/systemd/system ] && "
+           "/usr/sbin/vsendmail -q5m", "the package's cron line")
+    with open(x + "/lib/systemd/system/vsendmail-queue.service") as fh:
+        eq(exec_start(fh.read()), "/usr/sbin/vsendmail -q5m", "the package's ExecStart")
 
 
 def deb_root():
@@ -1670,7 +1723,8 @@ def deb_install(t=None):
     """`dpkg --root` installs the package (maintainer scripts run chrooted):
     group vsendmail created, binary 2755 root:vsendmail and spool 2770 by
     dpkg-statoverride; a user outside the group sends through /usr/sbin/sendmail
-    at once; purge removes it all."""
+    at once; purge removes the binary, the links, the overrides and the queue
+    (a message still queued included), keeps the audit trail and says where it is."""
     R, p = deb_installed()
     g = ns(["chroot", R, "getent", "group", "vsendmail"], check_rc=False).stdout.decode().strip()
     check(g.startswith("vsendmail:"), "no group vsendmail in the root")
@@ -1692,14 +1746,25 @@ def deb_install(t=None):
     (m,) = wait_msgs(tok)
     check_identity(m, login)
     check_spool_not_user_owned(R, "/var/spool/vsendmail", login)
-    # purge: the links, the overrides and the spool go
+    audit = ns(["sh", "-c", "cat %s/var/spool/vsendmail/audit/*.jsonl" % R], check_rc=False).stdout
+    check(b"user=vsc_deb" in audit or b'"vsc_deb"' in audit, "no audit record of the send: %r" % short(audit))
+    # a message still queued at purge time
+    p = in_root(R, login, ["/usr/sbin/sendmail", "-odq", "-t", "-i"],
+                input=b"To: to@dest.example\nSubject: queued at purge\n\nbody\n")
+    eq(p.returncode, 0, "-odq exit code (stderr %s)" % short(p.stderr))
+    # purge: the links, the overrides, the queue go; the audit trail stays, and dpkg's output says where
     p = dpkg_root(R, ["--purge", "vsendmail"])
-    eq(p.returncode, 0, "dpkg --purge exit code (%s)" % short(p.stdout + p.stderr, 1500))
+    out = (p.stdout + p.stderr).decode(errors="replace")
+    eq(p.returncode, 0, "dpkg --purge exit code (%s)" % short(out, 1500))
     so = ns(["chroot", R, "dpkg-statoverride", "--list"], check_rc=False).stdout.decode()
     check("vsendmail" not in so, "statoverrides left after purge: %r" % so)
-    left = ns(["sh", "-c", "ls -d %s/usr/sbin/vsendmail %s/usr/lib/sendmail %s/var/spool/vsendmail 2>/dev/null; true"
-               % (R, R, R)]).stdout.decode().strip()
+    left = ns(["sh", "-c", "ls -d %s/usr/sbin/vsendmail %s/usr/lib/sendmail %s/var/spool/vsendmail/queue "
+               "%s/var/spool/vsendmail/tmp %s/var/spool/vsendmail/rate 2>/dev/null; true"
+               % (R, R, R, R, R)]).stdout.decode().strip()
     eq(left, "", "files left after purge")
+    eq(ns(["sh", "-c", "cat %s/var/spool/vsendmail/audit/*.jsonl" % R], check_rc=False).stdout, audit,
+       "the audit trail after purge")
+    check("/var/spool/vsendmail/audit" in out, "purge does not say where the audit trail is: %s" % short(out, 1500))
 
 
 # ---------------------------------------------------------------- main
