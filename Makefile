@@ -126,9 +126,9 @@ install: build
 		echo "enabled vsendmail-queue.timer (queue run every 5 minutes)"; \
 	fi; \
 	if [ -z "$(DESTDIR)" ]; then \
-		for f in vsendmail.conf virtusers aliases; do \
-			[ -e /etc/$$f ] || echo "next: cp $(EXAMPLESDIR)/$$f /etc/$$f and edit it (or leave it out: every default)"; \
-		done; \
+		[ -e /etc/vsendmail.conf ] || echo "next: cp $(EXAMPLESDIR)/vsendmail.conf /etc/ and edit it (without it: every default)"; \
+		[ -e /etc/virtusers ] || echo "next: cp $(EXAMPLESDIR)/virtusers /etc/ and add one line per site (without it every user sends as the host)"; \
+		[ -e /etc/aliases ] || echo "next: cp $(EXAMPLESDIR)/aliases /etc/ and map root and postmaster to real addresses (vsendmail delivers nothing locally)"; \
 		echo "then: sendmail -bi (checks /etc/virtusers, aliases, config; writes the index)"; \
 	fi
 
