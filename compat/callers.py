@@ -1115,20 +1115,59 @@ class Inst:
     cron_tok = None
 
 
+def other_mta(R):
+    """The root's /usr/sbin/sendmail is another MTA's: the system's (Postfix,
+    which the test dependencies install), or a stand-in script when the system
+    has none. Returns its bytes."""
+    ns(["sh", "-c", "[ -e {R}/usr/sbin/sendmail ] || [ -L {R}/usr/sbin/sendmail ] || "
+        "printf '#!/bin/sh\\necho other MTA\\n' > {R}/usr/sbin/sendmail".format(R=R)])
+    return ns(["cat", R + "/usr/sbin/sendmail"]).stdout
+
+
+def make_in(R, target, *args, timeout=900):
+    return ns(["make", "-C", ROOT, "--no-print-directory", target, "DESTDIR=" + R, "GROUP=" + INST_GROUP]
+              + list(args), timeout=timeout, check_rc=False)
+
+
 def installed_root():
+    """The root of `make install-mta DESTDIR=R PREFIX=/usr`. Its
+    /usr/sbin/sendmail is another MTA's, so the install is refused first
+    (Inst.refused), then done with FORCE=1."""
     if Inst.R is None and Inst.error is None:
         try:
             R = make_root("mta")
-            p = ns(["make", "-C", ROOT, "--no-print-directory", "install-mta", "DESTDIR=" + R, "PREFIX=/usr",
-                    "GROUP=" + INST_GROUP], timeout=900, check_rc=False)
+            Inst.other = other_mta(R)
+            st = lambda: ns(["stat", "-c", "%F %i %Y %s", R + "/usr/sbin/sendmail"]).stdout
+            before = st()
+            Inst.refused = make_in(R, "install-mta", "PREFIX=/usr")
+            Inst.after_refusal = (os.path.lexists(Env.T + "/mta/up/usr/sbin/vsendmail"), st() != before,
+                                  ns(["cat", R + "/usr/sbin/sendmail"]).stdout)
+            p = make_in(R, "install-mta", "PREFIX=/usr", "FORCE=1")
             if p.returncode != 0:
-                raise Fail("make install-mta exited %d: %s" % (p.returncode, short(p.stdout + p.stderr, 1500)))
+                raise Fail("make install-mta FORCE=1 exited %d: %s" % (p.returncode, short(p.stdout + p.stderr, 1500)))
+            Inst.output = (p.stdout + p.stderr).decode(errors="replace")
             Inst.R = R
         except Fail as e:
             Inst.error = str(e)
     if Inst.error:
         raise Fail("the make install-mta root could not be set up: " + Inst.error)
     return Inst.R
+
+
+def cron_command(text):
+    """The command of the one job line of a /etc/cron.d file (after the five
+    time fields and the user)."""
+    jobs = [l for l in text.splitlines() if l.strip() and not l.lstrip().startswith("#")]
+    eq(len(jobs), 1, "job lines in the cron file")
+    f = jobs[0].split(None, 6)
+    eq(f[5], "root", "user of the cron line")
+    return f[6]
+
+
+def exec_start(text):
+    lines = [l.split("=", 1)[1] for l in text.splitlines() if l.startswith("ExecStart=")]
+    eq(len(lines), 1, "ExecStart= lines")
+    return lines[0]
 
 
 @test("make install-mta (DESTDIR)")
@@ -1149,9 +1188,35 @@ def install_mta_links(t=None):
     eq(st.st_gid, grp.getgrnam(INST_GROUP).gr_gid, "group of the spool")
     for f in ("lib/systemd/system/vsendmail-queue.timer", "lib/systemd/system/vsendmail-queue.service"):
         check(os.path.exists(os.path.join(up, f)), "/usr/%s not installed" % f)
+    with open(up + "/lib/systemd/system/vsendmail-queue.service") as f:
+        eq(exec_start(f.read()), "/usr/sbin/vsendmail -q5m", "ExecStart of vsendmail-queue.service")
     p = ns(["cat", R + "/etc/cron.d/vsendmail"], check_rc=False)
-    check(b"/usr/sbin/sendmail -q5m" in p.stdout, "/etc/cron.d/vsendmail: %r" % short(p.stdout))
+    eq(cron_command(p.stdout.decode()), "[ -x /usr/sbin/vsendmail ] && [ ! -d /run/systemd/system ] && "
+       "/usr/sbin/vsendmail -q5m", "/etc/cron.d/vsendmail command")
     check(os.path.exists(up + "/share/man/man8/vsendmail.8"), "man page vsendmail.8 not installed")
+    for n in ("sendmail", "mailq", "newaliases"):
+        eq(os.readlink(up + "/share/man/man8/%s.8" % n), "vsendmail.8", "man page link %s.8" % n)
+    # the other MTA's files were kept (FORCE=1), and the output says how to go back
+    eq(ns(["cat", R + "/usr/sbin/sendmail.pre-vsendmail"]).stdout, Inst.other, "/usr/sbin/sendmail.pre-vsendmail")
+    check("make uninstall" in Inst.output, "install-mta FORCE=1 does not say how to switch back: %s"
+          % short(Inst.output, 1500))
+
+
+@test("make install-mta over another MTA")
+def install_mta_refuses_other_mta(t=None):
+    """Without FORCE=1, `make install-mta` does not replace another MTA's
+    /usr/sbin/sendmail (here the system's Postfix): it exits non-zero, says
+    what to do (FORCE=1, uninstall) and installs nothing at all."""
+    R = installed_root()
+    p = Inst.refused
+    out = (p.stdout + p.stderr).decode(errors="replace")
+    check(p.returncode != 0, "make install-mta over another MTA's sendmail succeeded: %s" % short(out, 1500))
+    check("/usr/sbin/sendmail" in out and "FORCE=1" in out and "uninstall" in out,
+          "the refusal does not name the file, FORCE=1 and uninstall: %s" % short(out, 1500))
+    check("install-mta: refused" in out, "refusal message: %s" % short(out, 1500))
+    binary, changed, sendmail = Inst.after_refusal
+    check(not binary, "the refused install-mta installed /usr/sbin/vsendmail")
+    check(not changed and sendmail == Inst.other, "the refused install-mta changed /usr/sbin/sendmail")
 
 
 @test("make install-mta, first send by a user")
@@ -1240,6 +1305,209 @@ def install_mta_mailq_newaliases(t=None):
     eq(p.returncode, 0, "newaliases exit code (%s)" % short(p.stdout + p.stderr))
 
 
+class Local:
+    R = None
+    error = None
+
+
+def local_root():
+    """The root of a plain `make install DESTDIR=R`: the default PREFIX
+    (/usr/local), so /usr/sbin/sendmail there stays the other MTA's."""
+    if Local.R is None and Local.error is None:
+        try:
+            R = make_root("local")
+            Local.other = other_mta(R)
+            p = make_in(R, "install")
+            if p.returncode != 0:
+                raise Fail("make install exited %d: %s" % (p.returncode, short(p.stdout + p.stderr, 1500)))
+            Local.R = R
+        except Fail as e:
+            Local.error = str(e)
+    if Local.error:
+        raise Fail("the make install root could not be set up: " + Local.error)
+    return Local.R
+
+
+def queued_in(R, login, tok):
+    """A message queued (-odq, not tried) by login in root R."""
+    p = in_root(R, login, ["/usr/local/sbin/vsendmail", "-odq", "-t", "-i"],
+                input=("To: to@dest.example\nSubject: queued %s\n\nbody %s\n" % (tok, tok)).encode())
+    eq(p.returncode, 0, "-odq exit code (stderr %s)" % short(p.stderr))
+    no_msg(tok, settle=0.5)
+
+
+@test("queue runners of make install (PREFIX /usr/local)")
+def install_queue_runners(t=None):
+    """After a plain `make install` (PREFIX /usr/local; /usr/sbin/sendmail is
+    still the other MTA's) the timer's service and the cron line run the
+    installed /usr/local/sbin/vsendmail -q5m, and retry deferred mail for
+    real: a queued message is delivered by the cron line's command (run as
+    cron runs it, /bin/sh -c) and by the service's ExecStart. Where systemd
+    runs (/run/systemd/system exists) the cron line does nothing."""
+    R = local_root()
+    up = os.path.join(Env.T, "local/up/usr")
+    with open(up + "/local/lib/systemd/system/vsendmail-queue.service") as f:
+        cmd_unit = exec_start(f.read())
+    eq(cmd_unit, "/usr/local/sbin/vsendmail -q5m", "ExecStart of vsendmail-queue.service")
+    check(os.path.exists(up + "/local/lib/systemd/system/vsendmail-queue.timer"), "no vsendmail-queue.timer")
+    cmd_cron = cron_command(ns(["cat", R + "/etc/cron.d/vsendmail"]).stdout.decode())
+    check("/usr/sbin/sendmail" not in cmd_cron, "the cron line runs /usr/sbin/sendmail: %r" % cmd_cron)
+    check("/run/systemd/system" in cmd_cron, "the cron line is not guarded for systemd: %r" % cmd_cron)
+    login = "vsc_inst"
+    # 1. no systemd in the root: the cron line runs the queue
+    tok = token("cron-line")
+    queued_in(R, login, tok)
+    p = in_root(R, None, ["/bin/sh", "-c", cmd_cron])
+    eq(p.returncode, 0, "the cron line's command (%s)" % short(p.stdout + p.stderr))
+    (m,) = wait_msgs(tok)
+    check_identity(m, login)
+    # 2. systemd runs: the cron line leaves the work to the timer
+    tok = token("cron-systemd")
+    queued_in(R, login, tok)
+    ns(["mkdir", "-p", R + "/run/systemd/system"])
+    try:
+        in_root(R, None, ["/bin/sh", "-c", cmd_cron])
+        no_msg(tok, settle=1.0)
+    finally:
+        ns(["rm", "-rf", R + "/run/systemd"])
+    # 3. the timer's service delivers it
+    p = in_root(R, None, cmd_unit.split())
+    eq(p.returncode, 0, "ExecStart (%s)" % short(p.stdout + p.stderr))
+    (m,) = wait_msgs(tok)
+    check_identity(m, login)
+
+
+@test("make install examples")
+def install_examples(t=None):
+    """make install puts the examples (vsendmail.conf, virtusers, aliases, the
+    nftables rules) under PREFIX/share/doc/vsendmail/examples, never into
+    /etc: the root's own /etc/vsendmail.conf is left as it was."""
+    R = local_root()
+    ex = os.path.join(Env.T, "local/up/usr/local/share/doc/vsendmail/examples")
+    for f in ("vsendmail.conf", "virtusers", "aliases", "nftables.conf", "nftables.md"):
+        src = os.path.join(ROOT, "dist/examples", f) if f in ("vsendmail.conf", "virtusers", "aliases") \
+            else os.path.join(ROOT, "dist", f)
+        with open(src, "rb") as a, open(os.path.join(ex, f), "rb") as b:
+            eq(b.read(), a.read(), "installed example %s" % f)
+    with open(Env.T + "/local/vsendmail.conf", "rb") as f:
+        eq(ns(["cat", R + "/etc/vsendmail.conf"]).stdout, f.read(), "/etc/vsendmail.conf after make install")
+    for f in ("virtusers", "aliases"):
+        with open(Env.T + "/local/" + f, "rb") as g:
+            eq(ns(["cat", R + "/etc/" + f]).stdout, g.read(), "/etc/%s after make install" % f)
+
+
+@test("make uninstall")
+def install_uninstall(t=None):
+    """`make install-mta FORCE=1` over the root of `make install` (the other
+    MTA's sendmail kept as .pre-vsendmail), then `make uninstall`: the other
+    MTA's /usr/sbin/sendmail and links are back, every installed file is gone,
+    the spool with its audit trail stays and the output says where."""
+    R = local_root()
+    p = make_in(R, "install-mta", "FORCE=1")
+    eq(p.returncode, 0, "make install-mta FORCE=1 (%s)" % short(p.stdout + p.stderr, 1500))
+    eq(ns(["readlink", R + "/usr/sbin/sendmail"]).stdout.decode().strip(), "/usr/local/sbin/vsendmail",
+       "/usr/sbin/sendmail after install-mta")
+    # a send leaves an audit record, which uninstall must keep
+    tok = token("uninstall")
+    p = in_root(R, "vsc_inst", ["/usr/sbin/sendmail", "-t", "-i"],
+                input=("To: to@dest.example\nSubject: before uninstall %s\n\nbody\n" % tok).encode())
+    eq(p.returncode, 0, "send (stderr %s)" % short(p.stderr))
+    wait_msgs(tok)
+    p = make_in(R, "uninstall")
+    out = (p.stdout + p.stderr).decode(errors="replace")
+    eq(p.returncode, 0, "make uninstall (%s)" % short(out, 1500))
+    eq(ns(["cat", R + "/usr/sbin/sendmail"]).stdout, Local.other, "/usr/sbin/sendmail after uninstall")
+    for l in ("/usr/sbin/sendmail", "/usr/lib/sendmail", "/usr/bin/mailq", "/usr/bin/newaliases"):
+        q = ns(["sh", "-c", "readlink %s%s || true" % (R, l)]).stdout.decode().strip()
+        check("vsendmail" not in q, "%s still points to %s" % (l, q))
+    left = ns(["sh", "-c", "cd %s && ls -d usr/local/sbin/vsendmail usr/local/share/man/man8/*.8 "
+               "usr/local/share/man/man5/*.5 usr/local/lib/systemd/system/vsendmail* etc/cron.d/vsendmail "
+               "usr/local/share/doc/vsendmail usr/sbin/*.pre-vsendmail usr/lib/*.pre-vsendmail "
+               "usr/bin/*.pre-vsendmail 2>/dev/null; true" % R]).stdout.decode().split()
+    eq(left, [], "files left after make uninstall")
+    audit = ns(["sh", "-c", "cat %s/var/spool/vsendmail/audit/*.jsonl" % R], check_rc=False).stdout
+    check(tok.encode() in audit or b"vsc_inst" in audit, "the audit trail did not survive make uninstall")
+    check("/var/spool/vsendmail/audit" in out, "make uninstall does not say where the audit trail is: %s"
+          % short(out, 1500))
+
+
+def man_conf_keys():
+    """The keys vsendmail.conf(5) documents: `.BR key " (...` items of KEYS."""
+    with open(os.path.join(ROOT, "man/vsendmail.conf.5")) as f:
+        text = f.read()
+    keys_part = text.split("\n.SH KEYS\n", 1)[1].split("\n.SH ", 1)[0]
+    import re
+    keys = re.findall(r'^\.BR ([a-z_]+) " \(', keys_part, re.M)
+    check(len(keys) > 30, "read only %d keys from man/vsendmail.conf.5" % len(keys))
+    return keys
+
+
+def man_virtusers_options():
+    with open(os.path.join(ROOT, "man/virtusers.5")) as f:
+        text = f.read()
+    opts_part = text.split("\n.SS Options\n", 1)[1].split("\n.SH ", 1)[0]
+    import re
+    opts = re.findall(r'^\.TP\n\.BI ([a-z_]+)= ', opts_part, re.M)
+    check(len(opts) >= 6, "read only %d options from man/virtusers.5" % len(opts))
+    return opts
+
+
+def uncomment(text, pattern):
+    import re
+    return "\n".join(re.sub(pattern, r"\1", l) for l in text.splitlines()) + "\n"
+
+
+@test("dist/examples")
+def dist_examples(t=None):
+    """Every key of vsendmail.conf(5) is in dist/examples/vsendmail.conf (as
+    `# key = ...`) and every option of virtusers(5) in an identity line of
+    dist/examples/virtusers; uncommented, the examples (config, virtusers with
+    keys made for it, aliases) pass `vsendmail -bi`, so no example line is
+    misspelt."""
+    import re
+    with open(os.path.join(ROOT, "dist/examples/vsendmail.conf")) as f:
+        conf = f.read()
+    with open(os.path.join(ROOT, "dist/examples/virtusers")) as f:
+        vu = f.read()
+    with open(os.path.join(ROOT, "dist/examples/aliases")) as f:
+        al = f.read()
+    present = set(re.findall(r"^# ([a-z_]+) = ", conf, re.M))
+    missing = [k for k in man_conf_keys() if k not in present]
+    eq(missing, [], "keys of man/vsendmail.conf.5 missing in dist/examples/vsendmail.conf")
+    check(re.search(r"^# \[timeouts\]$", conf, re.M), "no [timeouts] table in the example")
+    # identity lines: "# LOGIN SENDER SOURCE [OPTIONS]"
+    ident = re.compile(r"^# ?((?:[a-z][a-z0-9_-]*|%[a-z][a-z0-9_-]*|\*) +(?:\S*@\S+) +\S+(?: +\S+=\S+)*)$")
+    lines = [m.group(1) for m in map(ident.match, vu.splitlines()) if m]
+    check(len(lines) >= 4, "identity lines in dist/examples/virtusers: %r" % lines)
+    used = set(re.findall(r" ([a-z_]+)=", " ".join(lines)))
+    missing = [o for o in man_virtusers_options() if o not in used]
+    eq(missing, [], "options of man/virtusers.5 missing in the lines of dist/examples/virtusers")
+    # uncommented, with the key files the lines name made in a temp dir
+    d = os.path.join(Env.T, "examples")
+    os.makedirs(d + "/spool")
+    body = "\n".join(lines) + "\n"
+    for path in sorted(set(re.findall(r"(?:dkim=[^:\s]+:|batv=)(\S+)", body))):
+        local = d + "/keys/" + os.path.basename(path)
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        if "dkim" in path:
+            run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", local])
+        else:
+            write(local, "1 %s\n" % os.urandom(16).hex(), 0o600)
+        os.chmod(local, 0o600)
+        body = body.replace(path, local)
+    write(d + "/virtusers", body)
+    write(d + "/aliases", uncomment(al, r"^# ?([a-z-]+: +\S+@?\S*)$"))
+    c = uncomment(conf, r"^# ?(\[timeouts\]|[a-z_]+ = .*)$")
+    c = re.sub(r'^(virtusers|aliases|spool|audit_dir|syslog_socket) = .*$', "", c, flags=re.M)
+    c = ('virtusers = "%s/virtusers"\naliases = "%s/aliases"\nspool = "%s/spool"\nsyslog_socket = "%s"\n'
+         % (d, d, d, Env.T + "/log.sock")) + c
+    write(d + "/vsendmail.conf", c)
+    p = run([BIN, "-C", d + "/vsendmail.conf", "-bi"], check_rc=False)
+    out = (p.stdout + p.stderr).decode(errors="replace")
+    eq(p.returncode, 0, "vsendmail -bi on the uncommented examples (%s)" % short(out, 1500))
+    check("warning:" not in out, "vsendmail -bi warns about the examples: %s" % short(out, 1500))
+
+
 LOGGER = """#!/bin/bash
 # compat suite: records argv (as the wrapper does), then runs the installed binary.
 f=$(mktemp "{argv}/call.XXXXXXXX" 2>/dev/null) && printf '%s\\0' "$@" > "$f"
@@ -1313,19 +1581,58 @@ def cron_debian(t=None):
 class Deb:
     path = None
     R = None
+    parent_before = None
+
+
+def beside_tree():
+    """What dpkg-buildpackage would leave in the tree's parent directory."""
+    parent = os.path.dirname(ROOT)
+    return sorted(f for f in os.listdir(parent) if f.startswith("vsendmail_"))
 
 
 def deb_path():
     if Deb.path is None:
         p = os.environ.get("DEB")
         if not p:
-            r = run(["bash", os.path.join(ROOT, "dist", "build-deb.sh")], timeout=900, check_rc=False)
+            Deb.parent_before = beside_tree()
+            r = run(["bash", os.path.join(ROOT, "dist", "build-deb.sh"), "--no-lint"], timeout=900, check_rc=False)
             if r.returncode != 0:
                 raise Fail("dist/build-deb.sh exited %d: %s" % (r.returncode, short(r.stdout + r.stderr, 2000)))
             p = r.stdout.decode().strip().splitlines()[-1]
         check(os.path.exists(p), "no .deb at %s" % p)
         Deb.path = os.path.abspath(p)
     return Deb.path
+
+
+@test("Debian source package and lintian")
+def deb_source_lintian(t=None):
+    """dist/build-deb.sh builds as a packager does (dpkg-buildpackage -us -uc:
+    source and binary): the .dsc and the native tarball unpack again with
+    dpkg-source -x, nothing is left beside the tree, and lintian
+    (dist/lint-deb.sh, over the .changes: source, binary, buildinfo) finds no
+    error; its warnings are printed here."""
+    deb = deb_path()
+    d = os.path.dirname(deb)
+    base = os.path.basename(deb).rsplit("_", 1)[0]          # vsendmail_VERSION
+    changes = deb[:-len(".deb")] + ".changes"
+    for f in (base + ".dsc", base + ".tar.xz", os.path.basename(changes)):
+        check(os.path.exists(os.path.join(d, f)), "no %s beside %s" % (f, deb))
+    version = base.split("_", 1)[1]
+    check("-" not in version, "a native package's version has no Debian revision: %s" % version)
+    x = os.path.join(Env.T, "deb-source")
+    r = run(["dpkg-source", "-x", os.path.join(d, base + ".dsc"), x], check_rc=False)
+    eq(r.returncode, 0, "dpkg-source -x (%s)" % short(r.stdout + r.stderr))
+    for f in ("Cargo.toml", "src/main.rs", "debian/rules", "Makefile", "dist/cron.d/vsendmail.in"):
+        check(os.path.exists(os.path.join(x, f)), "the source package lacks %s" % f)
+    check(not os.path.exists(os.path.join(x, "target")), "the source package holds target/")
+    if Deb.parent_before is not None:
+        eq(beside_tree(), Deb.parent_before, "files dpkg-buildpackage left in %s" % os.path.dirname(ROOT))
+    r = run(["bash", os.path.join(ROOT, "dist", "lint-deb.sh"), changes], timeout=600, check_rc=False)
+    out = (r.stdout + r.stderr).decode(errors="replace")
+    for line in out.splitlines():
+        if line.startswith(("W: ", "E: ")):
+            print("      lintian %s" % line, flush=True)
+    eq(r.returncode, 0, "dist/lint-deb.sh: %s" % short(out, 2000))
 
 
 @test("Debian package: build and metadata")
@@ -1345,9 +1652,23 @@ def deb_metadata(t=None):
     contents = run(["dpkg-deb", "-c", deb]).stdout.decode()
     for want in ("./usr/sbin/vsendmail", "./usr/sbin/sendmail -> ", "./usr/lib/sendmail -> ", "./usr/bin/mailq -> ",
                  "./usr/bin/newaliases -> ", "vsendmail-queue.timer", "vsendmail-queue.service",
-                 "./etc/cron.d/vsendmail", "./var/spool/vsendmail/", "vsendmail.8"):
+                 "./etc/cron.d/vsendmail", "./var/spool/vsendmail/", "vsendmail.8",
+                 "./usr/share/man/man8/sendmail.8.gz -> vsendmail.8.gz", "./usr/share/man/man8/mailq.8.gz -> ",
+                 "./usr/share/man/man8/newaliases.8.gz -> ",
+                 "./usr/share/doc/vsendmail/examples/vsendmail.conf", "./usr/share/doc/vsendmail/examples/virtusers",
+                 "./usr/share/doc/vsendmail/examples/nftables.conf"):
         check(want in contents, "the package lacks %s" % want)
     check("rwsr" not in contents and "rwxr-sr" not in contents, "set-id bits inside the archive")
+    check("./etc/vsendmail.conf" not in contents and "./etc/virtusers" not in contents,
+          "the package ships /etc/vsendmail.conf or /etc/virtusers (examples belong in /usr/share/doc)")
+    check("ca-certificates" in f("Recommends"), "Recommends: %r" % f("Recommends"))
+    x = os.path.join(Env.T, "deb-x")
+    run(["dpkg-deb", "-x", deb, x])
+    with open(x + "/etc/cron.d/vsendmail") as fh:
+        eq(cron_command(fh.read()), "[ -x /usr/sbin/vsendmail ] && [ ! -d /run/systemd/system ] && "
+           "/usr/sbin/vsendmail -q5m", "the package's cron line")
+    with open(x + "/lib/systemd/system/vsendmail-queue.service") as fh:
+        eq(exec_start(fh.read()), "/usr/sbin/vsendmail -q5m", "the package's ExecStart")
 
 
 def deb_root():
@@ -1402,7 +1723,8 @@ def deb_install(t=None):
     """`dpkg --root` installs the package (maintainer scripts run chrooted):
     group vsendmail created, binary 2755 root:vsendmail and spool 2770 by
     dpkg-statoverride; a user outside the group sends through /usr/sbin/sendmail
-    at once; purge removes it all."""
+    at once; purge removes the binary, the links, the overrides and the queue
+    (a message still queued included), keeps the audit trail and says where it is."""
     R, p = deb_installed()
     g = ns(["chroot", R, "getent", "group", "vsendmail"], check_rc=False).stdout.decode().strip()
     check(g.startswith("vsendmail:"), "no group vsendmail in the root")
@@ -1424,19 +1746,30 @@ def deb_install(t=None):
     (m,) = wait_msgs(tok)
     check_identity(m, login)
     check_spool_not_user_owned(R, "/var/spool/vsendmail", login)
-    # purge: the links, the overrides and the spool go
+    audit = ns(["sh", "-c", "cat %s/var/spool/vsendmail/audit/*.jsonl" % R], check_rc=False).stdout
+    check(b"user=vsc_deb" in audit or b'"vsc_deb"' in audit, "no audit record of the send: %r" % short(audit))
+    # a message still queued at purge time
+    p = in_root(R, login, ["/usr/sbin/sendmail", "-odq", "-t", "-i"],
+                input=b"To: to@dest.example\nSubject: queued at purge\n\nbody\n")
+    eq(p.returncode, 0, "-odq exit code (stderr %s)" % short(p.stderr))
+    # purge: the links, the overrides, the queue go; the audit trail stays, and dpkg's output says where
     p = dpkg_root(R, ["--purge", "vsendmail"])
-    eq(p.returncode, 0, "dpkg --purge exit code (%s)" % short(p.stdout + p.stderr, 1500))
+    out = (p.stdout + p.stderr).decode(errors="replace")
+    eq(p.returncode, 0, "dpkg --purge exit code (%s)" % short(out, 1500))
     so = ns(["chroot", R, "dpkg-statoverride", "--list"], check_rc=False).stdout.decode()
     check("vsendmail" not in so, "statoverrides left after purge: %r" % so)
-    left = ns(["sh", "-c", "ls -d %s/usr/sbin/vsendmail %s/usr/lib/sendmail %s/var/spool/vsendmail 2>/dev/null; true"
-               % (R, R, R)]).stdout.decode().strip()
+    left = ns(["sh", "-c", "ls -d %s/usr/sbin/vsendmail %s/usr/lib/sendmail %s/var/spool/vsendmail/queue "
+               "%s/var/spool/vsendmail/tmp %s/var/spool/vsendmail/rate 2>/dev/null; true"
+               % (R, R, R, R, R)]).stdout.decode().strip()
     eq(left, "", "files left after purge")
+    eq(ns(["sh", "-c", "cat %s/var/spool/vsendmail/audit/*.jsonl" % R], check_rc=False).stdout, audit,
+       "the audit trail after purge")
+    check("/var/spool/vsendmail/audit" in out, "purge does not say where the audit trail is: %s" % short(out, 1500))
 
 
 # ---------------------------------------------------------------- main
 
-ORDER_FIRST = ["install_mta_links", "install_mta_fresh_spool", "install_mta_usr_lib_sendmail", "install_mta_php_default",
+ORDER_FIRST = ["install_mta_links", "install_mta_refuses_other_mta", "install_mta_fresh_spool", "install_mta_usr_lib_sendmail", "install_mta_php_default",
                "install_mta_mailq_newaliases", "cron_debian_start"]
 ORDER_LAST = ["cron_debian"]
 

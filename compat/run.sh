@@ -22,7 +22,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 missing=()
-for c in php git-send-email mutt bsd-mailx s-nail cron dh setpriv unshare nsenter useradd /usr/bin/python3 /usr/bin/git; do
+for c in php git-send-email mutt bsd-mailx s-nail cron dh dpkg-buildpackage lintian setpriv unshare nsenter useradd /usr/bin/python3 /usr/bin/git; do
     case $c in
     git-send-email) [ -x /usr/lib/git-core/git-send-email ] || missing+=(git-email) ;;
     cron) [ -x /usr/sbin/cron ] || missing+=(cron) ;;

@@ -18,8 +18,10 @@ set -euo pipefail
 
 PKGS=(postfix mandoc openssl msmtp dnsutils hyperfine python3 python3-pip ca-certificates make time nftables iproute2 util-linux passwd)
 # compat suite (compat/run.sh): the real callers of sendmail, cron, and the
-# Debian packaging (debhelper: dist/build-deb.sh)
-PKGS+=(php-cli php-symfony-mailer libphp-phpmailer git-email libmailtools-perl mutt bsd-mailx s-nail cron debhelper)
+# Debian packaging (dpkg-dev, debhelper: dist/build-deb.sh; lintian:
+# dist/lint-deb.sh)
+PKGS+=(php-cli php-symfony-mailer libphp-phpmailer git-email libmailtools-perl mutt bsd-mailx s-nail cron)
+PKGS+=(dpkg-dev debhelper lintian)
 
 installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
