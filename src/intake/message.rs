@@ -353,3 +353,128 @@ fn display_name(n: &str) -> String {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::store::Spool;
+    use std::io::{Read, Seek};
+
+    struct Run {
+        dir: std::path::PathBuf,
+        identity: Identity,
+    }
+
+    impl Run {
+        fn new() -> Run {
+            let dir = std::env::temp_dir().join(format!(
+                "vs-intake-{}-{}",
+                std::process::id(),
+                crate::base::clock::unix_ms()
+            ));
+            let mut identity = Identity::resolve(None, "alice", 1001, "host.test");
+            identity.sender = "alice@shop.test".into();
+            Run { dir, identity }
+        }
+
+        /// Take `input` as argv mode would (`-t` when `t`); the spooled bytes.
+        fn take(&self, input: &[u8], t: bool) -> Result<(Taken, String), IntakeError> {
+            let spool = Spool::open(&self.dir).unwrap();
+            let mut d = spool.draft().unwrap();
+            let taken = take(
+                &mut &input[..],
+                &mut d,
+                &IntakeOptions {
+                    ignore_dots: false,
+                    require_dot: false,
+                    read_recipients: t,
+                    identity: &self.identity,
+                    full_name: None,
+                    hostname: "host.test",
+                    auth_warning: None,
+                    from_policy: FromPolicy::Keep,
+                    trusted: false,
+                    limits: Limits {
+                        max_message_size: 1 << 20,
+                        max_header_size: 64 * 1024,
+                        max_line_length: 998,
+                    },
+                    now: 1_795_435_384,
+                },
+            )?;
+            let f = d.file();
+            f.rewind().unwrap();
+            let mut out = String::new();
+            f.read_to_string(&mut out).unwrap();
+            Ok((taken, out))
+        }
+    }
+
+    impl Drop for Run {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    #[test]
+    fn crlf_everywhere_headers_added_bcc_removed() {
+        let r = Run::new();
+        let (t, out) = r
+            .take(
+                b"To: bob@x.test\nBcc: carol@y.test\r\nSubject: hi\n\nline one\rline two\n",
+                true,
+            )
+            .unwrap();
+        assert_eq!(t.header_recipients, ["bob@x.test", "carol@y.test"]);
+        assert!(!out.contains("Bcc:"), "{out}");
+        assert!(
+            !out.replace("\r\n", "").contains(['\r', '\n']),
+            "bare line ends: {out:?}"
+        );
+        assert!(out.contains("From: alice@shop.test\r\n"), "{out}");
+        assert!(out.contains("\r\nDate: "), "{out}");
+        assert!(
+            out.contains(&format!("Message-ID: {}\r\n", t.message_id)),
+            "{out}"
+        );
+        assert!(t.message_id.ends_with("@shop.test>"), "{}", t.message_id);
+        assert!(out.ends_with("\r\n\r\nline one\r\nline two\r\n"), "{out:?}");
+        assert_eq!(t.size, out.len() as u64);
+        assert!(!t.eightbit && t.ended_by_eof);
+    }
+
+    #[test]
+    fn a_dot_line_ends_the_message_without_i() {
+        let r = Run::new();
+        let (t, out) = r.take(b"Subject: x\n\nbefore\n.\nafter\n", false).unwrap();
+        assert!(out.ends_with("\r\nbefore\r\n"), "{out:?}");
+        assert!(!t.ended_by_eof);
+    }
+
+    #[test]
+    fn limits_and_nul_are_refused_with_the_line() {
+        let r = Run::new();
+        let long = format!("Subject: x\n\n{}\n", "a".repeat(1200));
+        match r.take(long.as_bytes(), false) {
+            Err(IntakeError::LineTooLong { line: 3, max: 998 }) => {}
+            other => panic!("{other:?}"),
+        }
+        match r.take(b"Subject: x\n\nok\nnul \0 here\n", false) {
+            Err(IntakeError::Nul { line: 4 }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn eight_bit_is_noticed_in_body_and_header() {
+        let r = Run::new();
+        let (t, _) = r
+            .take("Subject: x\n\ncaf\u{e9}\n".as_bytes(), false)
+            .unwrap();
+        assert!(t.eightbit && !t.utf8_headers);
+        let (t, _) = r
+            .take("Subject: caf\u{e9}\n\nx\n".as_bytes(), false)
+            .unwrap();
+        assert!(t.eightbit && t.utf8_headers);
+    }
+}
