@@ -5,9 +5,9 @@
 //! the spool.
 
 use crate::support::setgid::SetGid;
-use crate::support::sink::{Rule, Sink, SinkConfig, Step};
-use crate::support::users;
+use crate::support::sink::{Action, Rule, Sink, SinkConfig, Step};
 use crate::support::vs::{Env, Out};
+use crate::support::{users, wait_until};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -321,6 +321,65 @@ fn hostile_closed_stderr_pipe_cannot_hide_a_verbose_delivery() {
         "{:#?}",
         w.env.log_lines()
     );
+}
+
+#[test]
+fn hostile_killed_sender_still_leaves_its_connection_in_the_trail() {
+    let sink = Sink::start(SinkConfig {
+        rules: vec![Rule::new(Step::Data, Action::Hang)],
+        ..Default::default()
+    });
+    let w = World::new(sink, "");
+    let mut c =
+        w.sg.cmd(&w.env, Some(UA), None, &["-i", "rcpt@dest.example"]);
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = c.spawn().expect("spawn");
+    {
+        let mut i = child.stdin.take().unwrap();
+        i.write_all(&msg("<killed.hacc@shop.example>")).unwrap();
+    }
+    // The transaction is under way (MAIL, RCPT, DATA sent) ...
+    wait_until("MAIL FROM at the sink", WAIT, || {
+        w.sink
+            .connections()
+            .into_iter()
+            .find(|c| c.commands.iter().any(|l| l.starts_with("MAIL")))
+    });
+    // ... when the user kills their own process (SIGKILL: no handler runs).
+    let bin = w.sg.bin();
+    let pid = wait_until("the vsendmail process", WAIT, || {
+        std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            (std::fs::read_link(e.path().join("exe")).ok()? == bin).then_some(pid)
+        })
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = child.wait();
+    let peer = w.sink.connections()[0].peer.to_string();
+    let o = w.run(None, &["--who", &peer], b"");
+    o.expect_code(0);
+    let f = kv(o.stdout.trim_end(), "result");
+    let get = |k: &str| {
+        f.iter()
+            .find(|(key, _)| key == k)
+            .map(|x| x.1.clone())
+            .unwrap()
+    };
+    assert_eq!(get("uid"), uid(UA).to_string(), "{o}");
+    assert_eq!(get("message_id"), "<killed.hacc@shop.example>");
+    assert!(
+        get("result").starts_with("unknown (no outcome recorded"),
+        "{o}"
+    );
+    // The same by Message-ID, and as the user.
+    let o2 = w.run(Some(UA), &["--who", "<killed.hacc@shop.example>"], b"");
+    assert_eq!(o2.stdout, o.stdout, "{o2}");
 }
 
 #[test]
