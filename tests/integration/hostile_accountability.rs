@@ -616,6 +616,27 @@ fn hostile_refusals_are_logged_with_uid_and_reason() {
     assert_eq!(w.sink.messages().len(), 1, "{}", w.sink.dump());
 }
 
+#[test]
+fn hostile_refusals_in_the_smtp_dialogue_are_logged() {
+    let w = World::new(Sink::start_default(), "");
+    let o = w.run(
+        Some(UA),
+        &["-bs"],
+        b"EHLO x\r\nMAIL FROM:<-X/var/www/x.php@shop.example>\r\nQUIT\r\n",
+    );
+    assert!(o.stdout.contains("\r\n553 "), "{o}");
+    let want = format!("uid={} user={UA} refused (-bs MAIL FROM): ", uid(UA));
+    assert!(
+        w.env
+            .log_records()
+            .iter()
+            .any(|r| r.raw.starts_with("<20>") && r.msg.starts_with(&want)),
+        "{:#?}",
+        w.env.log_lines()
+    );
+    assert!(w.sink.connections().is_empty());
+}
+
 // ---------------------------------------------------------------------------
 // 15. Shared files belong to root, not to the first user who sends
 
