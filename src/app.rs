@@ -1,9 +1,10 @@
 //! The entry point, on top of everything: parse argv, load the configuration
 //! and who is calling into a [`Job`], dispatch to the mode (a submission, the
 //! `-bs` server, a queue job, one of the commands), and turn the result into
-//! the one-line error and the exit code. Nothing imports this module.
+//! the one-line error, its syslog line and the exit code. Nothing imports
+//! this module.
 
-use crate::base::syslog::Syslog;
+use crate::base::syslog::{MAX_REPLY, Syslog, text, value};
 use crate::cli::invocation::{Invocation, Mode, Own};
 use crate::cli::parse;
 use crate::config::conf;
@@ -11,43 +12,86 @@ use crate::exit;
 use crate::exit::{Error, Result};
 use crate::identity::invoker::Invoker;
 use crate::identity::job::Job;
+use std::path::{Path, PathBuf};
 
 /// Program entry: returns the exit code.
 pub fn main(argv: Vec<String>) -> i32 {
+    crate::base::stderr::ignore_file_size_signal();
     let argv0 = argv.first().cloned().unwrap_or_else(|| "sendmail".into());
     let prog = parse::prog_name(&argv0);
     let total: usize = argv.iter().map(|a| a.len() + 1).sum();
     if total > 256 * 1024 {
-        return report_error(&Error::CommandLineTooLong);
+        return report_error(&Error::CommandLineTooLong, None);
     }
     let inv = match parse::parse(prog, &argv[1..]) {
         Ok(i) => i,
-        Err(e) => return report_error(&Error::from(e)),
+        Err(e) => return report_error(&Error::from(e), None),
     };
     for w in &inv.warnings {
-        eprintln!("vsendmail: warning: {w}");
+        crate::base::stderr::line(&format!("vsendmail: warning: {w}"));
     }
-    match execute(inv) {
+    let mut socket = None;
+    match execute(inv, &mut socket) {
         Ok(code) => code,
-        Err(e) => report_error(&e),
+        Err(e) => report_error(&e, socket.as_deref()),
     }
 }
 
-fn report_error(e: &Error) -> i32 {
+/// The one-line error on stderr, and, since PHP and cron throw stderr away,
+/// the refusal in syslog at `warning` with uid, user and the reason
+/// (bounded, escaped), so that the administrator learns of a broken or
+/// exploited site. `socket`: the configuration's syslog socket, once loaded.
+fn report_error(e: &Error, socket: Option<&Path>) -> i32 {
     let code = exit::code(e);
     if !matches!(e, Error::NoMatch | Error::Quiet(_)) {
         for (i, line) in e.to_string().lines().enumerate() {
             if i == 0 {
-                eprintln!("vsendmail: {line}");
+                crate::base::stderr::line(&format!("vsendmail: {line}"));
             } else {
-                eprintln!("{line}");
+                crate::base::stderr::line(line);
             }
         }
+    }
+    // Not refusals: "nothing matched", errors already logged where they
+    // happened, and the reports of -bi and --doctor.
+    if !matches!(
+        e,
+        Error::NoMatch | Error::Quiet(_) | Error::CheckFailed { .. } | Error::DoctorFailed
+    ) {
+        let path = match socket {
+            Some(p) => p.to_path_buf(),
+            // Before the configuration was read (argv): its socket if it can
+            // be read now, else the default.
+            None => conf::load(Path::new(conf::DEFAULT_PATH), false)
+                .map(|c| c.cfg.syslog_socket)
+                .unwrap_or_else(|_| "/dev/log".into()),
+        };
+        let (uid, user) = match Invoker::current() {
+            Ok(i) => (i.uid, i.login),
+            // SAFETY: getuid has no preconditions.
+            Err(_) => (unsafe { libc::getuid() }, "unknown".to_string()),
+        };
+        Syslog::open(&path, "vsendmail").warning(&format!(
+            "uid={uid} user={} refused (exit {code}): {}",
+            value(&user),
+            text(&e.to_string(), MAX_REPLY)
+        ));
     }
     code
 }
 
-fn execute(inv: Invocation) -> Result<i32> {
+/// `-L TAG` from root or a trusted user: the tag, restricted to characters
+/// that cannot forge the rest of a syslog line.
+fn syslog_tag(tag: &str) -> String {
+    let t: String = tag
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
+        .take(32)
+        .collect();
+    if t.is_empty() { "vsendmail".into() } else { t }
+}
+
+fn execute(inv: Invocation, socket: &mut Option<PathBuf>) -> Result<i32> {
     match &inv.mode {
         Mode::Own(Own::Version) => {
             println!("vsendmail {}", env!("CARGO_PKG_VERSION"));
@@ -86,8 +130,25 @@ fn execute(inv: Invocation) -> Result<i32> {
         None => (std::path::PathBuf::from(conf::DEFAULT_PATH), false),
     };
     let cfg = conf::load(&path, explicit)?;
-    let tag = inv.tag.clone().unwrap_or_else(|| "vsendmail".into());
+    *socket = Some(cfg.cfg.syslog_socket.clone());
+    // -L would let any user hide a site's lines from `journalctl -t
+    // vsendmail`: only root and trusted_users choose the tag.
+    let may_tag = invoker.is_root() || cfg.is_trusted(&invoker.login);
+    let tag = match &inv.tag {
+        Some(t) if may_tag => syslog_tag(t),
+        _ => "vsendmail".into(),
+    };
     let log = Syslog::open(&cfg.cfg.syslog_socket, &tag);
+    let caller = format!("uid={} user={}", invoker.uid, value(&invoker.login));
+    if let Some(t) = inv.tag.as_deref().filter(|_| !may_tag) {
+        log.info(&format!(
+            "{caller}: -L {} ignored: only root and trusted_users set the syslog tag",
+            value(t)
+        ));
+    }
+    for w in &inv.warnings {
+        log.warning(&format!("{caller}: warning: {}", text(w, MAX_REPLY)));
+    }
     let job = Job {
         inv,
         cfg,

@@ -1,21 +1,33 @@
 //! The audit trail and `--who`: who opened which outgoing connection.
 //!
-//! **Writing.** Every SMTP transaction that vsendmail runs on an outgoing
-//! connection appends one record, and so does a connection that failed after
-//! connect (greeting, EHLO, TLS or AUTH refused): one JSON object on one
-//! line, written with a single `write(2)` on an `O_APPEND` descriptor, to
+//! **Writing, ahead of the act.** The process that writes the trail is the
+//! sending user's own (set-gid, but the user may kill it, lower its file
+//! size limit, close its stderr), so the record of a transaction is written
+//! *before* it: after connect (and greeting, TLS, AUTH), before `MAIL FROM`,
+//! a record of phase `open` ([`append_open`]); when that write fails the
+//! message is not sent (the attempt defers, the message stays queued for a
+//! queue run, which root runs). After the transaction a second record of
+//! phase `close` gives the outcome ([`append`]); a connection that failed
+//! after connect (greeting, EHLO, TLS or AUTH refused) sent no message and
+//! has only that one. Each record is one JSON object on one line, written
+//! with a single `write(2)` on an `O_APPEND` descriptor, to
 //! `audit_dir/YYYY-MM-DD.jsonl`, the UTC date of the connect. A connection
-//! that a queue run reuses for several messages therefore has one record per
-//! message, all with the same `connect`, `src` and `dst`, so that an
-//! `address:port` leads to every queue id and Message-ID that went over it;
-//! `close` is when that message's transaction ended. Keys, in this order:
-//! `connect`, `close` (UTC, RFC 3339), `uid`, `user`, `identity`, `src`, `dst`
-//! (`a.b.c.d:port`, `[v6]:port`), `queue_id`, `message_id`, `rcpts` (a count),
-//! `result` (`sent (250 …)`, `deferred (…)` or `failed (…)`). The directory is
-//! mode 2770 and the files 0660, both of the spool's group (the set-gid
-//! group), so users reach the trail only through the binary. No setting turns
-//! the trail off; a failed write is logged to syslog and never stops delivery.
-//! Queue runs remove the daily files older than `audit_days` ([`expire`]).
+//! that a queue run reuses for several messages has a pair per message, all
+//! with the same `connect`, `src` and `dst`, so that an `address:port` leads
+//! to every queue id and Message-ID that went over it; `close` is when that
+//! message's transaction ended. Keys, in this order: `connect`, `close` (UTC,
+//! RFC 3339; in an `open` record the connect again), `uid`, `user`,
+//! `identity`, `src`, `dst` (`a.b.c.d:port`, `[v6]:port`), `queue_id`,
+//! `message_id` (at most [`MAX_FIELD`] bytes, cut with `...`), `rcpts` (a
+//! count), `result` (`sent (250 …)`, `deferred (…)` or `failed (…)`, the
+//! reply's first line, bounded; `""` in an `open` record), `phase` (`open`
+//! or `close`; absent in records of earlier releases, which are `close`
+//! records). The directory is mode 2770 and the files 0660, both of the
+//! spool's group (the set-gid group), so users reach the trail only through
+//! the binary. No setting turns the trail off. Queue runs remove the daily
+//! files older than `audit_days` ([`expire`]) and create today's and
+//! tomorrow's files as root ([`prepare`]), so that no user owns a shared
+//! file or has it charged to their quota.
 //!
 //! Reading it is `--who` (`commands::who`), which relies on the key order
 //! and forms written here.
@@ -47,7 +59,23 @@ pub struct Record {
     pub message_id: String,
     pub rcpts: usize,
     pub result: String,
+    pub phase: Phase,
 }
+
+/// Which of a transaction's two records: written before it, or after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Before `MAIL FROM`: who is about to send what over which connection.
+    Open,
+    /// The outcome (records of earlier releases are all of this kind).
+    #[default]
+    Close,
+}
+
+/// The longest value a user controls (Message-ID) or a server controls (the
+/// reply) that a record, a log line or an envelope keeps, in bytes.
+pub const MAX_FIELD: usize = crate::base::syslog::MAX_VALUE;
 
 impl Record {
     /// A record for `env` on the connection `src` -> `dst`, closed now.
@@ -71,6 +99,7 @@ impl Record {
             message_id: env.message_id.clone().unwrap_or_default(),
             rcpts,
             result,
+            phase: Phase::Close,
         }
     }
 
@@ -89,6 +118,7 @@ impl Record {
             message_id: &'a str,
             rcpts: usize,
             result: &'a str,
+            phase: Phase,
         }
         let mut v = serde_json::to_vec(&Line {
             connect: rfc3339_utc(self.connect as i64),
@@ -99,9 +129,10 @@ impl Record {
             src: addr_port(&self.src),
             dst: addr_port(&self.dst),
             queue_id: &self.queue_id,
-            message_id: &self.message_id,
+            message_id: &bound(&self.message_id),
             rcpts: self.rcpts,
-            result: &self.result,
+            result: &crate::base::syslog::text(&self.result, crate::base::syslog::MAX_REPLY),
+            phase: self.phase,
         })
         .expect("audit record serialises");
         v.push(b'\n');
@@ -133,9 +164,13 @@ pub struct Stored<'a> {
     pub rcpts: u64,
     #[serde(default, borrow)]
     pub result: Cow<'a, str>,
+    #[serde(default)]
+    pub phase: Phase,
 }
 
-/// Append a record. Failures are logged, never fatal to delivery.
+/// Append the outcome record of a transaction (or of a failed session).
+/// The `open` record was written before anything was sent; a failure here
+/// is logged and cannot unsend the message.
 pub fn append(cfg: &Loaded, rec: &Record) {
     if let Err(e) = try_append(cfg, rec) {
         let log = crate::base::syslog::Syslog::open(&cfg.cfg.syslog_socket, "vsendmail");
@@ -144,8 +179,64 @@ pub fn append(cfg: &Loaded, rec: &Record) {
             rec.queue_id,
             addr_port(&rec.src),
             addr_port(&rec.dst),
-            rec.result
+            crate::base::syslog::value(&rec.result)
         ));
+    }
+}
+
+/// Append the `open` record of a transaction, before `MAIL FROM`. `Err`
+/// (the reason, for the deferral): it could not be written, and the
+/// message must not be sent.
+pub fn append_open(cfg: &Loaded, rec: &Record) -> Result<(), String> {
+    let rec = Record {
+        close: rec.connect,
+        result: String::new(),
+        phase: Phase::Open,
+        ..rec.clone()
+    };
+    try_append(cfg, &rec).map_err(|e| {
+        let why = format!(
+            "not sent: cannot write the audit record to {}: {e}",
+            cfg.audit_dir().display()
+        );
+        let log = crate::base::syslog::Syslog::open(&cfg.cfg.syslog_socket, "vsendmail");
+        log.err(&format!(
+            "{}: uid={} user={} src={} dst={}: {why}; the message stays queued",
+            rec.queue_id,
+            rec.uid,
+            crate::base::syslog::value(&rec.user),
+            addr_port(&rec.src),
+            addr_port(&rec.dst),
+        ));
+        why
+    })
+}
+
+/// `s` cut to [`MAX_FIELD`] bytes (at a character boundary, marked `...`).
+pub fn bound(s: &str) -> Cow<'_, str> {
+    crate::base::syslog::cut(s, MAX_FIELD)
+}
+
+/// Create today's and tomorrow's daily files (as root, in queue runs), so
+/// that the first user to send does not own the shared file, nor have every
+/// user's records charged to their quota; the shared rate counters too
+/// ([`crate::account::rate::prepare`]).
+pub fn prepare(cfg: &Loaded) {
+    if crate::spool::store::running_setid_for_user() {
+        return;
+    }
+    crate::account::rate::prepare(cfg);
+    let dir = cfg.audit_dir();
+    let now = unix_now() as i64;
+    for t in [now, now + 86400] {
+        let path = dir.join(file_name(t));
+        if let Err(e) = shared::open(&dir, &path, shared::spool_gid(cfg), Access::Append) {
+            let log = crate::base::syslog::Syslog::open(&cfg.cfg.syslog_socket, "vsendmail");
+            log.warning(&format!(
+                "cannot create the audit file {}: {e}",
+                path.display()
+            ));
+        }
     }
 }
 
@@ -252,6 +343,7 @@ pub(crate) mod tests {
             message_id: mid.into(),
             rcpts: 1,
             result: "sent (250 2.0.0 Ok)".into(),
+            phase: Phase::Close,
         }
     }
 
@@ -261,7 +353,7 @@ pub(crate) mod tests {
         let line = String::from_utf8(r.to_line()).unwrap();
         assert_eq!(
             line,
-            "{\"connect\":\"2026-11-23T12:03:04Z\",\"close\":\"2026-11-23T12:03:05Z\",\"uid\":1001,\"user\":\"alice\",\"identity\":\"alice@shop.example\",\"src\":\"192.0.2.10:40312\",\"dst\":\"203.0.113.5:25\",\"queue_id\":\"4F2A9C1B000001\",\"message_id\":\"<m\\\"1@shop.example>\",\"rcpts\":1,\"result\":\"sent (250 2.0.0 Ok)\"}\n"
+            "{\"connect\":\"2026-11-23T12:03:04Z\",\"close\":\"2026-11-23T12:03:05Z\",\"uid\":1001,\"user\":\"alice\",\"identity\":\"alice@shop.example\",\"src\":\"192.0.2.10:40312\",\"dst\":\"203.0.113.5:25\",\"queue_id\":\"4F2A9C1B000001\",\"message_id\":\"<m\\\"1@shop.example>\",\"rcpts\":1,\"result\":\"sent (250 2.0.0 Ok)\",\"phase\":\"close\"}\n"
         );
         let s: Stored = serde_json::from_str(line.trim_end()).unwrap();
         assert_eq!(

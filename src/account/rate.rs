@@ -289,15 +289,15 @@ pub fn admit(
         "{counts}, {waiting} held before it: held for the rate (over_rate=defer)"
     ));
     if over {
-        eprintln!(
+        crate::base::stderr::line(&format!(
             "vsendmail: warning: {} sent {sent} messages in the last {period} (limit {}); message {} is queued and will be sent when the rate allows",
             id.sender, limit.count, env.id
-        );
+        ));
     } else {
-        eprintln!(
+        crate::base::stderr::line(&format!(
             "vsendmail: warning: {} has {waiting} messages waiting for its rate limit ({} per {period}); message {} is queued behind them",
             id.sender, limit.count, env.id
-        );
+        ));
     }
     Ok(())
 }
@@ -359,6 +359,34 @@ pub fn release(cfg: &Loaded, log: &Syslog, env: &mut Envelope, current: Option<&
         }
     ));
     true
+}
+
+/// Create (as root, in queue runs) the counter files of the identities that
+/// several users share (a virtusers line whose sender is one address, as a
+/// `%group` line's), so that none is owned by, and charged to the quota of,
+/// whichever member sends first. A `@domain` identity is one user's own.
+pub fn prepare(cfg: &Loaded) {
+    let Ok(table) = crate::config::virtusers::Table::read(&cfg.cfg.virtusers) else {
+        return;
+    };
+    let (entries, _) = table.check_all();
+    for e in entries {
+        let crate::config::virtusers::SenderSpec::Address(sender) = &e.sender else {
+            continue;
+        };
+        if e.rate.or(cfg.rate).and_then(Rate::limit).is_none() {
+            continue;
+        }
+        let path = counter_path(&cfg.cfg.spool, sender);
+        if !path.exists() {
+            let _ = shared::open(
+                &cfg.cfg.spool.join("rate"),
+                &path,
+                shared::spool_gid(cfg),
+                Access::ReadWrite,
+            );
+        }
+    }
 }
 
 /// A rate-held message left the queue by other means (`--delete`): drop

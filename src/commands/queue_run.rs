@@ -65,12 +65,12 @@ pub fn run(job: &Job, q: &QueueRun) -> Result<i32> {
             attempt::deliver(&mut ctx, &mut locked)
         };
         if job.inv.verbose {
-            eprintln!(
+            crate::base::stderr::line(&format!(
                 "vsendmail: {id}: sent={} deferred={} failed={}",
                 report.sent.len(),
                 report.deferred.len(),
                 report.failed.len()
-            );
+            ));
         }
         if !report.failed.is_empty() {
             crate::deliver::bounce::send_failure(&mut ctx, &locked.env, &report.failed);
@@ -93,10 +93,11 @@ pub fn run(job: &Job, q: &QueueRun) -> Result<i32> {
     }
     spool.sweep();
     crate::account::audit::expire(&job.cfg);
+    crate::account::audit::prepare(&job.cfg);
     if job.inv.verbose {
-        eprintln!(
+        crate::base::stderr::line(&format!(
             "vsendmail: queue run done: {tried} message(s) tried, {rate_released} released from the rate hold"
-        );
+        ));
     }
     Ok(0)
 }

@@ -93,6 +93,7 @@ pub fn run(job: &Job) -> Result<i32> {
                 let a = match crate::base::address::validate(&format!("<{addr}>"), "sender") {
                     Ok(a) => a,
                     Err(e) => {
+                        refused(job, "MAIL FROM", &e.to_string());
                         say(&mut out, &format!("553 5.1.7 {e}"))?;
                         continue;
                     }
@@ -102,6 +103,7 @@ pub fn run(job: &Job) -> Result<i32> {
                     && let Err(e) =
                         identity.envelope_sender(Some(&a), job.trusted(), job.cfg.cfg.sender_policy)
                 {
+                    refused(job, "MAIL FROM", &e.to_string());
                     say(&mut out, &format!("550 5.7.1 {e}"))?;
                     continue;
                 }
@@ -196,6 +198,7 @@ fn transaction<R: BufRead>(
             // The rest of the message must still be read up to the dot.
             drain_to_dot(input);
             let code = crate::exit::code(&e);
+            refused(job, &format!("DATA, exit {code}"), &e.to_string());
             return match code {
                 crate::exit::DATAERR => format!("554 5.6.0 {e}"),
                 crate::exit::NOPERM => format!("550 5.7.1 {e}"),
@@ -222,6 +225,17 @@ fn transaction<R: BufRead>(
         Ok(_) => format!("250 2.0.0 Ok: queued as {id}"),
         Err(e) => format!("451 4.3.0 {e}"),
     }
+}
+
+/// A refusal in the -bs dialogue, to syslog at warning (its client, as
+/// PHP's, may never show the reply to anyone).
+fn refused(job: &Job, step: &str, why: &str) {
+    job.log.warning(&format!(
+        "uid={} user={} refused (-bs {step}): {}",
+        job.invoker.uid,
+        crate::base::syslog::value(&job.invoker.login),
+        crate::base::syslog::text(why, crate::base::syslog::MAX_REPLY)
+    ));
 }
 
 fn drain_to_dot<R: BufRead>(input: &mut R) {

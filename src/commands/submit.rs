@@ -114,7 +114,7 @@ pub fn accept<R: BufRead>(
         env.sender,
         env.size,
         env.recipients.len(),
-        taken.message_id,
+        crate::base::syslog::value(&taken.message_id),
         if env.rate_held {
             " (rate limited, held)"
         } else {
@@ -256,7 +256,7 @@ pub fn finish(
     errors: ErrorMode,
 ) -> Result<()> {
     for e in &report.local_errors {
-        eprintln!("vsendmail: {e}; the message stays queued");
+        crate::base::stderr::line(&format!("vsendmail: {e}; the message stays queued"));
     }
     // Each failed recipient was printed (-oep) or is not to be (-oeq).
     let mut undelivered = None;
@@ -264,7 +264,7 @@ pub fn finish(
         match errors {
             ErrorMode::Print => {
                 for (a, why) in &report.failed {
-                    eprintln!("vsendmail: <{a}>: {why}");
+                    crate::base::stderr::line(&format!("vsendmail: <{a}>: {why}"));
                 }
                 undelivered = Some(report.failed.len());
             }
@@ -279,10 +279,10 @@ pub fn finish(
             locked.save()?;
             if job.inv.verbose {
                 for (a, why) in &report.deferred {
-                    eprintln!(
+                    crate::base::stderr::line(&format!(
                         "vsendmail: <{a}>: deferred: {why}; queued as {}",
                         locked.env.id
-                    );
+                    ));
                 }
             }
         } else {
@@ -297,7 +297,7 @@ pub fn finish(
             if undelivered.is_none() {
                 return Err(e);
             }
-            eprintln!("vsendmail: {e}");
+            crate::base::stderr::line(&format!("vsendmail: {e}"));
         }
     } else {
         locked.remove()?;

@@ -13,10 +13,16 @@
 //! To try it at scale, copy one real record with new times, ports, queue ids
 //! and Message-IDs into daily files (`bench/driver.rs gen-audit` does this)
 //! and point `audit_dir` at them.
+//!
+//! A transaction has two records (`account::audit`: one written before
+//! `MAIL FROM`, one with the outcome); `--who` shows it once, by its outcome,
+//! or, when none was recorded (the sending process was killed), by the
+//! first record with `result=unknown (…)`. Values are bounded and quoted
+//! when they could pass for more than one field (`syslog::value`).
 
-use crate::account::audit::{Stored, file_day, file_name};
+use crate::account::audit::{Phase, Stored, file_day, file_name};
 use crate::base::clock::utc_midnight;
-use crate::base::syslog::addr_port;
+use crate::base::syslog::{MAX_REPLY, addr_port, text, value};
 use crate::exit::{Error, Result};
 use crate::identity::job::Job;
 use std::io::{Read, Write};
@@ -141,7 +147,8 @@ pub fn who(job: &Job, query: &str, time: Option<&str>, window: Option<&str>) -> 
     let needle = q.needle();
     let finder = memchr::memmem::Finder::new(&needle);
     for f in &files {
-        let mut hits: Vec<(i64, String)> = Vec::new();
+        // (connect, the transaction's key, phase, the line)
+        let mut hits: Vec<(i64, String, Phase, String)> = Vec::new();
         let res = scan_file(f, &finder, |line| {
             let Ok(r) = serde_json::from_slice::<Stored>(line) else {
                 return;
@@ -157,7 +164,8 @@ pub fn who(job: &Job, query: &str, time: Option<&str>, window: Option<&str>) -> 
                     return;
                 }
             }
-            hits.push((connect.unwrap_or(0), render(&r)));
+            let key = format!("{} {} {}", r.connect, r.src, r.queue_id);
+            hits.push((connect.unwrap_or(0), key, r.phase, render(&r)));
         });
         if let Err(e) = res {
             return Err(Error::AuditRead {
@@ -165,9 +173,17 @@ pub fn who(job: &Job, query: &str, time: Option<&str>, window: Option<&str>) -> 
                 err: e,
             });
         }
+        // A transaction is shown once: by its outcome, or, when none was
+        // recorded, by the record written before it.
+        let closed: std::collections::HashSet<String> = hits
+            .iter()
+            .filter(|h| h.2 == Phase::Close)
+            .map(|h| h.1.clone())
+            .collect();
+        hits.retain(|h| h.2 == Phase::Close || !closed.contains(&h.1));
         hits.sort_by_key(|h| h.0);
         found += hits.len();
-        for (_, l) in hits {
+        for (_, _, _, l) in hits {
             if writeln!(out, "{l}").is_err() {
                 // The reader went away (`| head`): what matched was shown.
                 return Ok(0);
@@ -254,38 +270,30 @@ fn scan_file(
     }
 }
 
-/// One output line, in the syslog line's key=value form.
+/// One output line, in the syslog line's key=value form: each value bounded
+/// and quoted when it could pass for more than one field (a hostile
+/// Message-ID); `result`, the last, is free text as the syslog's `status=`.
 fn render(r: &Stored) -> String {
+    let result = match r.phase {
+        Phase::Close => text(&r.result, MAX_REPLY + 16),
+        Phase::Open => {
+            "unknown (no outcome recorded: in progress, or the sending process ended before it)"
+                .to_string()
+        }
+    };
     format!(
         "time={} uid={} user={} identity={} src={} dst={} queue_id={} message_id={} rcpts={} result={}",
-        clean(&r.connect),
+        value(&r.connect),
         r.uid,
-        clean(&r.user),
-        clean(&r.identity),
-        clean(&r.src),
-        clean(&r.dst),
-        clean(&r.queue_id),
-        clean(&r.message_id),
+        value(&r.user),
+        value(&r.identity),
+        value(&r.src),
+        value(&r.dst),
+        value(&r.queue_id),
+        value(&r.message_id),
         r.rcpts,
-        clean(&r.result)
+        result
     )
-}
-
-/// Control characters (a hostile Message-ID) are shown escaped, never sent
-/// to the administrator's terminal.
-fn clean(s: &str) -> String {
-    if !s.chars().any(char::is_control) {
-        return s.to_string();
-    }
-    s.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 // The grammar of --who's TIME is ours (the forms the man page lists, and a

@@ -1,7 +1,8 @@
 //! One try of one address of a destination: a pooled session or a new one
 //! (`open`), the SMTP transaction for the recipients still open, the audit
-//! record of the connection (written whatever happened), and each
-//! recipient's outcome from the replies.
+//! records of the connection (one written before `MAIL FROM`, without which
+//! nothing is sent, and one with the outcome), and each recipient's outcome
+//! from the replies, bounded (a reply's first line, `MAX_REPLY` bytes).
 
 use crate::base::clock::unix_now;
 use crate::deliver::connect;
@@ -115,25 +116,39 @@ pub fn try_address(
             });
         }
     };
+    let mut record = crate::account::audit::Record {
+        connect: connect_time,
+        close: connect_time,
+        uid: identity.uid,
+        user: identity.login.clone(),
+        identity: identity.sender.clone(),
+        src: session.local,
+        dst: addr,
+        queue_id: env.id.clone(),
+        message_id: env.message_id.clone().unwrap_or_default(),
+        rcpts: remaining.len(),
+        result: String::new(),
+        phase: crate::account::audit::Phase::Close,
+    };
+    // Written ahead: no MAIL FROM before the trail holds this connection.
+    if let Err(why) = crate::account::audit::append_open(ctx.cfg, &record) {
+        session.quit();
+        return Err(TryError::Stop {
+            why,
+            permanent: false,
+        });
+    }
     // Without a pool this is the session's only transaction.
     session.last_transaction = ctx.pool.is_none();
     let result = session.send(&tx, &mut body);
-    let close_time = unix_now();
+    record.close = unix_now().max(connect_time);
     let audit = |result_text: &str, rcpt_count: usize| {
         crate::account::audit::append(
             ctx.cfg,
             &crate::account::audit::Record {
-                connect: connect_time,
-                close: close_time,
-                uid: identity.uid,
-                user: identity.login.clone(),
-                identity: identity.sender.clone(),
-                src: session.local,
-                dst: addr,
-                queue_id: env.id.clone(),
-                message_id: env.message_id.clone().unwrap_or_default(),
                 rcpts: rcpt_count,
                 result: result_text.to_string(),
+                ..record.clone()
             },
         )
     };

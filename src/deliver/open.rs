@@ -190,7 +190,7 @@ pub fn open_session(
 /// A TLS or AUTH event: to syslog, and to stderr with `-v`.
 fn tls_note(ctx: &Context, text: &str, warning: bool) {
     if ctx.verbose {
-        eprintln!("*** {text}");
+        crate::base::stderr::line(&format!("*** {text}"));
     }
     if warning {
         ctx.log.warning(text);

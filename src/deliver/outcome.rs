@@ -1,10 +1,11 @@
 //! The outcome of a delivery attempt: per recipient sent, deferred (with the
 //! reason) or failed (with the reply), merged into the envelope and the
 //! report the caller acts on, one syslog line per recipient, and the next
-//! retry time. Also why one try of one address did not settle everything.
+//! retry time. Each reply is kept as its first line, at most `MAX_REPLY`
+//! bytes. Also why one try of one address did not settle everything.
 
 use crate::base::clock::unix_now;
-use crate::base::syslog::{Attempt, attempt_line};
+use crate::base::syslog::{Attempt, MAX_REPLY, attempt_line, text};
 use crate::config::conf::Loaded;
 use crate::deliver::context::Context;
 use crate::identity::profile::Identity;
@@ -65,6 +66,14 @@ pub fn record(
             continue;
         };
         r.tries += 1;
+        // A hostile server's reply is kept bounded (its first line, at most
+        // MAX_REPLY bytes): in the envelope every -bp and -q re-reads, in the
+        // log, in the report and the bounce.
+        let o = match o {
+            Outcome::Sent(d) => Outcome::Sent(text(&d, MAX_REPLY)),
+            Outcome::Deferred(d) => Outcome::Deferred(text(&d, MAX_REPLY)),
+            Outcome::Failed(d) => Outcome::Failed(text(&d, MAX_REPLY)),
+        };
         let (status, detail) = match &o {
             Outcome::Sent(d) => {
                 r.state = RcptState::Sent;
@@ -198,6 +207,37 @@ mod tests {
         assert_eq!(msg.env.attempts, 1);
         // Deferred: the first retry waits retry_min.
         assert!(msg.env.next_try >= before + 600 && msg.env.next_try <= unix_now() + 600);
+        drop(msg);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn hostile_replies_are_stored_bounded() {
+        let dir = std::env::temp_dir().join(format!(
+            "vs-outcome-big-{}-{}",
+            std::process::id(),
+            crate::base::clock::unix_ms()
+        ));
+        let cfg = crate::config::conf::parse("", std::path::Path::new("t.conf")).unwrap();
+        let log = Syslog::none();
+        let ctx = Context::new(&cfg, &log, false, false);
+        let mut msg = queued(&dir);
+        let id = msg.env.identity.clone();
+        let huge: String = (0..128)
+            .map(|i| format!("451-{i} {}\r\n", "x".repeat(4000)))
+            .collect();
+        let mut o: Outcomes = HashMap::new();
+        for i in 0..3 {
+            o.insert(i, (Outcome::Deferred(huge.clone()), None, None));
+        }
+        let mut report = Report::default();
+        record(&ctx, &mut msg, &id, o, &mut report);
+        for r in &msg.env.recipients[..3] {
+            let reply = r.reply.as_deref().unwrap();
+            assert!(reply.len() <= MAX_REPLY, "{}", reply.len());
+            assert!(reply.starts_with("451-0 xxx") && !reply.contains('\n'));
+        }
+        assert!(msg.env.encode().len() < 4 * 1024);
         drop(msg);
         std::fs::remove_dir_all(&dir).unwrap();
     }

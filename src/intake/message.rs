@@ -205,7 +205,11 @@ pub fn take<R: BufRead>(
         added.push(Field::new("Date", &crate::base::clock::rfc5322_date(o.now)));
     }
     t.message_id = match fields.iter().find(|f| f.is("Message-ID")) {
-        Some(f) => f.value().trim().to_string(),
+        // Kept for the envelope, the logs and the trail: bounded (a user's
+        // 180 KB folded Message-ID would be copied into every record).
+        Some(f) => {
+            crate::base::syslog::cut(f.value().trim(), crate::base::syslog::MAX_VALUE).into_owned()
+        }
         None => {
             let id = format!("<{}.{:x}@{}>", draft.id, rand::random::<u32>(), domain);
             added.push(Field::new("Message-ID", &id));

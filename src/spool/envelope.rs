@@ -9,7 +9,9 @@
 //! ```
 //! `identity` is the identity as resolved at submission (retries send as it,
 //! even if virtusers changed). `prepend` holds header lines sent before the
-//! message file (the DKIM-Signature). A file is complete when it parses;
+//! message file (the DKIM-Signature). Each `reply` is the first line of the
+//! last reply or reason, at most 512 bytes (see [`Envelope::encode`]); the
+//! Message-ID at most 256. A file is complete when it parses;
 //! unknown versions are refused, not guessed at.
 
 use crate::base::dsn::{Dsn, ErrorMode};
@@ -17,6 +19,10 @@ use crate::identity::profile::Identity;
 use serde::{Deserialize, Serialize};
 
 pub const ENVELOPE_VERSION: u32 = 1;
+
+/// Past this size the replies in an envelope are cut further (every `-bp`,
+/// `--hold ALL` and `-q` of every user re-reads every envelope).
+pub const MAX_ENVELOPE: usize = 256 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -105,8 +111,33 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// The file's bytes. Replies are kept bounded whatever wrote them (an
+    /// envelope of an earlier release too): each its first line, at most
+    /// `MAX_REPLY` bytes; past [`MAX_ENVELOPE`] bytes in all, 64 each.
     pub fn encode(&self) -> Vec<u8> {
-        let mut v = serde_json::to_vec(self).expect("envelope serialises");
+        use crate::base::syslog::{MAX_REPLY, text};
+        let over = |e: &Envelope, max: usize| {
+            e.recipients
+                .iter()
+                .any(|r| r.reply.as_ref().is_some_and(|x| x.len() > max))
+        };
+        let mut v = if over(self, MAX_REPLY) {
+            let mut e = self.clone();
+            for r in &mut e.recipients {
+                r.reply = r.reply.as_deref().map(|x| text(x, MAX_REPLY));
+            }
+            serde_json::to_vec(&e)
+        } else {
+            serde_json::to_vec(self)
+        }
+        .expect("envelope serialises");
+        if v.len() > MAX_ENVELOPE {
+            let mut e = self.clone();
+            for r in &mut e.recipients {
+                r.reply = r.reply.as_deref().map(|x| text(x, 64));
+            }
+            v = serde_json::to_vec(&e).expect("envelope serialises");
+        }
         v.push(b'\n');
         v
     }

@@ -157,7 +157,7 @@ impl Spool {
         })
     }
 
-    /// Ids of complete messages, oldest first (ids sort by arrival second).
+    /// Ids of complete messages, oldest first (ids sort by arrival time).
     pub fn list(&self) -> Result<Vec<String>, SpoolError> {
         let q = self.queue();
         let rd = std::fs::read_dir(&q).map_err(|e| SpoolError::io("cannot list", &q, e))?;
@@ -314,10 +314,23 @@ fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// A queue id: 8 hex digits of the arrival second, then the hex inode number
-/// of the message file (unique among live spool files), at least 6 digits.
+/// A queue id, as Postfix's long queue ids: 8 hex digits of the arrival
+/// second, 5 of its microsecond, then the hex inode number of the message
+/// file (unique among live spool files). The inode alone is reused as soon
+/// as a delivered message is removed; with the microsecond beside it, an id
+/// repeats only if a file is created, delivered, removed and its inode
+/// handed out again within one microsecond, so ids are unique for the life
+/// of the audit trail. The time part has a fixed width: ids sort by arrival.
+/// Upper-case hex only, so `--delete ID` in any case finds it.
 fn new_id(ino: u64) -> String {
-    format!("{:08X}{:06X}", crate::base::clock::unix_now() as u32, ino)
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    id_of(now.as_secs(), now.subsec_micros(), ino)
+}
+
+fn id_of(secs: u64, micros: u32, ino: u64) -> String {
+    format!("{:08X}{:05X}{ino:X}", secs as u32, micros.min(999_999))
 }
 
 /// rename() that fails instead of replacing an existing file.
@@ -559,6 +572,21 @@ mod tests {
             "no commit replaced another message"
         );
         let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn ids_sort_by_arrival_and_never_repeat_a_reused_inode() {
+        // The same inode, handed out again after a delivered message was
+        // removed, in the same second: two ids, not one.
+        let (a, b) = (id_of(0x6931_A2B3, 1, 0x1234), id_of(0x6931_A2B3, 2, 0x1234));
+        assert_ne!(a, b);
+        assert_eq!(a, "6931A2B3000011234");
+        assert!(a < b);
+        assert!(id_of(0x6931_A2B3, 999_999, 0xFFFF_FFFF) < id_of(0x6931_A2B4, 0, 1));
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+        );
     }
 
     fn tempdir() -> PathBuf {

@@ -276,7 +276,7 @@ impl Session {
         timeout: Duration,
     ) -> Result<(), SmtpError> {
         if self.verbose {
-            eprintln!(">>> {shown}");
+            crate::base::stderr::line(&format!(">>> {shown}"));
         }
         let mut b = Vec::with_capacity(line.len() + 2);
         b.extend_from_slice(line.as_bytes());
@@ -305,12 +305,12 @@ impl Session {
         loop {
             let line = self.read_line(step, timeout)?;
             if self.verbose {
-                eprintln!(
+                crate::base::stderr::line(&format!(
                     "<<< {}",
                     line.chars()
                         .map(|c| if c.is_control() { '?' } else { c })
                         .collect::<String>()
-                );
+                ));
             }
             let Some((c, last, text)) = Reply::parse_line(&line) else {
                 return Err(SmtpError::Protocol {

@@ -113,7 +113,7 @@ impl Session {
                 .chain(std::iter::once(&"DATA".to_string()))
             {
                 if self.verbose {
-                    eprintln!(">>> {c}");
+                    crate::base::stderr::line(&format!(">>> {c}"));
                 }
                 batch.push_str(c);
                 batch.push_str("\r\n");
@@ -162,8 +162,11 @@ impl Session {
             return Err(self.rejected("DATA", d));
         }
         if self.verbose {
-            eprintln!(">>> [message: {} bytes]", tx.size + tx.prepend.len() as u64);
-            eprintln!(">>> .");
+            crate::base::stderr::line(&format!(
+                ">>> [message: {} bytes]",
+                tx.size + tx.prepend.len() as u64
+            ));
+            crate::base::stderr::line(">>> .");
         }
         self.write_body(tx.prepend, body)?;
         let r = self.read_reply("end of data", self.timeouts.final_dot())?;
@@ -208,7 +211,7 @@ impl Session {
         out.extend_from_slice(b".\r\n");
         if self.last_transaction && self.ext.pipelining {
             if self.verbose {
-                eprintln!(">>> QUIT");
+                crate::base::stderr::line(">>> QUIT");
             }
             out.extend_from_slice(b"QUIT\r\n");
             self.quit_sent = true;
