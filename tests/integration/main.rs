@@ -5,6 +5,7 @@
 mod accountability;
 mod core;
 mod deliverability;
+mod delivery_results;
 mod docs;
 mod dots;
 mod layout;
