@@ -2,7 +2,8 @@
 //! `relay=`, else the global `relay`) takes every recipient; otherwise each
 //! recipient domain's MX hosts (preference order, random order among equal
 //! preferences), the domain itself when it has no MX, and a permanent failure
-//! for a null MX. Only address families the identity can bind are kept.
+//! for a null MX. Only address families the identity can bind are kept. A
+//! relay that cannot be resolved is a temporary failure, even NXDOMAIN.
 
 use crate::base::relay::Relay;
 use crate::config::conf::Loaded;
@@ -87,10 +88,13 @@ impl Router<'_> {
                         r.host
                     ),
                 })),
-                Err((permanent, why)) => bad.extend(idx.into_iter().map(|rcpt| Unroutable {
+                // A relay name that does not resolve (a typo, a DNS outage)
+                // is the host's problem, not the recipients': the message
+                // waits in the queue for it to be fixed, as Postfix does.
+                Err((_, why)) => bad.extend(idx.into_iter().map(|rcpt| Unroutable {
                     rcpt,
-                    permanent,
-                    why: why.clone(),
+                    permanent: false,
+                    why: format!("cannot resolve relay {}: {why}", r.host),
                 })),
             }
             return (dests, bad);

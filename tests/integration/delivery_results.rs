@@ -1,10 +1,14 @@
 //! What the caller hears when a delivery ends in a mix of outcomes (issue
 //! 14): without an `-oe` flag, a message that reached or queued some
 //! recipient exits 0 and the permanent failures are printed and bounced;
-//! `-oep` keeps exit 69; a message that no recipient got exits 69.
+//! `-oep` keeps exit 69; a message that no recipient got exits 69. A relay
+//! that cannot be resolved is a temporary failure: queued, exit 0 (75 with
+//! `queue = false`).
 
+use crate::support::dns::{DnsServer, Zone};
 use crate::support::sink::{Msg, Rule, Sink, SinkConfig, Step};
 use crate::support::vs::Env;
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -110,4 +114,37 @@ fn all_failed_and_the_deferred_not_queued_exits_69() {
     let o = env.run(&["-i", "perm@example.org", "temp@example.org"], MSG);
     o.expect_code(69);
     assert!(sink.messages().is_empty(), "no bounce: the caller heard it");
+}
+
+#[test]
+fn a_relay_name_that_does_not_resolve_is_queued_not_failed() {
+    let sink = Sink::start_default();
+    let dns = DnsServer::start(Zone::new().a("other.test", Ipv4Addr::new(127, 0, 0, 1)));
+    let env = Env::new();
+    env.conf(&format!(
+        "dns = [\"{}\"]\nrelay = \"smtp://relay.typo.test:{}\"",
+        dns.addr(),
+        sink.port()
+    ));
+    env.virtusers("root  root@shop.example  127.0.0.2\n");
+    env.run(&["-i", "bob@example.org"], MSG).expect_code(0);
+    let q = env.run(&["-bp"], b"").stdout;
+    assert!(
+        q.contains("bob@example.org") && q.contains("relay.typo.test"),
+        "{q}"
+    );
+    // Without a queue it is a temporary failure the caller hears: 75.
+    env.conf("queue = false");
+    let o = env.run(&["-i", "carol@example.org"], MSG);
+    o.expect_code(75);
+    assert!(
+        o.stderr.contains("cannot resolve relay relay.typo.test"),
+        "{o}"
+    );
+    // Once the name resolves, the queue run delivers the first message.
+    env.conf("queue = true");
+    dns.set_zone(Zone::new().a("relay.typo.test", Ipv4Addr::new(127, 0, 0, 1)));
+    env.run(&["-q"], b"").expect_code(0);
+    let m = &sink.wait_messages(1, WAIT)[0];
+    assert_eq!(m.rcpts, vec!["bob@example.org"]);
 }
