@@ -12,9 +12,13 @@ use crate::identity::profile::Identity;
 use std::net::{IpAddr, SocketAddr};
 
 /// The relay that takes an identity's mail: its own `relay=`, else the
-/// global `relay`; `None`: direct delivery by MX.
-pub fn relay_for<'a>(cfg: &'a Loaded, identity: &'a Identity) -> Option<&'a Relay> {
-    identity.relay.as_ref().or(cfg.relay.as_ref())
+/// global `relay`; `None`: direct delivery by MX. Its port is settled here
+/// (587 when the secrets file has a line for the host without a port, see
+/// `secrets::relay_port`), so that route, AUTH and `-bv` agree on it.
+pub fn relay_for(cfg: &Loaded, identity: &Identity) -> Option<Relay> {
+    let mut r = identity.relay.as_ref().or(cfg.relay.as_ref())?.clone();
+    r.port = Some(crate::config::secrets::relay_port(&cfg.cfg.secrets, &r));
+    Some(r)
 }
 
 /// One host to try, with its addresses.
