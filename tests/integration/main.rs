@@ -10,6 +10,7 @@ mod docs;
 mod dots;
 mod layout;
 mod queue;
+mod queue_unreachable;
 mod relay_port;
 mod support;
 mod support_selftest;
