@@ -522,6 +522,26 @@ def php_mail_failure_returns_false(t=None):
 
 
 @test("PHP mail()")
+def php_mail_partial_failure_returns_true(t=None):
+    """One recipient refused (550), one accepted: without an -oe flag vsendmail
+    exits 0, so mail() returns true (an application that retries would send a
+    duplicate to the one who got it); the refusal is on stderr and bounced."""
+    login = "vsc_php"
+    clear_argv(login)
+    tok = token("php-partial")
+    res, p = php(login, "mail.php", ["ok-%s@dest.example, reject-%s@dest.example" % (tok, tok),
+                                     "partial " + tok, "body " + tok, ""])
+    eq(res["result"], True, "mail() return value")
+    err = p.stderr.decode(errors="replace")
+    check("vsendmail: " in err and "550" in err, "stderr (passed through by PHP): %r" % short(err))
+    ms = wait_msgs(tok, count=2)
+    sent = [m for m in ms if m.mail_from != ""]
+    bounces = [m for m in ms if m.mail_from == ""]
+    eq([m.rcpts for m in sent], [["ok-%s@dest.example" % tok]], "delivered recipients")
+    eq([m.rcpts for m in bounces], [[sender_of(login)]], "the bounce goes to the sender")
+
+
+@test("PHP mail()")
 def php_mail_tempfail_queued(t=None):
     """A temporary failure (451): the message stays queued, vsendmail exits 0,
     mail() returns true; mailq (as the user) lists it with the reply."""

@@ -15,7 +15,12 @@ pub struct Dsn {
     pub envid: Option<String>,
 }
 
-/// `-oem` (mail a bounce), `-oep` (print, the default), `-oeq` (quiet).
+/// `-oem` (mail a bounce), `-oep` (print, exit 69), `-oeq` (quiet, exit 69).
+/// Without any `-oe` flag (the command line's `None`) failures are printed,
+/// and the exit is 69 only when no recipient was delivered or queued; when
+/// some were, the failed ones are bounced as with `-oem` and the exit is 0,
+/// so that a caller that retries on failure sends no duplicates. `Print` is
+/// what the envelope records then.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum ErrorMode {
     Mail,

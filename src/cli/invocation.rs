@@ -97,7 +97,9 @@ pub struct Invocation {
     pub sender: Option<String>,
     pub full_name: Option<String>,
     pub delivery: DeliveryMode,
-    pub errors: ErrorMode,
+    /// `-oe?` as typed; `None` when no `-oe` flag was given, which has a
+    /// rule of its own (see `ErrorMode`).
+    pub errors: Option<ErrorMode>,
     pub verbose: bool,
     pub dsn_notify: Option<String>,
     pub dsn_ret: Option<String>,
@@ -119,7 +121,7 @@ impl Default for Invocation {
             sender: None,
             full_name: None,
             delivery: DeliveryMode::Interactive,
-            errors: ErrorMode::Print,
+            errors: None,
             verbose: false,
             dsn_notify: None,
             dsn_ret: None,

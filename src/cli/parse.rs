@@ -260,13 +260,13 @@ fn parse_o(inv: &mut Invocation, v: &str) -> Result<(), CliError> {
     match letter {
         'i' => inv.ignore_dots = arg.is_empty() || matches!(arg.as_str(), "T" | "t" | "true"),
         'e' => {
-            inv.errors = match arg.as_str() {
+            inv.errors = Some(match arg.as_str() {
                 "m" | "w" => ErrorMode::Mail,
                 "p" | "" => ErrorMode::Print,
                 "q" => ErrorMode::Quiet,
                 "e" => ErrorMode::Print,
                 _ => return Err(usage(format!("-oe{arg}: use -oem, -oep or -oeq"))),
-            }
+            })
         }
         'd' => {
             inv.delivery = match arg.as_str() {
@@ -477,9 +477,20 @@ mod tests {
     }
 
     #[test]
+    fn an_explicit_oe_is_told_from_none() {
+        assert_eq!(p(&["a@x"]).unwrap().errors, None);
+        assert_eq!(p(&["-oep", "a@x"]).unwrap().errors, Some(ErrorMode::Print));
+        assert_eq!(
+            p(&["-OErrorMode=p", "a@x"]).unwrap().errors,
+            Some(ErrorMode::Print)
+        );
+        assert_eq!(p(&["-oeq", "a@x"]).unwrap().errors, Some(ErrorMode::Quiet));
+    }
+
+    #[test]
     fn cron_lines() {
         let i = p(&["-FCronDaemon", "-i", "-B8BITMIME", "-oem", "alice"]).unwrap();
-        assert_eq!(i.errors, ErrorMode::Mail);
+        assert_eq!(i.errors, Some(ErrorMode::Mail));
         assert_eq!(i.recipients, vec!["alice"]);
         let i = p(&[
             "-FCronDaemon",

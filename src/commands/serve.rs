@@ -221,7 +221,7 @@ fn transaction<R: BufRead>(
             crate::base::address::printable(&why)
         );
     }
-    match submit::finish(job, &mut ctx, locked, &report, ErrorMode::Mail) {
+    match submit::finish(job, &mut ctx, locked, &report, Some(ErrorMode::Mail)) {
         Ok(_) => format!("250 2.0.0 Ok: queued as {id}"),
         Err(e) => format!("451 4.3.0 {e}"),
     }

@@ -185,7 +185,7 @@ pub fn submit(job: &Job) -> Result<i32> {
             ret: inv.dsn_ret.clone(),
             envid: inv.envid.clone(),
         },
-        errors: inv.errors,
+        errors: inv.errors.unwrap_or(ErrorMode::Print),
         deliver_now: inv.delivery == DeliveryMode::Interactive,
         require_dot: false,
     };
@@ -233,7 +233,7 @@ fn background(job: &Job, locked: Locked) {
             let mut locked = locked;
             let mut ctx = Context::new(&job.cfg, &job.log, false, false);
             let report = attempt::deliver(&mut ctx, &mut locked);
-            let _ = finish(job, &mut ctx, locked, &report, ErrorMode::Mail);
+            let _ = finish(job, &mut ctx, locked, &report, Some(ErrorMode::Mail));
             std::process::exit(0);
         }
         Ok(nix::unistd::ForkResult::Parent { .. }) => {}
@@ -247,13 +247,14 @@ fn background(job: &Job, locked: Locked) {
 }
 
 /// After a delivery attempt at submission: save or remove, report failures
-/// the way -oe says; `Err` when the caller must hear a failure.
+/// the way -oe says (`None`: no -oe flag, see `ErrorMode`); `Err` when the
+/// caller must hear a failure.
 pub fn finish(
     job: &Job,
     ctx: &mut Context,
     mut locked: Locked,
     report: &Report,
-    errors: ErrorMode,
+    errors: Option<ErrorMode>,
 ) -> Result<()> {
     for e in &report.local_errors {
         crate::base::stderr::line(&format!("vsendmail: {e}; the message stays queued"));
@@ -261,15 +262,32 @@ pub fn finish(
     // Each failed recipient was printed (-oep) or is not to be (-oeq).
     let mut undelivered = None;
     if !report.failed.is_empty() {
+        let print = || {
+            for (a, why) in &report.failed {
+                crate::base::stderr::line(&format!("vsendmail: <{a}>: {why}"));
+            }
+        };
+        // Without -oe, a message that some recipient got (or will get from
+        // the queue) is a success for the caller: a retry would duplicate it.
+        let reached = !report.sent.is_empty() || (locked.env.has_pending() && job.cfg.cfg.queue);
         match errors {
-            ErrorMode::Print => {
-                for (a, why) in &report.failed {
-                    crate::base::stderr::line(&format!("vsendmail: <{a}>: {why}"));
+            None if reached => {
+                print();
+                if !locked.env.sender.is_empty() {
+                    crate::base::stderr::line(&format!(
+                        "vsendmail: {}: the other recipients were delivered or queued; \
+                         these failures are reported to <{}> in a bounce",
+                        locked.env.id, locked.env.sender
+                    ));
                 }
+                crate::deliver::bounce::send_failure(ctx, &locked.env, &report.failed);
+            }
+            None | Some(ErrorMode::Print) => {
+                print();
                 undelivered = Some(report.failed.len());
             }
-            ErrorMode::Quiet => undelivered = Some(report.failed.len()),
-            ErrorMode::Mail => {
+            Some(ErrorMode::Quiet) => undelivered = Some(report.failed.len()),
+            Some(ErrorMode::Mail) => {
                 crate::deliver::bounce::send_failure(ctx, &locked.env, &report.failed);
             }
         }

@@ -14,6 +14,7 @@ pub fn run(job: &Job) -> Result<i32> {
     let domain = id.domain();
     let (aliases, _) = crate::config::aliases::Aliases::load(&job.cfg.cfg.aliases);
     let relay = crate::deliver::route::relay_for(&job.cfg, &id);
+    let relay = relay.as_ref();
     // Per family, the first address that binds is the one delivery uses.
     let (mut v4_used, mut v6_used) = (false, false);
     let sources: Vec<String> = id

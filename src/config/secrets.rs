@@ -12,7 +12,7 @@
 //! user, only that user's line is taken; without a user, the first matching
 //! line gives both user and password.
 
-use crate::base::relay::Relay;
+use crate::base::relay::{Relay, Scheme};
 use std::fmt;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
@@ -164,6 +164,14 @@ impl Secrets {
             .or_else(|| self.entries.iter().filter(fits).find(|e| e.port.is_none()))
             .map(|e| &e.creds)
     }
+
+    /// Some line names `host` without a port.
+    fn has_portless_line(&self, host: &str) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        self.entries
+            .iter()
+            .any(|e| e.port.is_none() && e.host.eq_ignore_ascii_case(host))
+    }
 }
 
 /// `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 literal.
@@ -191,6 +199,20 @@ fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
         Some((h, p)) if !h.is_empty() => Ok((h.to_string(), port(p)?)),
         Some(_) => Err("empty host".into()),
         None => Ok((s.to_string(), None)),
+    }
+}
+
+/// The port of `relay` (DESIGN.md, `relay` URLs): as written; else 465 for
+/// `smtps://`; else 587, the submission port, when the URL names a user or
+/// the file at `path` has a line for the host without a port; else 25. A
+/// file that cannot be read counts as no line: opening the session says why.
+pub fn relay_port(path: &Path, relay: &Relay) -> u16 {
+    if relay.port.is_some() || relay.user.is_some() || relay.scheme == Scheme::Smtps {
+        return relay.port();
+    }
+    match Secrets::load(path) {
+        Ok(Some(s)) if s.has_portless_line(&relay.host) => 587,
+        _ => relay.port(),
     }
 }
 
@@ -329,6 +351,27 @@ mod tests {
         assert!(e.contains("names user frank"), "{e}");
         let r = Relay::parse("smtp://relay.example:2525").unwrap();
         assert!(matches!(for_relay(&p, &r), Ok(RelayAuth::Use(c)) if c.user == "bob"));
+        // The line has no port: the relay's default port is 587, submission.
+        let port = |u: &str| relay_port(&p, &Relay::parse(u).unwrap());
+        assert_eq!(port("smtp://relay.example"), 587);
+        assert_eq!(port("smtp://RELAY.example"), 587);
+        assert_eq!(port("smtp://relay.example:25"), 25);
+        assert_eq!(port("smtp://other.example"), 25);
+        assert_eq!(port("smtps://relay.example"), 465);
+        assert_eq!(port("smtp://bob@other.example"), 587);
+        std::fs::write(&p, "relay.example:2525 bob hunter2\n").unwrap();
+        assert_eq!(
+            port("smtp://relay.example"),
+            25,
+            "only a line without a port"
+        );
+        assert_eq!(
+            relay_port(
+                &dir.join("absent"),
+                &Relay::parse("smtp://relay.example").unwrap()
+            ),
+            25
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

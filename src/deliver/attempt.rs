@@ -37,7 +37,7 @@ pub fn deliver(ctx: &mut Context, msg: &mut Locked) -> Report {
         }
     }
 
-    let relay = crate::deliver::route::relay_for(ctx.cfg, &identity).cloned();
+    let relay = crate::deliver::route::relay_for(ctx.cfg, &identity);
     let sources = if !outcomes.is_empty() {
         Vec::new()
     } else {

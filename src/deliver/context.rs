@@ -1,13 +1,15 @@
 //! What delivery needs besides the message: the configuration and log, the
 //! resolver and TLS configuration (made on first use), and in a queue run the
 //! pool of SMTP sessions that messages to the same host from the same source
-//! share (RSET between).
+//! share (RSET between), and the destinations that could not be reached in
+//! this run, which the run's other messages do not wait for again.
 
 use crate::base::syslog::Syslog;
 use crate::config::conf::Loaded;
 use crate::deliver::dns::Dns;
 use crate::deliver::smtp::session::Session;
 use crate::deliver::smtp::tls::TlsContext;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
@@ -17,9 +19,15 @@ use std::net::{IpAddr, SocketAddr};
 /// (source, destination, HELO, relay user) of a reusable session.
 pub type PoolKey = (Option<IpAddr>, SocketAddr, String, Option<String>);
 
+/// (source, destination) of a connection attempt.
+pub type Route = (Option<IpAddr>, SocketAddr);
+
 #[derive(Default)]
 pub struct Pool {
     pub(super) sessions: HashMap<PoolKey, (Session, u64)>,
+    /// Destinations that failed to connect or timed out in this run, with
+    /// why (a cell: noted while the session being opened borrows the context).
+    unreachable: RefCell<HashMap<Route, String>>,
 }
 
 impl Pool {
@@ -69,6 +77,24 @@ impl<'a> Context<'a> {
             }
         }
         self.dns.as_ref()
+    }
+
+    /// In a queue run: why `route` is not to be tried again (it failed to
+    /// connect or timed out earlier in the run), as the deferral reason.
+    pub(super) fn not_again(&self, route: Route) -> Option<String> {
+        let pool = self.pool.as_ref()?;
+        let seen = pool.unreachable.borrow();
+        Some(format!(
+            "not tried again in this queue run: {}",
+            seen.get(&route)?
+        ))
+    }
+
+    /// In a queue run: remember that `route` failed to connect or timed out.
+    pub(super) fn unreachable(&self, route: Route, why: &str) {
+        if let Some(pool) = self.pool.as_ref() {
+            pool.unreachable.borrow_mut().insert(route, why.to_string());
+        }
     }
 
     pub(super) fn init_tls(&mut self) -> Result<(), String> {

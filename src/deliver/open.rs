@@ -68,9 +68,12 @@ pub fn open_session(
     for plain_retry in [false, true] {
         let mut conn = None;
         for src in candidates {
+            if let Some(why) = ctx.not_again((*src, addr)) {
+                return Err(next(why, false));
+            }
             match connect::connect(*src, addr, timeouts.connect(), &identity.sender) {
                 Ok(c) => {
-                    conn = Some(c);
+                    conn = Some((c, *src));
                     break;
                 }
                 Err(e @ (ConnectError::NotConfigured { .. } | ConnectError::Bind { .. })) => {
@@ -78,6 +81,12 @@ pub fn open_session(
                     continue;
                 }
                 Err(e) => {
+                    if matches!(
+                        e,
+                        ConnectError::Timeout { .. } | ConnectError::Connect { .. }
+                    ) {
+                        ctx.unreachable((*src, addr), &e.to_string());
+                    }
                     let local = e.is_local();
                     return Err(TryError::Next {
                         why: e.to_string(),
@@ -87,7 +96,7 @@ pub fn open_session(
                 }
             }
         }
-        let Some(conn) = conn else {
+        let Some((conn, src)) = conn else {
             return Err(TryError::Next {
                 why: last_local.unwrap_or_else(|| "no source address could be bound".into()),
                 permanent: false,
@@ -118,7 +127,14 @@ pub fn open_session(
             &timeouts,
             ctx.verbose,
         )
-        .map_err(|e| next(e.to_string(), e.is_permanent()))?;
+        .map_err(|e| {
+            // No greeting (or EHLO reply) in time: the run's other messages
+            // would wait just as long.
+            if matches!(e, SmtpError::Io { .. } | SmtpError::Timeout { .. }) {
+                ctx.unreachable((src, addr), &e.to_string());
+            }
+            next(e.to_string(), e.is_permanent())
+        })?;
         if let Some(info) = implicit_info {
             s.tls = true;
             tls_note(ctx, &info.describe(&s.peer_name), false);

@@ -2,7 +2,8 @@
 //! `relay=`, else the global `relay`) takes every recipient; otherwise each
 //! recipient domain's MX hosts (preference order, random order among equal
 //! preferences), the domain itself when it has no MX, and a permanent failure
-//! for a null MX. Only address families the identity can bind are kept.
+//! for a null MX. Only address families the identity can bind are kept. A
+//! relay that cannot be resolved is a temporary failure, even NXDOMAIN.
 
 use crate::base::relay::Relay;
 use crate::config::conf::Loaded;
@@ -11,9 +12,13 @@ use crate::identity::profile::Identity;
 use std::net::{IpAddr, SocketAddr};
 
 /// The relay that takes an identity's mail: its own `relay=`, else the
-/// global `relay`; `None`: direct delivery by MX.
-pub fn relay_for<'a>(cfg: &'a Loaded, identity: &'a Identity) -> Option<&'a Relay> {
-    identity.relay.as_ref().or(cfg.relay.as_ref())
+/// global `relay`; `None`: direct delivery by MX. Its port is settled here
+/// (587 when the secrets file has a line for the host without a port, see
+/// `secrets::relay_port`), so that route, AUTH and `-bv` agree on it.
+pub fn relay_for(cfg: &Loaded, identity: &Identity) -> Option<Relay> {
+    let mut r = identity.relay.as_ref().or(cfg.relay.as_ref())?.clone();
+    r.port = Some(crate::config::secrets::relay_port(&cfg.cfg.secrets, &r));
+    Some(r)
 }
 
 /// One host to try, with its addresses.
@@ -87,10 +92,13 @@ impl Router<'_> {
                         r.host
                     ),
                 })),
-                Err((permanent, why)) => bad.extend(idx.into_iter().map(|rcpt| Unroutable {
+                // A relay name that does not resolve (a typo, a DNS outage)
+                // is the host's problem, not the recipients': the message
+                // waits in the queue for it to be fixed, as Postfix does.
+                Err((_, why)) => bad.extend(idx.into_iter().map(|rcpt| Unroutable {
                     rcpt,
-                    permanent,
-                    why: why.clone(),
+                    permanent: false,
+                    why: format!("cannot resolve relay {}: {why}", r.host),
                 })),
             }
             return (dests, bad);

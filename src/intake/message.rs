@@ -3,7 +3,8 @@
 //! One pass, bounded memory: the header block is held (at most
 //! `max_header_size`), the body is streamed line by line. Line ends become
 //! CRLF whatever the input used; without `-i` a lone `.` ends the message and
-//! a leading `..` becomes `.` (sendmail 8); a leading mbox `From ` line is
+//! a leading `..` becomes `.` (sendmail 8; `.x` stays `.x`, but in `-bs` SMTP
+//! DATA every leading dot is a stuffed one); a leading mbox `From ` line is
 //! dropped. Headers: our `Received:` first, `Bcc:` removed, `Date:`,
 //! `Message-ID:`, `From:` added when missing, bare local names in
 //! From/To/Cc qualified with the identity's domain. Dot-stuffing is the SMTP
@@ -118,12 +119,15 @@ pub fn take<R: BufRead>(
             t.ended_by_eof = true;
             break;
         }
-        if !o.ignore_dots && line.first() == Some(&b'.') {
-            if line.len() == 1 {
+        match dot_line(&line, o) {
+            Dot::End => {
                 ended = true;
                 break;
             }
-            line.remove(0);
+            Dot::Unstuff => {
+                line.remove(0);
+            }
+            Dot::Keep => {}
         }
         if line.contains(&0) {
             return Err(IntakeError::Nul { line: lineno });
@@ -266,13 +270,11 @@ pub fn take<R: BufRead>(
                 t.ended_by_eof = true;
                 break;
             }
-            let mut l: &[u8] = &line;
-            if !o.ignore_dots && l.first() == Some(&b'.') {
-                if l.len() == 1 {
-                    break;
-                }
-                l = &l[1..];
-            }
+            let l: &[u8] = match dot_line(&line, o) {
+                Dot::End => break,
+                Dot::Unstuff => &line[1..],
+                Dot::Keep => &line,
+            };
             if !t.eightbit && !l.is_ascii() {
                 t.eightbit = true;
             }
@@ -289,6 +291,33 @@ pub fn take<R: BufRead>(
     w.w.flush().map_err(|e| IntakeError::Spool(spool_io(e)))?;
     t.size = w.size;
     Ok(t)
+}
+
+/// What a line means for the dot rule.
+#[derive(Debug, PartialEq)]
+enum Dot {
+    /// A lone `.`: the end of the message.
+    End,
+    /// Its first dot goes.
+    Unstuff,
+    /// Taken as it is.
+    Keep,
+}
+
+/// The dot rule (DESIGN.md, `-i`). With `-i` every line is text. Without it a
+/// lone `.` ends the message; in SMTP DATA (`-bs`, RFC 5321 4.5.2) every
+/// other line that starts with a dot loses that dot; on stdin, as in
+/// sendmail 8, only a leading `..` loses one and `.x` stays `.x`.
+fn dot_line(line: &[u8], o: &IntakeOptions) -> Dot {
+    if o.ignore_dots || line.first() != Some(&b'.') {
+        Dot::Keep
+    } else if line.len() == 1 {
+        Dot::End
+    } else if o.require_dot || line[1] == b'.' {
+        Dot::Unstuff
+    } else {
+        Dot::Keep
+    }
 }
 
 /// Read line `lineno` into `line`; `Ok(false)` at end of input; a line
@@ -371,10 +400,13 @@ mod tests {
 
     impl Run {
         fn new() -> Run {
+            // Tests run in parallel threads: one directory each.
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
             let dir = std::env::temp_dir().join(format!(
-                "vs-intake-{}-{}",
+                "vs-intake-{}-{}-{}",
                 std::process::id(),
-                crate::base::clock::unix_ms()
+                crate::base::clock::unix_ms(),
+                N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             ));
             let mut identity = Identity::resolve(None, "alice", 1001, "host.test");
             identity.sender = "alice@shop.test".into();
@@ -383,14 +415,25 @@ mod tests {
 
         /// Take `input` as argv mode would (`-t` when `t`); the spooled bytes.
         fn take(&self, input: &[u8], t: bool) -> Result<(Taken, String), IntakeError> {
+            self.take_dots(input, t, false, false)
+        }
+
+        /// As `take`, with `-i` (`ignore_dots`) or as `-bs` DATA (`require_dot`).
+        fn take_dots(
+            &self,
+            input: &[u8],
+            t: bool,
+            ignore_dots: bool,
+            require_dot: bool,
+        ) -> Result<(Taken, String), IntakeError> {
             let spool = Spool::open(&self.dir).unwrap();
             let mut d = spool.draft().unwrap();
             let taken = take(
                 &mut &input[..],
                 &mut d,
                 &IntakeOptions {
-                    ignore_dots: false,
-                    require_dot: false,
+                    ignore_dots,
+                    require_dot,
                     read_recipients: t,
                     identity: &self.identity,
                     full_name: None,
@@ -452,6 +495,39 @@ mod tests {
         let r = Run::new();
         let (t, out) = r.take(b"Subject: x\n\nbefore\n.\nafter\n", false).unwrap();
         assert!(out.ends_with("\r\nbefore\r\n"), "{out:?}");
+        assert!(!t.ended_by_eof);
+    }
+
+    #[test]
+    fn without_i_only_a_double_dot_loses_a_dot() {
+        let r = Run::new();
+        let (_, out) = r.take(b"Subject: x\n\n.x\n..y\n...\n.\n", false).unwrap();
+        assert!(out.ends_with("\r\n\r\n.x\r\n.y\r\n..\r\n"), "{out:?}");
+        // The same rule in the header block.
+        let (_, out) = r.take(b"..Subject: x\n\nbody\n", false).unwrap();
+        assert!(out.contains("\r\n.Subject: x\r\n"), "{out:?}");
+    }
+
+    #[test]
+    fn with_i_every_dot_stays_and_a_dot_line_is_text() {
+        let r = Run::new();
+        let (t, out) = r
+            .take_dots(b"Subject: x\n\n.x\n..y\n.\nafter\n", false, true, false)
+            .unwrap();
+        assert!(
+            out.ends_with("\r\n\r\n.x\r\n..y\r\n.\r\nafter\r\n"),
+            "{out:?}"
+        );
+        assert!(t.ended_by_eof);
+    }
+
+    #[test]
+    fn smtp_data_loses_every_first_dot() {
+        let r = Run::new();
+        let (t, out) = r
+            .take_dots(b"Subject: x\n\n.x\n..y\n.\n", false, false, true)
+            .unwrap();
+        assert!(out.ends_with("\r\n\r\nx\r\n.y\r\n"), "{out:?}");
         assert!(!t.ended_by_eof);
     }
 

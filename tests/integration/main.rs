@@ -5,10 +5,14 @@
 mod accountability;
 mod core;
 mod deliverability;
+mod delivery_results;
 mod docs;
+mod dots;
 mod hostile_accountability;
 mod layout;
 mod queue;
+mod queue_unreachable;
+mod relay_port;
 mod support;
 mod support_selftest;
 mod transport;
