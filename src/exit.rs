@@ -130,6 +130,11 @@ pub enum Error {
         err: std::io::Error,
     },
 
+    /// `--hold/--release/--delete`: messages another process kept locked
+    /// for the whole bounded wait (the others were changed).
+    #[error("{ids}: busy (being delivered by another process); try again")]
+    Busy { ids: String },
+
     /// A query or selector matched nothing (exit 1, as grep); prints nothing.
     #[error("nothing matched")]
     NoMatch,
@@ -176,7 +181,7 @@ pub fn code(err: &Error) -> i32 {
         | Error::BatvKeys(_)
         | Error::DoctorSetup(_)
         | Error::PolicyKeys(_) => CONFIG,
-        Error::NotQueued { .. } => TEMPFAIL,
+        Error::NotQueued { .. } | Error::Busy { .. } => TEMPFAIL,
         Error::Undelivered { .. } => UNAVAILABLE,
         Error::DoctorFailed => 1,
         Error::AuditRead { .. } | Error::Client { .. } => IOERR,
@@ -266,6 +271,7 @@ mod tests {
                 IOERR,
             ),
             (Error::NoMatch, 1),
+            (Error::Busy { ids: "ABC".into() }, TEMPFAIL),
             (Error::Undelivered { count: 1 }, UNAVAILABLE),
             (Error::DoctorFailed, 1),
             (Error::CommandLineTooLong, USAGE),

@@ -6,6 +6,7 @@ mod accountability;
 mod core;
 mod deliverability;
 mod docs;
+mod hostile_queue;
 mod layout;
 mod queue;
 mod support;

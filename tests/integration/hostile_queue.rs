@@ -1,0 +1,201 @@
+//! Issue 13: no user can stall or slow the queue for others.
+//!
+//! How: every attack runs as an unprivileged throwaway user against the
+//! set-gid binary as installed (`support::setgid`); what must still work is
+//! run by root or by a second user. Every wait is bounded: a run that would
+//! hang on the old code is killed by the harness's timeout and the test
+//! fails saying so.
+//!
+//! Covered: a user's stopped `-q` pins no other user's message (ownership is
+//! read without the lock); `--delete` of a message that a stopped process
+//! holds says `busy` within seconds instead of waiting forever.
+
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::setgid::SetGid;
+use crate::support::sink::{Action, Rule, Sink, SinkConfig, Step};
+use crate::support::vs::{Env, Out};
+use crate::support::wait_until;
+
+const ALICE: &str = "vshq-alice";
+const BOB: &str = "vshq-bob";
+const ALICE_ID: &str = "alice@alice-shop.test";
+const BOB_ID: &str = "bob@bob-shop.test";
+const T: Duration = Duration::from_secs(15);
+
+/// A set-gid installation with a sink as relay, Alice and Bob as identities.
+struct World {
+    env: Env,
+    sg: SetGid,
+    sink: Sink,
+}
+
+impl World {
+    fn new(sink: Sink) -> World {
+        let env = Env::new();
+        let sg = SetGid::install();
+        sg.attach(&env);
+        env.relay(sink.addr());
+        env.virtusers(&format!("{ALICE} {ALICE_ID} -\n{BOB} {BOB_ID} -\n"));
+        env.set_timeout(Duration::from_secs(60));
+        World { env, sg, sink }
+    }
+
+    fn run(&self, user: Option<&str>, args: &[&str], stdin: &[u8]) -> Out {
+        self.sg.run(&self.env, user, args, stdin)
+    }
+
+    /// Start the set-gid binary as `user` in the background (stdio closed).
+    fn spawn(&self, user: Option<&str>, args: &[&str]) -> Child {
+        let mut c = self.sg.cmd(&self.env, user, None, args);
+        c.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c.spawn().expect("spawn the set-gid binary")
+    }
+
+    /// Ids of complete queued messages.
+    fn queued(&self) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(self.sg.spool().join("queue"))
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| {
+                        e.file_name()
+                            .to_str()?
+                            .strip_suffix(".env")
+                            .map(str::to_string)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Whether some process holds the lock of message `id`.
+    fn locked(&self, id: &str) -> bool {
+        is_locked(&self.sg.spool().join(format!("queue/{id}.msg")))
+    }
+}
+
+fn is_locked(p: &Path) -> bool {
+    let Ok(f) = fs::File::open(p) else {
+        return false;
+    };
+    // SAFETY: flock on a descriptor we own; released when `f` closes.
+    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) != 0 }
+}
+
+fn msg(subject: &str) -> Vec<u8> {
+    format!("To: friend@dest.test\nSubject: {subject}\n\nHello.\n").into_bytes()
+}
+
+/// Kills (SIGKILL) and reaps a background child when dropped.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn signal(c: &Child, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig);
+}
+
+// ---------------------------------------------------------------------------
+// Point 7: locks are taken only on one's own messages, and never waited for
+// without bound.
+
+#[test]
+fn hostile_stopped_queue_run_of_one_user_pins_no_message_of_another() {
+    let w = World::new(Sink::start_default());
+    w.run(Some(BOB), &["-odq", "friend@dest.test"], &msg("bob's"))
+        .expect_code(0);
+    let ids = w.queued();
+    assert_eq!(ids.len(), 1);
+    let id = ids[0].clone();
+    // Alice's -q, frozen right after every flock() it makes (as a SIGSTOP at
+    // that moment would): strace, as root, delays each flock's return by a
+    // minute. Taking Bob's lock before reading whose message it is pinned it.
+    let c = w.sg.cmd(&w.env, Some(ALICE), None, &["-q"]);
+    let mut st = Command::new("strace");
+    st.args([
+        "-f",
+        "-qq",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=flock",
+        "-e",
+        "inject=flock:delay_exit=60000000",
+    ])
+    .arg(c.get_program())
+    .args(c.get_args())
+    .env_clear()
+    .env("PATH", crate::support::vs::PATH)
+    .current_dir(w.env.dir())
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let mut alice = Reaped(st.spawn().expect("run strace (apt-get install strace)"));
+    // Either Alice's run ends (it never touched Bob's lock) or it sits on it.
+    wait_until("Alice's -q to end or to hold Bob's lock", T, || {
+        (matches!(alice.0.try_wait(), Ok(Some(_))) || w.locked(&id)).then_some(())
+    });
+    // Root's queue run delivers Bob's message meanwhile.
+    w.run(None, &["-q"], b"").expect_code(0);
+    assert!(
+        !w.sink.messages().is_empty(),
+        "root's -q could not deliver Bob's message while Alice's stopped -q ran; queue: {:?}",
+        w.queued()
+    );
+    assert!(w.queued().is_empty(), "{:?}", w.queued());
+    drop(alice);
+}
+
+#[test]
+fn hostile_delete_of_a_message_held_by_a_stopped_process_is_busy_not_a_hang() {
+    // The relay accepts and never greets: Bob's own -q sits on his message's
+    // lock, and Bob stops it there.
+    let sink = Sink::start(SinkConfig {
+        rules: vec![Rule::new(Step::Connect, Action::Hang)],
+        ..Default::default()
+    });
+    let w = World::new(sink);
+    w.run(Some(BOB), &["-odq", "friend@dest.test"], &msg("pinned"))
+        .expect_code(0);
+    let id = w.queued()[0].clone();
+    let bob = Reaped(w.spawn(Some(BOB), &["-q"]));
+    wait_until("Bob's -q to hold his message's lock", T, || {
+        w.locked(&id).then_some(())
+    });
+    signal(&bob.0, nix::sys::signal::Signal::SIGSTOP);
+
+    let t0 = Instant::now();
+    let o = w.run(None, &["--delete", &id], b"");
+    assert_eq!(o.code, 75, "--delete of a locked message:\n{o}");
+    assert!(
+        o.stderr.contains(&format!(
+            "{id}: busy (being delivered by another process); try again"
+        )),
+        "{o}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(50), "bounded wait");
+    assert_eq!(w.queued(), vec![id.clone()], "nothing changed");
+    // --hold and --release say the same; root's -qI skips it without waiting.
+    let o = w.run(None, &["--hold", &id], b"");
+    assert_eq!(o.code, 75, "{o}");
+    w.run(None, &[&format!("-qI{id}")], b"").expect_code(0);
+    drop(bob);
+    // Once the stopped process is gone the same command works.
+    let o = w.run(None, &["--delete", &id], b"");
+    o.expect_code(0);
+    assert!(o.stdout.contains(&format!("{id}: deleted")), "{o}");
+    assert!(w.queued().is_empty());
+}
