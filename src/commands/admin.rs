@@ -194,7 +194,7 @@ fn apply(job: &Job, mut locked: Locked, action: Action, id: &str) -> Result<()> 
             }
         }
         Action::Delete => {
-            crate::account::rate::forget(&job.cfg, &locked.env);
+            crate::account::rate::forget(&job.cfg, &job.log, &locked.env);
             locked.remove()?;
         }
     }

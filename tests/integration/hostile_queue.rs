@@ -12,6 +12,7 @@
 
 use std::fs;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,6 +43,13 @@ impl World {
         env.relay(sink.addr());
         env.virtusers(&format!("{ALICE} {ALICE_ID} -\n{BOB} {BOB_ID} -\n"));
         env.set_timeout(Duration::from_secs(60));
+        // The shared directories, made by root as `make install` does.
+        for sub in ["rate", "audit"] {
+            let d = sg.spool().join(sub);
+            fs::create_dir_all(&d).unwrap();
+            nix::unistd::chown(&d, Some(0.into()), Some(sg.gid().into())).unwrap();
+            fs::set_permissions(&d, fs::Permissions::from_mode(0o2770)).unwrap();
+        }
         World { env, sg, sink }
     }
 
@@ -198,4 +206,87 @@ fn hostile_delete_of_a_message_held_by_a_stopped_process_is_busy_not_a_hang() {
     o.expect_code(0);
     assert!(o.stdout.contains(&format!("{id}: deleted")), "{o}");
     assert!(w.queued().is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// Point 6: the rate counter's lock is never held while writing to a caller's
+// descriptor, and queue runs never wait for it without bound.
+
+/// A pipe whose buffer is full: a write to `.1` blocks (`.0`, the read end,
+/// stays open and is never read).
+fn full_pipe() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+    let (r, w) = nix::unistd::pipe().expect("pipe");
+    let fd = w.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+        let chunk = [b'x'; 4096];
+        while libc::write(fd, chunk.as_ptr().cast(), chunk.len()) > 0 {}
+        libc::fcntl(fd, libc::F_SETFL, fl);
+    }
+    (r, w)
+}
+
+#[test]
+fn hostile_rate_warning_into_a_full_stderr_pipe_stalls_no_queue_run() {
+    let w = World::new(Sink::start_default());
+    w.env.virtusers(&format!(
+        "{ALICE} {ALICE_ID} - rate=1/h\n{BOB} {BOB_ID} -\n"
+    ));
+    // The first message counts, the second is held for the rate.
+    w.run(Some(ALICE), &["friend@dest.test"], &msg("one"))
+        .expect_code(0);
+    let o = w.run(Some(ALICE), &["friend@dest.test"], &msg("two"));
+    o.expect_code(0);
+    assert!(o.stderr.contains("when the rate allows"), "{o}");
+    let counter = w.sg.spool().join(format!("rate/{ALICE_ID}"));
+    let held = || {
+        fs::read_to_string(&counter)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("h "))
+            .count()
+    };
+    assert_eq!(held(), 1);
+    // The third one's warning goes into a full pipe: Alice's process blocks
+    // writing it.
+    let (_r, wfd) = full_pipe();
+    let mut c = w.sg.cmd(&w.env, Some(ALICE), None, &["friend@dest.test"]);
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(wfd));
+    let mut child = c.spawn().expect("spawn");
+    {
+        use std::io::Write;
+        let mut i = child.stdin.take().unwrap();
+        i.write_all(&msg("three")).unwrap();
+    }
+    let alice = Reaped(child);
+    wait_until("the third message to be counted as held", T, || {
+        (held() == 2).then_some(())
+    });
+    // Root's queue run still runs to its end (the harness kills it after 60 s).
+    w.run(None, &["-q"], b"").expect_code(0);
+    assert!(
+        !is_locked(&counter),
+        "the blocked process holds the counter lock"
+    );
+    drop(alice);
+
+    // A process that keeps the counter locked (as a stopped one would) makes
+    // a queue run skip the held message for this run, logged, not wait.
+    let f = fs::File::open(&counter).unwrap();
+    // SAFETY: flock on a descriptor we own.
+    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
+    w.run(None, &["-q"], b"").expect_code(0);
+    assert!(
+        w.env
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("cannot use the rate counter") && l.contains("stays held")),
+        "{:#?}",
+        w.env.log_lines()
+    );
+    drop(f);
 }
