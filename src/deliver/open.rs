@@ -68,7 +68,9 @@ pub fn open_session(
     for plain_retry in [false, true] {
         let mut conn = None;
         for src in candidates {
-            match connect::connect(*src, addr, timeouts.connect(), &identity.sender) {
+            // Never past the message's time budget.
+            let t = crate::deliver::smtp::session::bounded(timeouts.connect());
+            match connect::connect(*src, addr, t, &identity.sender) {
                 Ok(c) => {
                     conn = Some(c);
                     break;

@@ -8,7 +8,12 @@
 //!
 //! Covered: a user's stopped `-q` pins no other user's message (ownership is
 //! read without the lock); `--delete` of a message that a stopped process
-//! holds says `busy` within seconds instead of waiting forever.
+//! holds says `busy` within seconds instead of waiting forever; a rate
+//! warning written into a full stderr pipe holds no lock a queue run needs,
+//! and a counter locked by a stopped process is skipped; a server dripping a
+//! never-ending greeting times out as a whole; 20 silent MX addresses cost 5
+//! tries (`mx_address_limit`), deferring hosts 2 sessions
+//! (`mx_session_limit`), and `message_time_budget` bounds the rest.
 
 use std::fs;
 use std::os::fd::AsRawFd;
@@ -289,4 +294,162 @@ fn hostile_rate_warning_into_a_full_stderr_pipe_stalls_no_queue_run() {
         w.env.log_lines()
     );
     drop(f);
+}
+
+// ---------------------------------------------------------------------------
+// Point 8: a hostile destination costs a bounded time: whole replies have
+// deadlines, addresses and sessions per destination are capped, and each
+// message has a time budget per attempt.
+
+/// A server that drips a never-ending multi-line greeting, one byte per
+/// 200 ms, on every connection, until dropped.
+struct Drip {
+    addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drip {
+    fn start() -> Drip {
+        use std::io::Write;
+        use std::sync::atomic::Ordering;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let st = stop.clone();
+        l.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            while !st.load(Ordering::SeqCst) {
+                match l.accept() {
+                    Ok((mut s, _)) => {
+                        let st = st.clone();
+                        std::thread::spawn(move || {
+                            let text = b"220-drip drip drip\r\n";
+                            for b in text.iter().cycle() {
+                                if st.load(Ordering::SeqCst) || s.write_all(&[*b]).is_err() {
+                                    return;
+                                }
+                                std::thread::sleep(Duration::from_millis(200));
+                            }
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        Drip { addr, stop }
+    }
+}
+
+impl Drop for Drip {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn hostile_dripping_greeting_times_out_as_a_whole() {
+    let drip = Drip::start();
+    let w = World::new(Sink::start_default());
+    w.env.relay(drip.addr);
+    w.env.conf("[timeouts]\ngreeting = 2");
+    w.env.set_timeout(Duration::from_secs(30));
+    // Bob's own delivery and root's queue run both end, the message queued.
+    let o = w.run(Some(BOB), &["friend@dest.test"], &msg("drip"));
+    o.expect_code(0);
+    assert_eq!(w.queued().len(), 1);
+    w.run(None, &["-q"], b"").expect_code(0);
+    let q = w.run(None, &["-bp"], b"").stdout;
+    assert!(q.contains("no reply within 2s (timeout)"), "{q}");
+}
+
+/// Direct delivery to `silent.test`, whose MX hosts have `n` addresses
+/// 127.0.0.10, .11, …, each a sink with `rules`, all on one port.
+fn mx_world(
+    n: u8,
+    hosts: u8,
+    rules: Vec<Rule>,
+) -> (World, Vec<Sink>, crate::support::dns::DnsServer) {
+    use crate::support::dns::{DnsServer, Zone};
+    let sinks = Sink::start_many(
+        (0..n)
+            .map(|i| SinkConfig {
+                bind: std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 10 + i)),
+                rules: rules.clone(),
+                ..Default::default()
+            })
+            .collect(),
+    );
+    let mut zone = Zone::new();
+    for h in 0..hosts {
+        zone = zone.mx("silent.test", 10, &format!("mx{h}.silent.test"));
+    }
+    for i in 0..n {
+        zone = zone.a(
+            &format!("mx{}.silent.test", i % hosts),
+            std::net::Ipv4Addr::new(127, 0, 0, 10 + i),
+        );
+    }
+    let dns = DnsServer::start(zone);
+    let env = Env::new();
+    let sg = SetGid::install();
+    sg.attach(&env);
+    env.conf(&format!(
+        "dns = [\"{}\"]\nmx_port = {}\nprefer = \"ipv4\"",
+        dns.addr(),
+        sinks[0].port()
+    ));
+    env.virtusers(&format!("{ALICE} {ALICE_ID} -\n{BOB} {BOB_ID} -\n"));
+    env.set_timeout(Duration::from_secs(40));
+    let w = World {
+        env,
+        sg,
+        sink: Sink::start_default(),
+    };
+    (w, sinks, dns)
+}
+
+fn tried(sinks: &[Sink]) -> usize {
+    sinks.iter().map(|s| s.connections().len()).sum()
+}
+
+#[test]
+fn hostile_twenty_silent_mx_addresses_cost_five_tries() {
+    // 10 MX hosts with 2 addresses each; every one accepts and never greets.
+    let (w, sinks, _dns) = mx_world(20, 10, vec![Rule::new(Step::Connect, Action::Hang)]);
+    w.env.conf("[timeouts]\ngreeting = 1");
+    w.run(Some(BOB), &["-odq", "someone@silent.test"], &msg("silent"))
+        .expect_code(0);
+    w.run(None, &["-q"], b"").expect_code(0);
+    assert_eq!(tried(&sinks), 5, "addresses tried (mx_address_limit 5)");
+    let q = w.run(None, &["-bp"], b"").stdout;
+    assert!(q.contains("mx_address_limit 5"), "{q}");
+}
+
+#[test]
+fn hostile_deferring_mx_hosts_cost_two_sessions() {
+    let (w, sinks, _dns) = mx_world(5, 5, vec![Rule::reply(Step::Mail, "451 4.3.0 not now")]);
+    w.run(Some(BOB), &["-odq", "someone@silent.test"], &msg("busy"))
+        .expect_code(0);
+    w.run(None, &["-q"], b"").expect_code(0);
+    assert_eq!(tried(&sinks), 2, "sessions tried (mx_session_limit 2)");
+    let q = w.run(None, &["-bp"], b"").stdout;
+    // The recipient keeps the last real reply.
+    assert!(q.contains("451 4.3.0 not now"), "{q}");
+}
+
+#[test]
+fn hostile_destination_is_bounded_by_the_message_time_budget() {
+    let (w, sinks, _dns) = mx_world(20, 10, vec![Rule::new(Step::Connect, Action::Hang)]);
+    w.env
+        .conf("mx_address_limit = 0\nmessage_time_budget = \"3s\"\n[timeouts]\ngreeting = 2");
+    w.run(Some(BOB), &["-odq", "someone@silent.test"], &msg("budget"))
+        .expect_code(0);
+    w.run(None, &["-q"], b"").expect_code(0);
+    let n = tried(&sinks);
+    assert!(
+        (1..=3).contains(&n),
+        "{n} addresses tried within a 3s budget"
+    );
+    let q = w.run(None, &["-bp"], b"").stdout;
+    assert!(q.contains("message_time_budget (3s) spent"), "{q}");
 }
