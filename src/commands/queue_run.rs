@@ -4,7 +4,9 @@
 //! by substring. Messages locked by another process are skipped, so parallel
 //! runs (and a -odi delivery in progress) never send a message twice. One
 //! connection pool per run: messages to the same host from the same source
-//! share an SMTP connection (RSET between).
+//! share an SMTP connection (RSET between). An error of one message (a full
+//! disk when saving its state, a damaged envelope) is logged and the run goes
+//! on with the next.
 
 use crate::base::clock::unix_now;
 use crate::cli::invocation::{QueueFilter, QueueRun};
@@ -59,7 +61,12 @@ pub fn run(job: &Job, q: &QueueRun) -> Result<i32> {
                 continue;
             }
             rate_released += 1;
-            locked.save()?;
+            if let Err(e) = locked.save() {
+                // Tried again by the next run; this one goes on.
+                job.log
+                    .err(&format!("{id}: {e}; left as it was, the queue run goes on"));
+                continue;
+            }
         }
         identity_changed_note(job, &locked.env, now_identity.as_ref());
         tried += 1;
@@ -91,9 +98,15 @@ pub fn run(job: &Job, q: &QueueRun) -> Result<i32> {
                 crate::deliver::bounce::send_delay_warning(&mut ctx, &locked.env, &report.deferred);
                 locked.env.warned = true;
             }
-            locked.save()?;
-        } else {
-            locked.remove()?;
+            if let Err(e) = locked.save() {
+                job.log.err(&format!(
+                    "{id}: {e}; its state is not saved (tried again by the next run), the queue run goes on"
+                ));
+            }
+        } else if let Err(e) = locked.remove() {
+            job.log.err(&format!(
+                "{id}: {e}; delivered but not removed, the queue run goes on"
+            ));
         }
     }
     if let Some(pool) = ctx.pool.as_mut() {

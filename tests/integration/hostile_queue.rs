@@ -453,3 +453,90 @@ fn hostile_destination_is_bounded_by_the_message_time_budget() {
     let q = w.run(None, &["-bp"], b"").stdout;
     assert!(q.contains("message_time_budget (3s) spent"), "{q}");
 }
+
+// ---------------------------------------------------------------------------
+// Point 9 (part): a full spool makes a queue run log and go on, message by
+// message, instead of ending at the first one it cannot save.
+
+/// A tmpfs of `size` mounted over the installation's spool (root:GROUP
+/// 2770, its directories made as `make install` does); unmounted when dropped.
+struct SmallSpool(std::path::PathBuf);
+
+impl SmallSpool {
+    fn mount(w: &World, size: &str) -> SmallSpool {
+        let d = w.sg.spool();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={size},mode=2770,gid={}", w.sg.gid()))
+            .arg("vshq-spool")
+            .arg(&d)
+            .status()
+            .expect("mount");
+        assert!(st.success(), "mount a tmpfs on {}", d.display());
+        for sub in ["tmp", "queue", "rate", "audit"] {
+            let p = d.join(sub);
+            fs::create_dir(&p).unwrap();
+            nix::unistd::chown(&p, Some(0.into()), Some(w.sg.gid().into())).unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o2770)).unwrap();
+        }
+        SmallSpool(d)
+    }
+
+    /// Fill the filesystem to the last byte (as root, who has no reserve on tmpfs).
+    fn fill(&self) {
+        use std::io::Write;
+        let mut f = fs::File::create(self.0.join("fill")).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let small = [0u8; 512];
+        while f.write_all(&small).is_ok() {}
+        while f.write_all(&small[..1]).is_ok() {}
+    }
+}
+
+impl Drop for SmallSpool {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn hostile_full_spool_does_not_end_the_queue_run_at_the_first_message() {
+    let sink = Sink::start(SinkConfig {
+        rules: vec![Rule::reply(Step::Mail, "451 4.3.0 not now")],
+        ..Default::default()
+    });
+    let w = World::new(sink);
+    let spool = SmallSpool::mount(&w, "2m");
+    for s in ["one", "two", "three"] {
+        w.run(Some(BOB), &["-odq", "friend@dest.test"], &msg(s))
+            .expect_code(0);
+    }
+    assert_eq!(w.queued().len(), 3);
+    spool.fill();
+    // Each message is tried although none can be saved.
+    let o = w.run(None, &["-q"], b"");
+    o.expect_code(0);
+    let mails: usize = w
+        .sink
+        .connections()
+        .iter()
+        .map(|c| {
+            c.commands
+                .iter()
+                .filter(|l| l.starts_with("MAIL FROM"))
+                .count()
+        })
+        .sum();
+    assert_eq!(mails, 3, "every message tried:\n{}", w.sink.dump());
+    assert!(
+        w.env
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("the queue run goes on")),
+        "{:#?}",
+        w.env.log_lines()
+    );
+    assert_eq!(w.queued().len(), 3, "nothing lost");
+    drop(spool);
+}
