@@ -196,6 +196,7 @@ fn spool_code(e: &SpoolError) -> i32 {
         SpoolError::NotFound(_) => 1,
         SpoolError::Corrupt { .. } => SOFTWARE,
         SpoolError::Io { .. } => IOERR,
+        SpoolError::Full { .. } => TEMPFAIL,
     }
 }
 
@@ -232,6 +233,15 @@ mod tests {
                 CANTCREAT,
             ),
             (SpoolError::NotFound("ID".into()).into(), 1),
+            (
+                SpoolError::Full {
+                    dir: "d".into(),
+                    free_pct: 1,
+                    min: 5,
+                }
+                .into(),
+                TEMPFAIL,
+            ),
             (
                 SpoolError::Corrupt {
                     path: "p".into(),

@@ -158,6 +158,8 @@ pub struct Config {
     pub mx_session_limit: u32,
     /// Raw: read [`Loaded::message_time_budget`].
     pub message_time_budget: Option<Spanned<String>>,
+    /// Percent of the spool's filesystem kept free of users' new messages.
+    pub spool_min_free: u32,
 }
 
 impl Default for Config {
@@ -197,6 +199,7 @@ impl Default for Config {
             mx_address_limit: 5,
             mx_session_limit: 2,
             message_time_budget: None,
+            spool_min_free: 5,
         }
     }
 }

@@ -40,6 +40,15 @@ pub enum SpoolError {
     Corrupt { path: String, why: String },
     #[error("no queued message {0}")]
     NotFound(String),
+    /// The headroom kept for root's queue runs and bounces.
+    #[error(
+        "the spool {dir} has only {free_pct}% of its space free (spool_min_free {min}%, kept for queue runs and bounces); the message was NOT accepted, try again later"
+    )]
+    Full {
+        dir: String,
+        free_pct: u64,
+        min: u32,
+    },
 }
 
 impl SpoolError {
@@ -56,12 +65,17 @@ impl SpoolError {
 #[derive(Debug, Clone)]
 pub struct Spool {
     root: PathBuf,
+    /// `spool_min_free`: the share of the filesystem (percent) below which
+    /// no user but root may start a message.
+    min_free: u32,
 }
 
 impl Spool {
     /// The spool the configuration names (`spool`).
     pub fn of(cfg: &crate::config::conf::Loaded) -> Result<Spool, SpoolError> {
-        Spool::open(&cfg.cfg.spool)
+        let mut s = Spool::open(&cfg.cfg.spool)?;
+        s.min_free = cfg.cfg.spool_min_free.min(100);
+        Ok(s)
     }
 
     /// Open the spool, creating its directories when we may.
@@ -91,7 +105,35 @@ impl Spool {
         }
         Ok(Spool {
             root: root.to_path_buf(),
+            min_free: 0,
         })
+    }
+
+    /// Refuse a user's new message when the spool's filesystem is nearly
+    /// full, so root's queue runs and bounces still have room.
+    fn check_headroom(&self) -> Result<(), SpoolError> {
+        // SAFETY: getuid has no preconditions.
+        if self.min_free == 0 || unsafe { libc::getuid() } == 0 {
+            return Ok(());
+        }
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(path) = std::ffi::CString::new(self.root.as_os_str().as_bytes()) else {
+            return Ok(());
+        };
+        // SAFETY: statvfs with a valid path and a zeroed struct to fill.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 || st.f_blocks == 0 {
+            return Ok(());
+        }
+        let free_pct = (st.f_bavail as u128 * 100 / st.f_blocks as u128) as u64;
+        if free_pct < self.min_free as u64 {
+            return Err(SpoolError::Full {
+                dir: self.root.display().to_string(),
+                free_pct,
+                min: self.min_free,
+            });
+        }
+        Ok(())
     }
 
     pub fn root(&self) -> &Path {
@@ -116,6 +158,7 @@ impl Spool {
 
     /// Start a new message: an exclusive, never-followed file in tmp/.
     pub fn draft(&self) -> Result<Draft, SpoolError> {
+        self.check_headroom()?;
         // A temporary name first; the id then comes from the file's inode,
         // which no other live spool file can have (Postfix derives its queue
         // ids the same way): ids never collide, however fast messages arrive.

@@ -540,3 +540,32 @@ fn hostile_full_spool_does_not_end_the_queue_run_at_the_first_message() {
     assert_eq!(w.queued().len(), 3, "nothing lost");
     drop(spool);
 }
+
+/// Free bytes (for unprivileged users) of the filesystem holding `p`.
+fn free_bytes(p: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: statvfs with a valid path and a zeroed struct to fill.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
+    st.f_bavail * st.f_frsize
+}
+
+#[test]
+fn hostile_nearly_full_spool_refuses_users_and_keeps_room_for_root() {
+    let w = World::new(Sink::start_default());
+    let spool = SmallSpool::mount(&w, "2m");
+    // One user's queued mail leaves 40 KB (2%) of the 2 MB free.
+    let left = free_bytes(&spool.0).saturating_sub(40 * 1024);
+    fs::write(spool.0.join("fill"), vec![0u8; left as usize]).unwrap();
+    let o = w.run(Some(ALICE), &["-odq", "friend@dest.test"], &msg("late"));
+    assert_eq!(o.code, 75, "{o}");
+    assert!(o.stderr.contains("spool_min_free 5%"), "{o}");
+    assert!(o.stderr.contains("NOT accepted"), "{o}");
+    // Root's mail (bounces, cron) still goes in, and the queue run works.
+    w.run(None, &["-odq", "friend@dest.test"], &msg("root's"))
+        .expect_code(0);
+    w.run(None, &["-q"], b"").expect_code(0);
+    assert_eq!(w.sink.wait_messages(1, T).len(), 1);
+    drop(spool);
+}
