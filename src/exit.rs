@@ -196,7 +196,7 @@ fn spool_code(e: &SpoolError) -> i32 {
         SpoolError::NotFound(_) => 1,
         SpoolError::Corrupt { .. } => SOFTWARE,
         SpoolError::Io { .. } => IOERR,
-        SpoolError::Full { .. } => TEMPFAIL,
+        SpoolError::Full { .. } | SpoolError::UserLimit { .. } => TEMPFAIL,
     }
 }
 

@@ -160,6 +160,10 @@ pub struct Config {
     pub message_time_budget: Option<Spanned<String>>,
     /// Percent of the spool's filesystem kept free of users' new messages.
     pub spool_min_free: u32,
+    /// Per uid (never root): queued messages, their bytes, drafts being written.
+    pub max_user_queued_messages: u64,
+    pub max_user_queued_bytes: u64,
+    pub max_user_drafts: u64,
 }
 
 impl Default for Config {
@@ -200,6 +204,9 @@ impl Default for Config {
             mx_session_limit: 2,
             message_time_budget: None,
             spool_min_free: 5,
+            max_user_queued_messages: 1000,
+            max_user_queued_bytes: 500 * 1024 * 1024,
+            max_user_drafts: 20,
         }
     }
 }

@@ -40,6 +40,17 @@ pub enum SpoolError {
     Corrupt { path: String, why: String },
     #[error("no queued message {0}")]
     NotFound(String),
+    /// One user's share of the spool is used up.
+    #[error(
+        "user uid {uid} has {count} {what} in the spool ({key} {max}); the message was NOT accepted, try again once the queue has drained"
+    )]
+    UserLimit {
+        uid: u32,
+        what: &'static str,
+        count: u64,
+        key: &'static str,
+        max: u64,
+    },
     /// The headroom kept for root's queue runs and bounces.
     #[error(
         "the spool {dir} has only {free_pct}% of its space free (spool_min_free {min}%, kept for queue runs and bounces); the message was NOT accepted, try again later"
@@ -68,6 +79,8 @@ pub struct Spool {
     /// `spool_min_free`: the share of the filesystem (percent) below which
     /// no user but root may start a message.
     min_free: u32,
+    /// Per-uid shares: queued messages, queued bytes, drafts (0: none).
+    user_limits: (u64, u64, u64),
 }
 
 impl Spool {
@@ -75,6 +88,11 @@ impl Spool {
     pub fn of(cfg: &crate::config::conf::Loaded) -> Result<Spool, SpoolError> {
         let mut s = Spool::open(&cfg.cfg.spool)?;
         s.min_free = cfg.cfg.spool_min_free.min(100);
+        s.user_limits = (
+            cfg.cfg.max_user_queued_messages,
+            cfg.cfg.max_user_queued_bytes,
+            cfg.cfg.max_user_drafts,
+        );
         Ok(s)
     }
 
@@ -106,7 +124,80 @@ impl Spool {
         Ok(Spool {
             root: root.to_path_buf(),
             min_free: 0,
+            user_limits: (0, 0, 0),
         })
+    }
+
+    /// Refuse a user's new message when that user's share of the spool is
+    /// used up. Counted from what no user can fake: the owner (the uid that
+    /// created it, through this binary) of each `queue/ID.msg` and
+    /// `tmp/new.*` draft, and their sizes. Root is never limited.
+    fn check_user_share(&self) -> Result<(), SpoolError> {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: getuid has no preconditions.
+        let uid = unsafe { libc::getuid() };
+        let (max_msgs, max_bytes, max_drafts) = self.user_limits;
+        if uid == 0 || (max_msgs, max_bytes, max_drafts) == (0, 0, 0) {
+            return Ok(());
+        }
+        let (mut msgs, mut bytes, mut drafts) = (0u64, 0u64, 0u64);
+        let mut scan = |dir: PathBuf, draft: bool| {
+            let Ok(rd) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for e in rd.flatten() {
+                let name = e.file_name();
+                let Some(n) = name.to_str() else { continue };
+                let ours = if draft {
+                    n.starts_with("new.")
+                } else {
+                    n.ends_with(".msg")
+                };
+                if !ours {
+                    continue;
+                }
+                let Ok(m) = e.metadata() else { continue };
+                if m.uid() != uid {
+                    continue;
+                }
+                bytes += m.len();
+                if draft {
+                    drafts += 1;
+                } else {
+                    msgs += 1;
+                }
+            }
+        };
+        scan(self.queue(), false);
+        scan(self.tmp(), true);
+        let over = |what, count: u64, key, max: u64| {
+            (max > 0 && count >= max).then_some(SpoolError::UserLimit {
+                uid,
+                what,
+                count,
+                key,
+                max,
+            })
+        };
+        let hit = over(
+            "messages queued",
+            msgs,
+            "max_user_queued_messages",
+            max_msgs,
+        )
+        .or_else(|| over("bytes queued", bytes, "max_user_queued_bytes", max_bytes))
+        .or_else(|| {
+            over(
+                "messages being submitted",
+                drafts,
+                "max_user_drafts",
+                max_drafts,
+            )
+        });
+        match hit {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Refuse a user's new message when the spool's filesystem is nearly
@@ -159,6 +250,7 @@ impl Spool {
     /// Start a new message: an exclusive, never-followed file in tmp/.
     pub fn draft(&self) -> Result<Draft, SpoolError> {
         self.check_headroom()?;
+        self.check_user_share()?;
         // A temporary name first; the id then comes from the file's inode,
         // which no other live spool file can have (Postfix derives its queue
         // ids the same way): ids never collide, however fast messages arrive.

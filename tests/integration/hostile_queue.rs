@@ -569,3 +569,45 @@ fn hostile_nearly_full_spool_refuses_users_and_keeps_room_for_root() {
     assert_eq!(w.sink.wait_messages(1, T).len(), 1);
     drop(spool);
 }
+
+#[test]
+fn hostile_one_user_filling_the_queue_leaves_others_sending() {
+    let w = World::new(Sink::start_default());
+    w.env
+        .conf("max_user_queued_messages = 2\nmax_user_drafts = 1");
+    for s in ["one", "two"] {
+        w.run(Some(BOB), &["-odq", "friend@dest.test"], &msg(s))
+            .expect_code(0);
+    }
+    let o = w.run(Some(BOB), &["-odq", "friend@dest.test"], &msg("three"));
+    assert_eq!(o.code, 75, "{o}");
+    assert!(o.stderr.contains("max_user_queued_messages 2"), "{o}");
+    // Alice is not affected; a submission of hers that never ends (stdin
+    // left open) uses her one draft, and only her next one is refused.
+    w.run(Some(ALICE), &["-odq", "friend@dest.test"], &msg("alice"))
+        .expect_code(0);
+    let mut c =
+        w.sg.cmd(&w.env, Some(ALICE), None, &["-odq", "friend@dest.test"]);
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = c.spawn().expect("spawn");
+    let stdin = child.stdin.take();
+    let never = Reaped(child);
+    let tmp = w.sg.spool().join("tmp");
+    wait_until("Alice's draft", T, || {
+        fs::read_dir(&tmp)
+            .ok()?
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("new."))
+            .then_some(())
+    });
+    let o = w.run(Some(ALICE), &["-odq", "friend@dest.test"], &msg("more"));
+    assert_eq!(o.code, 75, "{o}");
+    assert!(o.stderr.contains("max_user_drafts 1"), "{o}");
+    // Root's mail is never limited.
+    w.run(None, &["-odq", "friend@dest.test"], &msg("root"))
+        .expect_code(0);
+    drop(stdin);
+    drop(never);
+}
