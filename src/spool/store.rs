@@ -19,6 +19,12 @@
 //! queued. A delivering process holds it from commit to the end; queue runners
 //! take it non-blocking and skip locked messages; the kernel releases it when a
 //! process dies. After taking a lock, check the envelope still exists.
+//!
+//! Shares: a new draft from any user but root is refused (exit 75) when the
+//! filesystem has less than `spool_min_free` percent free, or when that
+//! user's `queue/*.msg` files, bytes (with drafts) or `tmp/new.*` drafts,
+//! counted by file owner, reach `max_user_queued_messages`,
+//! `max_user_queued_bytes` or `max_user_drafts`.
 
 use super::envelope::Envelope;
 use std::fs::{File, OpenOptions};
