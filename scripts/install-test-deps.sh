@@ -12,11 +12,13 @@
 #   python3    caller compat tests;  dkimpy, dnspython, pynacl (pip)  the independent DKIM verifier
 #   time       GNU time: peak RSS of one run (DKIM signing of a 50 MB message)
 #   nftables   nft: the dist/nftables.conf test (tests/integration/trust.rs)
+#   strace     freezes a user's run right after its flock() calls
+#              (tests/integration/hostile_queue.rs)
 #
 # To add a package, append it to PKGS.
 set -euo pipefail
 
-PKGS=(postfix mandoc openssl msmtp dnsutils hyperfine python3 python3-pip ca-certificates make time nftables iproute2 util-linux passwd)
+PKGS=(postfix mandoc openssl msmtp dnsutils hyperfine python3 python3-pip ca-certificates make time nftables iproute2 util-linux passwd strace)
 # compat suite (compat/run.sh): the real callers of sendmail, cron, and the
 # Debian packaging (dpkg-dev, debhelper: dist/build-deb.sh; lintian:
 # dist/lint-deb.sh)

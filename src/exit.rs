@@ -130,6 +130,11 @@ pub enum Error {
         err: std::io::Error,
     },
 
+    /// `--hold/--release/--delete`: messages another process kept locked
+    /// for the whole bounded wait (the others were changed).
+    #[error("{ids}: busy (being delivered by another process); try again")]
+    Busy { ids: String },
+
     /// A query or selector matched nothing (exit 1, as grep); prints nothing.
     #[error("nothing matched")]
     NoMatch,
@@ -176,7 +181,7 @@ pub fn code(err: &Error) -> i32 {
         | Error::BatvKeys(_)
         | Error::DoctorSetup(_)
         | Error::PolicyKeys(_) => CONFIG,
-        Error::NotQueued { .. } => TEMPFAIL,
+        Error::NotQueued { .. } | Error::Busy { .. } => TEMPFAIL,
         Error::Undelivered { .. } => UNAVAILABLE,
         Error::DoctorFailed => 1,
         Error::AuditRead { .. } | Error::Client { .. } => IOERR,
@@ -191,6 +196,7 @@ fn spool_code(e: &SpoolError) -> i32 {
         SpoolError::NotFound(_) => 1,
         SpoolError::Corrupt { .. } => SOFTWARE,
         SpoolError::Io { .. } => IOERR,
+        SpoolError::Full { .. } | SpoolError::UserLimit { .. } => TEMPFAIL,
     }
 }
 
@@ -227,6 +233,15 @@ mod tests {
                 CANTCREAT,
             ),
             (SpoolError::NotFound("ID".into()).into(), 1),
+            (
+                SpoolError::Full {
+                    dir: "d".into(),
+                    free_pct: 1,
+                    min: 5,
+                }
+                .into(),
+                TEMPFAIL,
+            ),
             (
                 SpoolError::Corrupt {
                     path: "p".into(),
@@ -266,6 +281,7 @@ mod tests {
                 IOERR,
             ),
             (Error::NoMatch, 1),
+            (Error::Busy { ids: "ABC".into() }, TEMPFAIL),
             (Error::Undelivered { count: 1 }, UNAVAILABLE),
             (Error::DoctorFailed, 1),
             (Error::CommandLineTooLong, USAGE),

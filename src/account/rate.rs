@@ -12,7 +12,11 @@
 //! directory of the spool's group: users reach it only through the set-gid
 //! binary, so they can neither reset nor raise it. Every read-modify-write
 //! happens under `flock(LOCK_EX)` on that file, so concurrent processes of one
-//! identity count exactly. Its text lines, oldest first:
+//! identity count exactly. No process writes to its caller's stderr or to the
+//! log while holding that lock (a full pipe would block it there), and every
+//! wait for it is bounded, retried without blocking: 10 s at submission (then
+//! 75, try again later), 2 s in queue runs and `--delete` (then the message
+//! stays held for this run, logged). Its text lines, oldest first:
 //! `t MS` for each message counted within the window (Unix milliseconds;
 //! older ones are dropped: the window slides), and `h QUEUEID` for each
 //! message held for the rate (`over_rate = "defer"`). While an identity has
@@ -68,6 +72,12 @@ pub enum RateError {
     },
 }
 
+/// How long a submission waits for its identity's counter lock (then 75).
+const SUBMIT_WAIT: Duration = Duration::from_secs(10);
+/// How long a queue run or `--delete` waits for it (then the message is
+/// skipped, and logged).
+const RUN_WAIT: Duration = Duration::from_secs(2);
+
 /// The limit that applies to `identity` (its `rate=`, else the config's).
 pub fn limit_for(cfg: &Loaded, identity: &Identity) -> Option<Limit> {
     identity.rate.or(cfg.rate).and_then(Rate::limit)
@@ -106,8 +116,10 @@ struct Counter {
 }
 
 impl Counter {
-    /// Open (creating it and its directory when missing) and lock.
-    fn open(cfg: &Loaded, sender: &str) -> std::io::Result<Counter> {
+    /// Open (creating it and its directory when missing) and lock, waiting
+    /// at most `wait` for another process's lock (retried without blocking,
+    /// so a stopped process cannot hang this one).
+    fn open(cfg: &Loaded, sender: &str, wait: Duration) -> std::io::Result<Counter> {
         let spool = cfg.cfg.spool.clone();
         let path = counter_path(&spool, sender);
         let mut file = shared::open(
@@ -116,14 +128,29 @@ impl Counter {
             shared::spool_gid(cfg),
             Access::ReadWrite,
         )?;
+        let end = std::time::Instant::now() + wait;
         loop {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
             // SAFETY: flock on a valid descriptor we own.
-            if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) } == 0 {
+            if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } == 0 {
                 break;
             }
             let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(e);
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EWOULDBLOCK) if std::time::Instant::now() < end => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Some(libc::EWOULDBLOCK) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::WouldBlock,
+                        format!(
+                            "locked by another process for more than {}s",
+                            wait.as_secs()
+                        ),
+                    ));
+                }
+                _ => return Err(e),
             }
         }
         let mut text = String::new();
@@ -221,7 +248,7 @@ pub fn admit(
         return Ok(());
     };
     let id = &env.identity;
-    let mut c = Counter::open(cfg, &id.sender).map_err(|e| {
+    let mut c = Counter::open(cfg, &id.sender, SUBMIT_WAIT).map_err(|e| {
         log.err(&format!(
             "{}: uid={} user={} identity={}: cannot use the rate counter {}: {e}",
             env.id,
@@ -251,6 +278,7 @@ pub fn admit(
     );
     if cfg.cfg.over_rate == OverRate::Refuse {
         if over {
+            drop(c);
             log.warning(&format!("{counts}: refused (over_rate=refuse)"));
             return Err(RateError::Over {
                 identity: id.sender.clone(),
@@ -271,6 +299,7 @@ pub fn admit(
     if c.held.len() >= max && c.held_exact() >= max {
         let n = c.held.len();
         let _ = c.store();
+        drop(c);
         log.warning(&format!("{counts}, {n} held (max_queued {max}): refused"));
         return Err(RateError::QueueFull {
             identity: id.sender.clone(),
@@ -285,6 +314,9 @@ pub fn admit(
     c.store().map_err(store_err)?;
     env.rate_held = true;
     let waiting = c.held.len() - 1;
+    // Never write to the caller's descriptors (a full pipe blocks) or to the
+    // log while holding a lock every process of the identity shares.
+    drop(c);
     log.warning(&format!(
         "{counts}, {waiting} held before it: held for the rate (over_rate=defer)"
     ));
@@ -303,6 +335,8 @@ pub fn admit(
 }
 
 /// In a queue run: may this rate-held message go now? Counts it when it may.
+/// A counter locked by another process for more than a moment keeps the
+/// message held for this run (logged), never stalls the run.
 /// The limit is the one that applies today (an administrator may have
 /// raised it, or lifted it with `rate=none`); the counter is the identity's
 /// the message was submitted as. Problems are logged and keep it held.
@@ -314,7 +348,7 @@ pub fn release(cfg: &Loaded, log: &Syslog, env: &mut Envelope, current: Option<&
     } else {
         limit_for(cfg, current.unwrap_or(&env.identity))
     };
-    let mut c = match Counter::open(cfg, &env.identity.sender) {
+    let mut c = match Counter::open(cfg, &env.identity.sender, RUN_WAIT) {
         Ok(c) => c,
         Err(e) => {
             log.err(&format!(
@@ -333,11 +367,14 @@ pub fn release(cfg: &Loaded, log: &Syslog, env: &mut Envelope, current: Option<&
         c.stamps.push(now);
     }
     c.forget(&env.id);
-    if let Err(e) = c.store() {
+    let stored = c.store();
+    let (counted, cpath) = (c.stamps.len(), c.path.clone());
+    drop(c);
+    if let Err(e) = stored {
         log.err(&format!(
             "{}: cannot update the rate counter {}: {e}; the message stays held",
             env.id,
-            c.path.display()
+            cpath.display()
         ));
         return false;
     }
@@ -351,7 +388,7 @@ pub fn release(cfg: &Loaded, log: &Syslog, env: &mut Envelope, current: Option<&
         match limit {
             Some(l) => format!(
                 " ({} of {} in the last {})",
-                c.stamps.len(),
+                counted,
                 l.count,
                 period_text(l.period)
             ),
@@ -391,13 +428,20 @@ pub fn prepare(cfg: &Loaded) {
 
 /// A rate-held message left the queue by other means (`--delete`): drop
 /// its id from the identity's counter.
-pub fn forget(cfg: &Loaded, env: &Envelope) {
+pub fn forget(cfg: &Loaded, log: &Syslog, env: &Envelope) {
     if !env.rate_held {
         return;
     }
-    if let Ok(mut c) = Counter::open(cfg, &env.identity.sender) {
-        c.forget(&env.id);
-        let _ = c.store();
+    match Counter::open(cfg, &env.identity.sender, RUN_WAIT) {
+        Ok(mut c) => {
+            c.forget(&env.id);
+            let _ = c.store();
+        }
+        // Its id is dropped when next seen: the message is gone by then.
+        Err(e) => log.warning(&format!(
+            "{}: cannot use the rate counter of {}: {e}; its held id is dropped later",
+            env.id, env.identity.sender
+        )),
     }
 }
 
@@ -426,13 +470,13 @@ mod counter_tests {
         )
         .unwrap();
         {
-            let mut c = Counter::open(&cfg, "a@x.test").unwrap();
+            let mut c = Counter::open(&cfg, "a@x.test", RUN_WAIT).unwrap();
             c.stamps = vec![1_000, 5_000, 9_000];
             c.held = vec!["AAA".into(), "BBB".into()];
             c.store().unwrap();
         }
         std::fs::write(dir.join("queue/BBB.msg"), "x").unwrap();
-        let mut c = Counter::open(&cfg, "a@x.test").unwrap();
+        let mut c = Counter::open(&cfg, "a@x.test", RUN_WAIT).unwrap();
         assert_eq!(c.stamps, vec![1_000, 5_000, 9_000]);
         c.slide(11_000, Duration::from_secs(10));
         assert_eq!(c.stamps, vec![5_000, 9_000]);

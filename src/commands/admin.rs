@@ -3,7 +3,10 @@
 //! their own only (another user's message or `user=`: exit 77, nothing
 //! changed; `ALL` means all of one's own). Each message is changed under its
 //! spool lock, so an action never races a delivery in progress: when one is
-//! running, the command waits for it to finish. Prints `ID: held`,
+//! running, the command retries for a few seconds (never blocking on the
+//! lock, so a stopped process cannot hang it), then says
+//! `ID: busy (being delivered by another process); try again` and exits 75
+//! having changed the others. Prints `ID: held`,
 //! `ID: released`, `ID: deleted` per message, exit 0, or exit 1 when the
 //! selector matched nothing. Held messages are skipped by queue runs;
 //! `--release` lifts only that hold (a message held for the rate limit stays
@@ -13,6 +16,7 @@ use crate::exit::{Error, Result};
 use crate::identity::job::Job;
 use crate::spool::envelope::Envelope;
 use crate::spool::store::{Locked, Spool};
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
@@ -124,61 +128,45 @@ fn list(spool: &Spool, keep: impl Fn(&Envelope) -> bool) -> Vec<String> {
         .collect()
 }
 
-/// Take a message's lock, waiting for a delivery in progress to end.
-fn lock(spool: &Spool, id: &str) -> Result<Option<Locked>> {
-    if let Some(l) = spool.lock(id, false)? {
-        return Ok(Some(l));
-    }
-    if !spool.env_path(id).exists() {
-        return Ok(None);
-    }
-    eprintln!("vsendmail: {id} is being delivered; waiting for that attempt to end");
-    Ok(spool.lock(id, true)?)
-}
+/// How long `--hold/--release/--delete` wait for a message another process
+/// is delivering: retried without blocking, never longer than this in all.
+const BUSY_WAIT: Duration = Duration::from_secs(5);
 
 fn act(job: &Job, sel: &str, action: Action) -> Result<i32> {
     let s = Sel::parse(sel)?;
     let spool = Spool::of(&job.cfg)?;
-    let ids = select(job, &spool, &s)?;
+    let mut waiting = select(job, &spool, &s)?;
     let mut done = 0usize;
-    for id in ids {
-        let Some(mut locked) = lock(&spool, &id)? else {
-            continue; // delivered (or deleted) meanwhile
-        };
-        if !job.trusted() && locked.env.identity.uid != job.invoker.uid {
-            continue;
-        }
-        let mut note = "";
-        match action {
-            Action::Hold => {
-                locked.env.held = true;
-                locked.save()?;
-            }
-            Action::Release => {
-                locked.env.held = false;
-                locked.save()?;
-                if locked.env.rate_held {
-                    note = " (still under the rate limit: queue runs send it when the rate allows)";
+    // Non-blocking tries, repeated for the busy ones until BUSY_WAIT is
+    // spent: a stopped process holding a lock cannot hang the command.
+    let end = Instant::now() + BUSY_WAIT;
+    loop {
+        let mut busy = Vec::new();
+        for id in waiting {
+            let locked = match spool.lock(&id, false)? {
+                Some(l) => l,
+                None if spool.env_path(&id).exists() => {
+                    busy.push(id);
+                    continue;
                 }
+                None => continue, // delivered (or deleted) meanwhile
+            };
+            if !job.trusted() && locked.env.identity.uid != job.invoker.uid {
+                continue;
             }
-            Action::Delete => {
-                crate::account::rate::forget(&job.cfg, &locked.env);
-                locked.remove()?;
-            }
+            apply(job, locked, action, &id)?;
+            done += 1;
         }
-        job.log.info(&format!(
-            "{id}: {} by uid={} user={}{}",
-            action.done(),
-            job.invoker.uid,
-            job.invoker.login,
-            if action == Action::Delete {
-                " (no bounce)"
-            } else {
-                ""
-            }
-        ));
-        println!("{id}: {}{note}", action.done());
-        done += 1;
+        if busy.is_empty() {
+            break;
+        }
+        if Instant::now() >= end {
+            return Err(Error::Busy {
+                ids: busy.join(", "),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        waiting = busy;
     }
     if done == 0 {
         eprintln!(
@@ -188,6 +176,41 @@ fn act(job: &Job, sel: &str, action: Action) -> Result<i32> {
         return Err(Error::NoMatch);
     }
     Ok(0)
+}
+
+/// Do `action` to one locked message and say so.
+fn apply(job: &Job, mut locked: Locked, action: Action, id: &str) -> Result<()> {
+    let mut note = "";
+    match action {
+        Action::Hold => {
+            locked.env.held = true;
+            locked.save()?;
+        }
+        Action::Release => {
+            locked.env.held = false;
+            locked.save()?;
+            if locked.env.rate_held {
+                note = " (still under the rate limit: queue runs send it when the rate allows)";
+            }
+        }
+        Action::Delete => {
+            crate::account::rate::forget(&job.cfg, &job.log, &locked.env);
+            locked.remove()?;
+        }
+    }
+    job.log.info(&format!(
+        "{id}: {} by uid={} user={}{}",
+        action.done(),
+        job.invoker.uid,
+        job.invoker.login,
+        if action == Action::Delete {
+            " (no bounce)"
+        } else {
+            ""
+        }
+    ));
+    println!("{id}: {}{note}", action.done());
+    Ok(())
 }
 
 #[cfg(test)]

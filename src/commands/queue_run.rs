@@ -4,7 +4,9 @@
 //! by substring. Messages locked by another process are skipped, so parallel
 //! runs (and a -odi delivery in progress) never send a message twice. One
 //! connection pool per run: messages to the same host from the same source
-//! share an SMTP connection (RSET between).
+//! share an SMTP connection (RSET between). An error of one message (a full
+//! disk when saving its state, a damaged envelope) is logged and the run goes
+//! on with the next.
 
 use crate::base::clock::unix_now;
 use crate::cli::invocation::{QueueFilter, QueueRun};
@@ -15,7 +17,7 @@ use crate::exit::Result;
 use crate::identity::job::Job;
 use crate::identity::profile::Identity;
 use crate::spool::envelope::{Envelope, RcptState};
-use crate::spool::store::Spool;
+use crate::spool::store::{Spool, SpoolError};
 
 pub fn run(job: &Job, q: &QueueRun) -> Result<i32> {
     let spool = Spool::of(&job.cfg)?;
@@ -26,20 +28,28 @@ pub fn run(job: &Job, q: &QueueRun) -> Result<i32> {
     // Rate-held messages are released oldest first: ids sort by arrival.
     let mut current: std::collections::HashMap<String, Option<Identity>> = Default::default();
     for id in spool.list()? {
-        // Lock first (cheap, non-blocking), then read the envelope once.
-        let Some(mut locked) = spool.lock(&id, false)? else {
-            continue;
+        // Whose it is and whether it is due, read without the lock: a user's
+        // run never takes (and so never pins) another user's message.
+        match spool.load(&id) {
+            Ok(env) if wanted(job, q, &env, now) => {}
+            Ok(_) | Err(SpoolError::NotFound(_)) => continue,
+            Err(e) => {
+                job.log
+                    .err(&format!("{id}: {e}; skipped by this queue run"));
+                continue;
+            }
+        }
+        // Then the lock (non-blocking: a message being delivered is skipped),
+        // and the same checks on the envelope read under it.
+        let mut locked = match spool.lock(&id, false) {
+            Ok(Some(l)) if wanted(job, q, &l.env, now) => l,
+            Ok(_) => continue,
+            Err(e) => {
+                job.log
+                    .err(&format!("{id}: {e}; skipped by this queue run"));
+                continue;
+            }
         };
-        let env = &locked.env;
-        if !job.trusted() && env.identity.uid != job.invoker.uid {
-            continue;
-        }
-        if !selected(env, &q.filters) || env.held {
-            continue;
-        }
-        if q.interval.is_some() && env.next_try > now && !env.rate_held {
-            continue;
-        }
         let now_identity = current_identity(job, &locked.env, &mut current);
         if locked.env.rate_held {
             if !crate::account::rate::release(
@@ -51,7 +61,12 @@ pub fn run(job: &Job, q: &QueueRun) -> Result<i32> {
                 continue;
             }
             rate_released += 1;
-            locked.save()?;
+            if let Err(e) = locked.save() {
+                // Tried again by the next run; this one goes on.
+                job.log
+                    .err(&format!("{id}: {e}; left as it was, the queue run goes on"));
+                continue;
+            }
         }
         identity_changed_note(job, &locked.env, now_identity.as_ref());
         tried += 1;
@@ -83,9 +98,15 @@ pub fn run(job: &Job, q: &QueueRun) -> Result<i32> {
                 crate::deliver::bounce::send_delay_warning(&mut ctx, &locked.env, &report.deferred);
                 locked.env.warned = true;
             }
-            locked.save()?;
-        } else {
-            locked.remove()?;
+            if let Err(e) = locked.save() {
+                job.log.err(&format!(
+                    "{id}: {e}; its state is not saved (tried again by the next run), the queue run goes on"
+                ));
+            }
+        } else if let Err(e) = locked.remove() {
+            job.log.err(&format!(
+                "{id}: {e}; delivered but not removed, the queue run goes on"
+            ));
         }
     }
     if let Some(pool) = ctx.pool.as_mut() {
@@ -100,6 +121,15 @@ pub fn run(job: &Job, q: &QueueRun) -> Result<i32> {
         ));
     }
     Ok(0)
+}
+
+/// Whether this run is to try the message: the invoker's own (or any, for
+/// root and trusted users), selected, not held, and due.
+fn wanted(job: &Job, q: &QueueRun, env: &Envelope, now: u64) -> bool {
+    (job.trusted() || env.identity.uid == job.invoker.uid)
+        && selected(env, &q.filters)
+        && !env.held
+        && (q.interval.is_none() || env.next_try <= now || env.rate_held)
 }
 
 /// Substring selection as sendmail's -qI/-qR/-qS.

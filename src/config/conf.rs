@@ -152,6 +152,18 @@ pub struct Config {
     pub max_header_size: usize,
     pub max_line_length: usize,
     pub max_recipients: usize,
+    /// Addresses tried per destination and delivery attempt (0: no limit).
+    pub mx_address_limit: u32,
+    /// Sessions that got past the greeting, per destination and attempt (0: no limit).
+    pub mx_session_limit: u32,
+    /// Raw: read [`Loaded::message_time_budget`].
+    pub message_time_budget: Option<Spanned<String>>,
+    /// Percent of the spool's filesystem kept free of users' new messages.
+    pub spool_min_free: u32,
+    /// Per uid (never root): queued messages, their bytes, drafts being written.
+    pub max_user_queued_messages: u64,
+    pub max_user_queued_bytes: u64,
+    pub max_user_drafts: u64,
 }
 
 impl Default for Config {
@@ -188,6 +200,13 @@ impl Default for Config {
             max_header_size: 256 * 1024,
             max_line_length: 998,
             max_recipients: 1000,
+            mx_address_limit: 5,
+            mx_session_limit: 2,
+            message_time_budget: None,
+            spool_min_free: 5,
+            max_user_queued_messages: 1000,
+            max_user_queued_bytes: 500 * 1024 * 1024,
+            max_user_drafts: 20,
         }
     }
 }
@@ -210,6 +229,9 @@ pub struct Loaded {
     pub rate: Option<Rate>,
     /// The `dns` nameservers (empty: /etc/resolv.conf).
     pub nameservers: Vec<std::net::SocketAddr>,
+    /// How long one delivery attempt of one message may take in all;
+    /// `None` (`message_time_budget = "0"`): no bound but the timeouts.
+    pub message_time_budget: Option<Duration>,
 }
 
 impl Loaded {
@@ -277,6 +299,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
     let retry_max = dur("retry_max", &cfg.retry_max, "4h")?;
     let max_age = dur("max_age", &cfg.max_age, "5d")?;
     let warn = dur("warn_after", &cfg.warn_after, "4h")?;
+    let budget = dur("message_time_budget", &cfg.message_time_budget, "5m")?;
     let rate = match &cfg.rate {
         Some(r) => Some(
             Rate::parse(r.get_ref())
@@ -315,6 +338,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
         relay,
         rate: rate.filter(|r| *r != Rate::Unlimited),
         nameservers,
+        message_time_budget: (!budget.is_zero()).then_some(budget),
     })
 }
 
@@ -376,6 +400,10 @@ mod tests {
         assert_eq!(l.cfg.mx_port, 25);
         assert_eq!(l.retry_min, Duration::from_secs(300));
         assert_eq!(l.warn_after, Some(Duration::from_secs(4 * 3600)));
+        assert_eq!(l.message_time_budget, Some(Duration::from_secs(300)));
+        assert_eq!((l.cfg.mx_address_limit, l.cfg.mx_session_limit), (5, 2));
+        let l = parse("message_time_budget = \"0\"\n", Path::new("x.conf")).unwrap();
+        assert_eq!(l.message_time_budget, None);
     }
 
     #[test]

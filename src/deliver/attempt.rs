@@ -4,20 +4,31 @@
 //! settled or the hosts run out; the outcome goes into the envelope
 //! (`outcome::record`). The envelope is updated in place; the caller saves
 //! or removes it.
+//!
+//! Bounded so that one hostile destination cannot hold the queue: per
+//! destination at most `mx_address_limit` addresses are tried and at most
+//! `mx_session_limit` sessions that got past the greeting (Postfix's
+//! smtp_mx_address_limit and smtp_mx_session_limit); the whole attempt has
+//! `message_time_budget`, which every connect, TLS handshake, read and write
+//! respects; once it is spent, the recipients not yet settled are deferred
+//! with that reason.
 
 use crate::deliver::context::Context;
 use crate::deliver::host::try_address;
 use crate::deliver::outcome::{Outcome, Outcomes, Report, TryError, record};
 use crate::deliver::route::{Destination, Router};
+use crate::deliver::smtp::session;
 use crate::identity::profile::Identity;
 use crate::spool::envelope::RcptState;
 use crate::spool::store::Locked;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 /// Deliver the pending recipients of `msg`. Updates the recipients' states,
 /// attempts and retry time in `msg.env` (not saved).
 pub fn deliver(ctx: &mut Context, msg: &mut Locked) -> Report {
+    let _budget = Budget::start(ctx.cfg.message_time_budget);
     let env = &msg.env;
     let identity = env.identity.clone();
     let pending: Vec<(usize, String)> = env
@@ -95,6 +106,51 @@ pub fn deliver(ctx: &mut Context, msg: &mut Locked) -> Report {
     report
 }
 
+/// The message deadline of one delivery attempt, set while this lives
+/// (the one before it restored after: a bounce sent meanwhile has its own).
+struct Budget(Option<Instant>);
+
+impl Budget {
+    fn start(budget: Option<Duration>) -> Budget {
+        let before = session::message_deadline();
+        session::set_message_deadline(budget.map(|b| Instant::now() + b));
+        Budget(before)
+    }
+}
+
+impl Drop for Budget {
+    fn drop(&mut self) {
+        session::set_message_deadline(self.0);
+    }
+}
+
+/// Why the rest of a destination is not tried in this attempt, if so.
+fn spent(ctx: &Context, addresses: u32, sessions: u32) -> Option<String> {
+    let c = &ctx.cfg.cfg;
+    if let Some(end) = session::message_deadline()
+        && session::left(end).is_none()
+    {
+        let b = ctx.cfg.message_time_budget.unwrap_or_default();
+        return Some(format!(
+            "message_time_budget ({}) spent in this delivery attempt; deferred to the next queue run",
+            crate::base::limit::period_text(b)
+        ));
+    }
+    if c.mx_address_limit > 0 && addresses >= c.mx_address_limit {
+        return Some(format!(
+            "{addresses} addresses tried (mx_address_limit {})",
+            c.mx_address_limit
+        ));
+    }
+    if c.mx_session_limit > 0 && sessions >= c.mx_session_limit {
+        return Some(format!(
+            "{sessions} sessions tried (mx_session_limit {})",
+            c.mx_session_limit
+        ));
+    }
+    None
+}
+
 /// The identity's source addresses; a `source_host` is resolved now.
 fn resolve_sources(ctx: &mut Context, id: &Identity) -> Result<Vec<IpAddr>, String> {
     let Some(h) = &id.source_host else {
@@ -135,14 +191,36 @@ fn deliver_destination(
 ) {
     let mut remaining: Vec<usize> = dest.rcpts.clone();
     let mut last: Option<(String, bool)> = None;
+    let (mut addresses, mut sessions) = (0u32, 0u32);
     'hosts: for host in &dest.hosts {
         for addr in &host.addrs {
             if remaining.is_empty() {
                 break 'hosts;
             }
-            match try_address(
+            if let Some(why) = spent(ctx, addresses, sessions) {
+                // Keep the last real reply when there was one.
+                let why = match &last {
+                    Some((w, _)) => format!("{w}; {why}"),
+                    None => why,
+                };
+                last = Some((why, false));
+                break 'hosts;
+            }
+            addresses += 1;
+            // A session got past the greeting when the try recorded outcomes.
+            let before: Vec<_> = remaining.iter().map(|i| outcomes.get(i).cloned()).collect();
+            let r = try_address(
                 ctx, msg, identity, sources, dest, &host.name, *addr, &remaining, outcomes,
-            ) {
+            );
+            if r.is_ok()
+                || remaining
+                    .iter()
+                    .zip(&before)
+                    .any(|(i, b)| outcomes.get(i) != b.as_ref())
+            {
+                sessions += 1;
+            }
+            match r {
                 Ok(left) => {
                     remaining = left;
                     // The session ran; a different address of the same host won't do better.

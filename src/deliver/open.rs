@@ -71,7 +71,9 @@ pub fn open_session(
             if let Some(why) = ctx.not_again((*src, addr)) {
                 return Err(next(why, false));
             }
-            match connect::connect(*src, addr, timeouts.connect(), &identity.sender) {
+            // Never past the message's time budget.
+            let t = crate::deliver::smtp::session::bounded(timeouts.connect());
+            match connect::connect(*src, addr, t, &identity.sender) {
                 Ok(c) => {
                     conn = Some((c, *src));
                     break;

@@ -19,6 +19,12 @@
 //! queued. A delivering process holds it from commit to the end; queue runners
 //! take it non-blocking and skip locked messages; the kernel releases it when a
 //! process dies. After taking a lock, check the envelope still exists.
+//!
+//! Shares: a new draft from any user but root is refused (exit 75) when the
+//! filesystem has less than `spool_min_free` percent free, or when that
+//! user's `queue/*.msg` files, bytes (with drafts) or `tmp/new.*` drafts,
+//! counted by file owner, reach `max_user_queued_messages`,
+//! `max_user_queued_bytes` or `max_user_drafts`.
 
 use super::envelope::Envelope;
 use std::fs::{File, OpenOptions};
@@ -40,6 +46,26 @@ pub enum SpoolError {
     Corrupt { path: String, why: String },
     #[error("no queued message {0}")]
     NotFound(String),
+    /// One user's share of the spool is used up.
+    #[error(
+        "user uid {uid} has {count} {what} in the spool ({key} {max}); the message was NOT accepted, try again once the queue has drained"
+    )]
+    UserLimit {
+        uid: u32,
+        what: &'static str,
+        count: u64,
+        key: &'static str,
+        max: u64,
+    },
+    /// The headroom kept for root's queue runs and bounces.
+    #[error(
+        "the spool {dir} has only {free_pct}% of its space free (spool_min_free {min}%, kept for queue runs and bounces); the message was NOT accepted, try again later"
+    )]
+    Full {
+        dir: String,
+        free_pct: u64,
+        min: u32,
+    },
 }
 
 impl SpoolError {
@@ -56,12 +82,24 @@ impl SpoolError {
 #[derive(Debug, Clone)]
 pub struct Spool {
     root: PathBuf,
+    /// `spool_min_free`: the share of the filesystem (percent) below which
+    /// no user but root may start a message.
+    min_free: u32,
+    /// Per-uid shares: queued messages, queued bytes, drafts (0: none).
+    user_limits: (u64, u64, u64),
 }
 
 impl Spool {
     /// The spool the configuration names (`spool`).
     pub fn of(cfg: &crate::config::conf::Loaded) -> Result<Spool, SpoolError> {
-        Spool::open(&cfg.cfg.spool)
+        let mut s = Spool::open(&cfg.cfg.spool)?;
+        s.min_free = cfg.cfg.spool_min_free.min(100);
+        s.user_limits = (
+            cfg.cfg.max_user_queued_messages,
+            cfg.cfg.max_user_queued_bytes,
+            cfg.cfg.max_user_drafts,
+        );
+        Ok(s)
     }
 
     /// Open the spool, creating its directories when we may.
@@ -91,7 +129,108 @@ impl Spool {
         }
         Ok(Spool {
             root: root.to_path_buf(),
+            min_free: 0,
+            user_limits: (0, 0, 0),
         })
+    }
+
+    /// Refuse a user's new message when that user's share of the spool is
+    /// used up. Counted from what no user can fake: the owner (the uid that
+    /// created it, through this binary) of each `queue/ID.msg` and
+    /// `tmp/new.*` draft, and their sizes. Root is never limited.
+    fn check_user_share(&self) -> Result<(), SpoolError> {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: getuid has no preconditions.
+        let uid = unsafe { libc::getuid() };
+        let (max_msgs, max_bytes, max_drafts) = self.user_limits;
+        if uid == 0 || (max_msgs, max_bytes, max_drafts) == (0, 0, 0) {
+            return Ok(());
+        }
+        let (mut msgs, mut bytes, mut drafts) = (0u64, 0u64, 0u64);
+        let mut scan = |dir: PathBuf, draft: bool| {
+            let Ok(rd) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for e in rd.flatten() {
+                let name = e.file_name();
+                let Some(n) = name.to_str() else { continue };
+                let ours = if draft {
+                    n.starts_with("new.")
+                } else {
+                    n.ends_with(".msg")
+                };
+                if !ours {
+                    continue;
+                }
+                let Ok(m) = e.metadata() else { continue };
+                if m.uid() != uid {
+                    continue;
+                }
+                bytes += m.len();
+                if draft {
+                    drafts += 1;
+                } else {
+                    msgs += 1;
+                }
+            }
+        };
+        scan(self.queue(), false);
+        scan(self.tmp(), true);
+        let over = |what, count: u64, key, max: u64| {
+            (max > 0 && count >= max).then_some(SpoolError::UserLimit {
+                uid,
+                what,
+                count,
+                key,
+                max,
+            })
+        };
+        let hit = over(
+            "messages queued",
+            msgs,
+            "max_user_queued_messages",
+            max_msgs,
+        )
+        .or_else(|| over("bytes queued", bytes, "max_user_queued_bytes", max_bytes))
+        .or_else(|| {
+            over(
+                "messages being submitted",
+                drafts,
+                "max_user_drafts",
+                max_drafts,
+            )
+        });
+        match hit {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuse a user's new message when the spool's filesystem is nearly
+    /// full, so root's queue runs and bounces still have room.
+    fn check_headroom(&self) -> Result<(), SpoolError> {
+        // SAFETY: getuid has no preconditions.
+        if self.min_free == 0 || unsafe { libc::getuid() } == 0 {
+            return Ok(());
+        }
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(path) = std::ffi::CString::new(self.root.as_os_str().as_bytes()) else {
+            return Ok(());
+        };
+        // SAFETY: statvfs with a valid path and a zeroed struct to fill.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 || st.f_blocks == 0 {
+            return Ok(());
+        }
+        let free_pct = (st.f_bavail as u128 * 100 / st.f_blocks as u128) as u64;
+        if free_pct < self.min_free as u64 {
+            return Err(SpoolError::Full {
+                dir: self.root.display().to_string(),
+                free_pct,
+                min: self.min_free,
+            });
+        }
+        Ok(())
     }
 
     pub fn root(&self) -> &Path {
@@ -116,6 +255,8 @@ impl Spool {
 
     /// Start a new message: an exclusive, never-followed file in tmp/.
     pub fn draft(&self) -> Result<Draft, SpoolError> {
+        self.check_headroom()?;
+        self.check_user_share()?;
         // A temporary name first; the id then comes from the file's inode,
         // which no other live spool file can have (Postfix derives its queue
         // ids the same way): ids never collide, however fast messages arrive.

@@ -9,6 +9,7 @@ mod delivery_results;
 mod docs;
 mod dots;
 mod hostile_accountability;
+mod hostile_queue;
 mod layout;
 mod queue;
 mod queue_unreachable;

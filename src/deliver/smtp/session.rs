@@ -13,9 +13,54 @@
 
 use super::reply::{MAX_LINE, MAX_LINES, Reply};
 use crate::config::conf::Timeouts;
+use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+thread_local! {
+    /// The end of the time budget of the message being delivered
+    /// (`message_time_budget`, set by `attempt` around one delivery).
+    static MESSAGE_DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Set (or clear) the message deadline that every session's reads and
+/// writes, connects and TLS handshakes respect besides their own timeouts.
+pub fn set_message_deadline(d: Option<Instant>) {
+    MESSAGE_DEADLINE.with(|c| c.set(d));
+}
+
+/// The message deadline, when one is set.
+pub fn message_deadline() -> Option<Instant> {
+    MESSAGE_DEADLINE.with(|c| c.get())
+}
+
+/// The absolute deadline of a step that may take `timeout` from now: also
+/// never past the message deadline.
+pub fn deadline(timeout: Duration) -> Instant {
+    let d = Instant::now() + timeout;
+    match message_deadline() {
+        Some(m) if m < d => m,
+        _ => d,
+    }
+}
+
+/// Time left until `deadline`; `None` once it has passed.
+pub fn left(deadline: Instant) -> Option<Duration> {
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|d| !d.is_zero())
+}
+
+/// `timeout`, shortened to what is left of the message deadline (at least
+/// a millisecond, so that a socket timeout is never "none").
+pub fn bounded(timeout: Duration) -> Duration {
+    let min = Duration::from_millis(1);
+    match message_deadline() {
+        Some(m) => timeout.min(left(m).unwrap_or(min)).max(min),
+        None => timeout,
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SmtpError {
@@ -284,26 +329,44 @@ impl Session {
         self.write_all(&b, first_word(shown), timeout)
     }
 
+    /// Write all of `b` within `timeout` from now, however slowly the
+    /// server reads (the socket's timeout is set to what is left before each
+    /// piece).
     pub(super) fn write_all(
         &mut self,
         b: &[u8],
         step: &str,
         timeout: Duration,
     ) -> Result<(), SmtpError> {
-        let _ = self.stream.tcp().set_write_timeout(Some(timeout));
+        let end = deadline(timeout);
+        let timed_out = || io::Error::new(io::ErrorKind::TimedOut, "timeout");
+        for piece in b.chunks(16 * 1024) {
+            let Some(t) = left(end) else {
+                return Err(self.io_err(step, timed_out(), timeout));
+            };
+            let _ = self.stream.tcp().set_write_timeout(Some(t));
+            if let Err(e) = self.stream.write_all(piece) {
+                return Err(self.io_err(step, e, timeout));
+            }
+        }
+        let Some(t) = left(end) else {
+            return Err(self.io_err(step, timed_out(), timeout));
+        };
+        let _ = self.stream.tcp().set_write_timeout(Some(t));
         self.stream
-            .write_all(b)
-            .and_then(|_| self.stream.flush())
+            .flush()
             .map_err(|e| self.io_err(step, e, timeout))
     }
 
-    /// Read one (possibly multi-line) reply, bounded.
+    /// Read one (possibly multi-line) reply, bounded in size and in time:
+    /// the whole reply must arrive within `timeout` of the call (and before
+    /// the message deadline), however the bytes dribble in.
     pub fn read_reply(&mut self, step: &str, timeout: Duration) -> Result<Reply, SmtpError> {
-        let _ = self.stream.tcp().set_read_timeout(Some(timeout));
+        let end = deadline(timeout);
         let mut lines = Vec::new();
         let mut code = None;
         loop {
-            let line = self.read_line(step, timeout)?;
+            let line = self.read_line(step, timeout, end)?;
             if self.verbose {
                 crate::base::stderr::line(&format!(
                     "<<< {}",
@@ -343,7 +406,13 @@ impl Session {
         }
     }
 
-    pub(super) fn read_line(&mut self, step: &str, timeout: Duration) -> Result<String, SmtpError> {
+    /// One reply line, read before `end` (`timeout` is what errors name).
+    pub(super) fn read_line(
+        &mut self,
+        step: &str,
+        timeout: Duration,
+        end: Instant,
+    ) -> Result<String, SmtpError> {
         loop {
             if let Some(i) = memchr::memchr(b'\n', &self.buf[self.pos..]) {
                 let end = self.pos + i;
@@ -369,6 +438,14 @@ impl Session {
                 self.buf.drain(..self.pos);
                 self.pos = 0;
             }
+            let Some(t) = left(end) else {
+                return Err(SmtpError::Timeout {
+                    step: step.to_string(),
+                    peer: self.peer_name.clone(),
+                    secs: timeout.as_secs(),
+                });
+            };
+            let _ = self.stream.tcp().set_read_timeout(Some(t));
             let mut chunk = [0u8; 4096];
             let n = match self.stream.read(&mut chunk) {
                 Ok(0) => {

@@ -313,7 +313,8 @@ fn server_name(host: &str) -> Result<ServerName<'static>, String> {
     })
 }
 
-/// Run the client handshake on `tcp` to completion, bounded by `timeout` per read/write.
+/// Run the client handshake on `tcp` to completion within `timeout` of the
+/// call (and the message deadline), however the bytes dribble in.
 fn handshake(
     tcp: TcpStream,
     host: &str,
@@ -323,9 +324,16 @@ fn handshake(
     let name = server_name(host)?;
     let mut conn = ClientConnection::new(config, name).map_err(|e| e.to_string())?;
     let mut tcp = tcp;
-    let _ = tcp.set_read_timeout(Some(timeout));
-    let _ = tcp.set_write_timeout(Some(timeout));
+    let end = super::session::deadline(timeout);
     while conn.is_handshaking() {
+        let Some(t) = super::session::left(end) else {
+            return Err(describe_error(
+                &io::Error::new(io::ErrorKind::TimedOut, "timeout"),
+                timeout,
+            ));
+        };
+        let _ = tcp.set_read_timeout(Some(t));
+        let _ = tcp.set_write_timeout(Some(t));
         match conn.complete_io(&mut tcp) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -6,7 +6,7 @@
 use super::reply::Reply;
 use super::session::{Session, SmtpError};
 use crate::base::dsn::Dsn;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
 /// One message's transaction.
 pub struct Transaction<'a> {
@@ -178,8 +178,8 @@ impl Session {
 
     /// Write the message dot-stuffed, then the final `.`, in large writes.
     fn write_body<R: Read>(&mut self, prepend: &[u8], body: &mut R) -> Result<(), SmtpError> {
+        // Each block within data_block of its start (and the message deadline).
         let t = self.timeouts.data_block();
-        let _ = self.stream.tcp().set_write_timeout(Some(t));
         let mut out: Vec<u8> = Vec::with_capacity(64 * 1024 + 1024);
         let mut at_line_start = true;
         stuff(prepend, &mut out, &mut at_line_start);
@@ -199,9 +199,7 @@ impl Session {
             };
             stuff(&chunk[..n], &mut out, &mut at_line_start);
             if out.len() >= 64 * 1024 {
-                self.stream
-                    .write_all(&out)
-                    .map_err(|e| self.io_err("message data", e, t))?;
+                self.write_all(&out, "message data", t)?;
                 out.clear();
             }
         }
@@ -216,10 +214,7 @@ impl Session {
             out.extend_from_slice(b"QUIT\r\n");
             self.quit_sent = true;
         }
-        self.stream
-            .write_all(&out)
-            .and_then(|_| self.stream.flush())
-            .map_err(|e| self.io_err("message data", e, t))
+        self.write_all(&out, "message data", t)
     }
 }
 
