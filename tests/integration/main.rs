@@ -6,6 +6,7 @@ mod accountability;
 mod core;
 mod deliverability;
 mod docs;
+mod first_hour_checks;
 mod layout;
 mod queue;
 mod support;
