@@ -88,6 +88,13 @@ fn execute(inv: Invocation) -> Result<i32> {
     let cfg = conf::load(&path, explicit)?;
     let tag = inv.tag.clone().unwrap_or_else(|| "vsendmail".into());
     let log = Syslog::open(&cfg.cfg.syslog_socket, &tag);
+    // Once per run, so nobody trusts a log that stays empty; -bi says it
+    // among its own findings.
+    if let Some(p) = log.problem()
+        && inv.mode != Mode::Init
+    {
+        eprintln!("vsendmail: warning: {p}; nothing is logged");
+    }
     let job = Job {
         inv,
         cfg,
