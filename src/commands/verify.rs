@@ -50,6 +50,40 @@ pub fn run(job: &Job) -> Result<i32> {
         None => "no".into(),
     };
     let batv = if id.batv.is_some() { "yes" } else { "no" };
+    // The files this user's send opens, as the vsendmail group sees them
+    // (root, who reads everything, sends as root).
+    let mut fails: Vec<String> = Vec::new();
+    if !job.invoker.is_root()
+        && let Some(g) = crate::config::access::ServiceGroup::find(&job.cfg.cfg.spool)
+    {
+        let mut files: Vec<(&str, &std::path::Path)> = vec![
+            ("config", job.cfg.path.as_path()),
+            ("virtusers", job.cfg.cfg.virtusers.as_path()),
+        ];
+        if let Some((_, p)) = &id.dkim {
+            files.push(("dkim", p.as_path()));
+        }
+        if let Some(p) = &id.batv {
+            files.push(("batv", p.as_path()));
+        }
+        if relay.is_some() && job.cfg.cfg.secrets.exists() {
+            files.push(("secrets", job.cfg.cfg.secrets.as_path()));
+        }
+        for (what, p) in files {
+            if p.exists()
+                && let Err(m) = crate::config::access::group_can_read(p, &g)
+            {
+                fails.push(format!("FAIL {what} {}: {m}", id.sender));
+            }
+        }
+    }
+    if let Some(r) = relay
+        && let Ok(d) =
+            crate::deliver::dns::Dns::new(&job.cfg.nameservers, std::time::Duration::from_secs(3))
+        && let Some(w) = crate::commands::check::relay_unresolved(&d, r)
+    {
+        eprintln!("vsendmail: warning: {w}");
+    }
     let mut rcpts = Vec::new();
     for (i, r) in job.inv.recipients.iter().enumerate() {
         for t in aliases.expand(r) {
@@ -109,6 +143,12 @@ pub fn run(job: &Job) -> Result<i32> {
             dkim,
             batv
         );
+    }
+    for f in &fails {
+        println!("{f}");
+    }
+    if !fails.is_empty() {
+        return Err(Error::VerifyFailed { count: fails.len() });
     }
     Ok(0)
 }

@@ -896,6 +896,10 @@ fn doctor_setup() -> DoctorSetup {
     let (key, txt) = make_key(env.dir(), "dkim.pem", KeyKind::Rsa(2048));
     let batv = env.write("batv.keys", "1 s3cret\n");
     std::fs::set_permissions(&batv, std::fs::Permissions::from_mode(0o640)).unwrap();
+    // alice sends with the vsendmail group (here vstest): it must read both keys.
+    for k in [&key, &batv] {
+        nix::unistd::chown(k, None, Some(crate::support::users::vstest_gid().into())).unwrap();
+    }
     let dns = DnsServer::start(zone(ALL_GOOD, &txt, "", IpAddr::V4(SRC)));
     env.conf(&format!("dns = [\"{}\"]", dns.addr()));
     env.virtusers(&format!(
