@@ -66,8 +66,13 @@ pub fn run(job: &Job) -> Result<i32> {
     for e in &entries {
         // root reads every file; anyone else sends with the group only.
         let by_root = matches!(&e.who, Who::User(u) if u == "root");
-        if let Some((sel, path)) = &e.dkim {
-            let at = format!("{}: dkim={sel}:{}", e.location(), path.display());
+        let keys = e.dkim.iter().map(|(sel, p)| (String::new(), sel, p)).chain(
+            e.dkim_domains
+                .iter()
+                .map(|(d, sel, p)| (format!("{d}="), sel, p)),
+        );
+        for (dom, sel, path) in keys {
+            let at = format!("{}: dkim={dom}{sel}:{}", e.location(), path.display());
             match crate::sign::dkim_key::check_key(path) {
                 Err(msg) => problems.push(format!("{at}: {msg}")),
                 Ok(()) if !by_root => readable(&mut problems, &at, path),

@@ -45,9 +45,22 @@ pub fn run(job: &Job) -> Result<i32> {
     } else {
         sources.join(", ")
     };
-    let dkim = match &id.dkim {
-        Some((sel, _)) => format!("yes (s={sel}, d={domain})"),
-        None => "no".into(),
+    let keys = id.dkim_keys();
+    let dkim = if keys.is_empty() {
+        "no".into()
+    } else {
+        let k: Vec<String> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, (d, sel, _))| {
+                if i == 0 && id.dkim.is_some() {
+                    format!("s={sel}, d={d}")
+                } else {
+                    format!("s={sel}, d={d} for From: *@{d}")
+                }
+            })
+            .collect();
+        format!("yes ({})", k.join("; "))
     };
     let batv = if id.batv.is_some() { "yes" } else { "no" };
     // The files this user's send opens, as the vsendmail group sees them
@@ -60,8 +73,8 @@ pub fn run(job: &Job) -> Result<i32> {
             ("config", job.cfg.path.as_path()),
             ("virtusers", job.cfg.cfg.virtusers.as_path()),
         ];
-        if let Some((_, p)) = &id.dkim {
-            files.push(("dkim", p.as_path()));
+        for (_, _, p) in &keys {
+            files.push(("dkim", p));
         }
         if let Some(p) = &id.batv {
             files.push(("batv", p.as_path()));

@@ -8,7 +8,8 @@ use crate::identity::profile::Identity;
 use std::collections::HashMap;
 
 pub fn dkim(doc: &mut Doctor, label: &str, id: &Identity, a: &str, domain: &str, loc: &str) {
-    let Some((sel, path)) = &id.dkim else {
+    let keys = id.dkim_keys();
+    if keys.is_empty() {
         doc.line(
             Status::Warn,
             "dkim",
@@ -17,7 +18,23 @@ pub fn dkim(doc: &mut Doctor, label: &str, id: &Identity, a: &str, domain: &str,
             &format!("messages are not DKIM-signed; add dkim=SELECTOR:/etc/vsendmail/dkim/{domain}.pem to {loc}"),
         );
         return;
-    };
+    }
+    // Each key: the identity's own domain's, and each addon domain's.
+    for (d, sel, path) in keys {
+        dkim_key(doc, label, id, a, &d, sel, path);
+    }
+}
+
+/// One key of `dkim=`: the selector's TXT at `domain` holds its public key.
+fn dkim_key(
+    doc: &mut Doctor,
+    label: &str,
+    id: &Identity,
+    a: &str,
+    domain: &str,
+    sel: &str,
+    path: &std::path::Path,
+) {
     let key = match crate::sign::dkim_key::public_key(path) {
         Ok(k) => k,
         Err(m) => {
