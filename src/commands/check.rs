@@ -8,8 +8,8 @@
 //! a relay's user must have a secrets line and its host must resolve, the
 //! queue runner (cron, systemd) must run this binary, and the log socket
 //! must be there. Problems exit 78; warnings (a missing aliases file, a
-//! spool directory the next root run creates, a relay that does not
-//! resolve now, no syslog) are printed and counted. Nothing is created but
+//! spool directory the next root run creates, a relay name that does not
+//! exist, no syslog) are printed and counted. Nothing is created but
 //! the index of a clean virtusers.
 
 use crate::base::relay::Relay;
@@ -178,8 +178,8 @@ pub fn run(job: &Job) -> Result<i32> {
     Ok(0)
 }
 
-/// Why the relay's host name does not resolve now (`None`: it does, or it
-/// is an address). For `-bi` and `-bv`: a typo in a relay name is seen at
+/// Why the relay's host name does not resolve (`None`: it does, it is an
+/// address, or DNS gave no definite answer). For `-bi` and `-bv`: a typo in a relay name is seen at
 /// once, not when the first message stays queued.
 pub fn relay_unresolved(dns: &crate::deliver::dns::Dns, r: &Relay) -> Option<String> {
     let host = r.host.trim_start_matches('[').trim_end_matches(']');
@@ -194,9 +194,9 @@ pub fn relay_unresolved(dns: &crate::deliver::dns::Dns, r: &Relay) -> Option<Str
         Err(e) if e.is_permanent() => Some(format!(
             "relay host {host} does not resolve: {e}; mail through it stays queued until it does: correct the name"
         )),
-        Err(e) => Some(format!(
-            "relay host {host} could not be resolved now: {e}; check the nameservers (`dns` in the config, or /etc/resolv.conf)"
-        )),
+        // DNS that cannot be asked now says nothing about the name: delivery
+        // reports it when it happens, and --doctor checks the nameservers.
+        Err(_) => None,
     }
 }
 
@@ -333,20 +333,29 @@ fn runner_commands(text: &str, cron: bool) -> Vec<(usize, String)> {
         if l.is_empty() || l.starts_with('#') || l.starts_with(';') {
             continue;
         }
-        let cmd = if cron {
+        let words: Vec<&str> = if cron {
             let first = l.split_whitespace().next().unwrap_or("");
             if first.contains('=') {
                 continue; // PATH=..., MAILTO=...
             }
             // `m h dom mon dow user command` or `@every user command`.
             let skip = if first.starts_with('@') { 2 } else { 6 };
-            l.split_whitespace().nth(skip)
+            l.split_whitespace().skip(skip).collect()
         } else {
-            l.strip_prefix("ExecStart")
+            match l
+                .strip_prefix("ExecStart")
                 .and_then(|r| r.trim_start().strip_prefix('='))
-                .and_then(|r| r.split_whitespace().next())
-                .map(|p| p.trim_start_matches(['-', '@', ':', '+', '!']))
+            {
+                Some(r) => r.split_whitespace().collect(),
+                None => continue,
+            }
         };
+        // The program is the word before the `-q…` flag (a cron command may
+        // be `[ -x PROG ] && PROG -q5m`); a command without one is not judged.
+        let cmd = words
+            .windows(2)
+            .find(|w| w[1].starts_with("-q"))
+            .map(|w| w[0].trim_start_matches(['-', '@', ':', '+', '!']));
         if let Some(c) = cmd.filter(|c| !c.is_empty()) {
             out.push((i + 1, c.to_string()));
         }
@@ -380,7 +389,7 @@ mod tests {
 
     #[test]
     fn runner_commands_of_cron_and_systemd() {
-        let cron = "# queue\nSHELL=/bin/sh\nPATH=/usr/sbin:/usr/bin\n*/5 * * * * root /usr/local/sbin/vsendmail -q5m\n@reboot root sendmail -q\n";
+        let cron = "# queue\nSHELL=/bin/sh\nPATH=/usr/sbin:/usr/bin\n*/5 * * * * root [ -x /usr/local/sbin/vsendmail ] && /usr/local/sbin/vsendmail -q5m\n@reboot root sendmail -q\n0 * * * * root echo hi\n";
         assert_eq!(
             runner_commands(cron, true),
             vec![
