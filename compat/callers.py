@@ -1504,7 +1504,13 @@ def dist_examples(t=None):
     eq(missing, [], "options of man/virtusers.5 missing in the lines of dist/examples/virtusers")
     # uncommented, with the key files the lines name made in a temp dir
     d = os.path.join(Env.T, "examples")
-    os.makedirs(d + "/spool")
+    # as make install leaves them: the spool root:GROUP 2770 with its
+    # directories, the keys and secrets readable by the group only
+    gid = grp.getgrnam(INST_GROUP).gr_gid
+    for sub in ("", "/tmp", "/queue", "/rate", "/audit"):
+        os.makedirs(d + "/spool" + sub)
+        os.chown(d + "/spool" + sub, 0, gid)
+        os.chmod(d + "/spool" + sub, 0o2770)
     body = "\n".join(lines) + "\n"
     for path in sorted(set(re.findall(r"(?:dkim=[^:\s]+:|batv=)(\S+)", body))):
         local = d + "/keys/" + os.path.basename(path)
@@ -1513,14 +1519,18 @@ def dist_examples(t=None):
             run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", local])
         else:
             write(local, "1 %s\n" % os.urandom(16).hex(), 0o600)
-        os.chmod(local, 0o600)
+        os.chown(local, 0, gid)
+        os.chmod(local, 0o640)
         body = body.replace(path, local)
     write(d + "/virtusers", body)
     write(d + "/aliases", uncomment(al, r"^# ?([a-z-]+: +\S+@?\S*)$"))
     c = uncomment(conf, r"^# ?(\[timeouts\]|[a-z_]+ = .*)$")
-    c = re.sub(r'^(virtusers|aliases|spool|audit_dir|syslog_socket) = .*$', "", c, flags=re.M)
+    # the relay user of the %hosting line has its secrets line
+    write(d + "/secrets", "relay.example.net:465 hosting example-password\n", 0o640)
+    os.chown(d + "/secrets", 0, gid)
+    c = re.sub(r'^(virtusers|aliases|spool|audit_dir|syslog_socket|secrets) = .*$', "", c, flags=re.M)
     c = ('virtusers = "%s/virtusers"\naliases = "%s/aliases"\nspool = "%s/spool"\nsyslog_socket = "%s"\n'
-         % (d, d, d, Env.T + "/log.sock")) + c
+         'secrets = "%s/secrets"\n' % (d, d, d, Env.T + "/log.sock", d)) + c
     write(d + "/vsendmail.conf", c)
     p = run([BIN, "-C", d + "/vsendmail.conf", "-bi"], check_rc=False)
     out = (p.stdout + p.stderr).decode(errors="replace")

@@ -149,6 +149,13 @@ fn execute(inv: Invocation, socket: &mut Option<PathBuf>) -> Result<i32> {
     for w in &inv.warnings {
         log.warning(&format!("{caller}: warning: {}", text(w, MAX_REPLY)));
     }
+    // Once per run, so nobody trusts a log that stays empty; -bi says it
+    // among its own findings.
+    if let Some(p) = log.problem()
+        && inv.mode != Mode::Init
+    {
+        crate::base::stderr::line(&format!("vsendmail: warning: {p}; nothing is logged"));
+    }
     let job = Job {
         inv,
         cfg,

@@ -98,6 +98,12 @@ pub enum Error {
     /// `-bi` found problems (each was printed as `file:line: …`).
     #[error("{count} problem(s) found; fix them and run -bi again")]
     CheckFailed { count: usize },
+    /// `-bv` found what would make this user's send fail (each was printed
+    /// as a `FAIL` line).
+    #[error(
+        "{count} problem(s) would make this user's mail fail; fix them (vsendmail -bi lists every problem)"
+    )]
+    VerifyFailed { count: usize },
     /// A BATV key file cannot be used by `--batv-check`.
     #[error("{0}")]
     BatvKeys(String),
@@ -178,6 +184,7 @@ pub fn code(err: &Error) -> i32 {
         }
         Error::OtherConfig { .. } | Error::NotYours { .. } => NOPERM,
         Error::CheckFailed { .. }
+        | Error::VerifyFailed { .. }
         | Error::BatvKeys(_)
         | Error::DoctorSetup(_)
         | Error::PolicyKeys(_) => CONFIG,
@@ -272,6 +279,7 @@ mod tests {
                 TEMPFAIL,
             ),
             (Error::CheckFailed { count: 1 }, CONFIG),
+            (Error::VerifyFailed { count: 1 }, CONFIG),
             (Error::PolicyInput("p".into()), DATAERR),
             (
                 Error::Client {

@@ -31,18 +31,32 @@ pub struct Syslog {
     sock: Option<UnixDatagram>,
     tag: String,
     pid: u32,
+    /// Why there is no socket: `cannot log to PATH (why)`.
+    problem: Option<String>,
 }
 
 impl Syslog {
     pub fn open(path: &Path, tag: &str) -> Syslog {
-        let sock = UnixDatagram::unbound()
-            .ok()
-            .and_then(|s| s.connect(path).ok().map(|_| s));
+        let (sock, problem) = match UnixDatagram::unbound().and_then(|s| s.connect(path).map(|_| s))
+        {
+            Ok(s) => (Some(s), None),
+            Err(e) => (
+                None,
+                Some(format!("cannot log to {} ({e})", path.display())),
+            ),
+        };
         Syslog {
             sock,
             tag: tag.to_string(),
             pid: std::process::id(),
+            problem,
         }
+    }
+
+    /// Why nothing reaches the log (the socket is missing or nobody
+    /// listens), for the one warning of a run; `None` when the log works.
+    pub fn problem(&self) -> Option<&str> {
+        self.problem.as_deref()
     }
 
     /// A logger that drops everything (for tests).
@@ -52,6 +66,7 @@ impl Syslog {
             sock: None,
             tag: "vsendmail".into(),
             pid: std::process::id(),
+            problem: None,
         }
     }
 
@@ -198,6 +213,17 @@ pub fn attempt_line(a: &Attempt) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_socket_is_a_problem_that_names_it() {
+        let l = Syslog::open(Path::new("/nonexistent/vsendmail-log"), "t");
+        let p = l.problem().expect("a problem");
+        assert!(
+            p.starts_with("cannot log to /nonexistent/vsendmail-log ("),
+            "{p}"
+        );
+        l.info("dropped, without a panic");
+    }
 
     #[test]
     fn attempt_line_shape() {

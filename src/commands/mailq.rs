@@ -8,7 +8,12 @@ use crate::spool::store::Spool;
 use std::fmt::Write;
 
 pub fn print(job: &Job) -> Result<i32> {
-    let spool = Spool::of(&job.cfg)?;
+    // Read-only: a spool that does not exist yet is an empty queue, and
+    // listing never creates it (a root `mailq` must leave the host as it was).
+    let Some(spool) = Spool::of_existing(&job.cfg)? else {
+        print!("{}", render(&[]));
+        return Ok(0);
+    };
     let mut shown: Vec<Envelope> = Vec::new();
     for id in spool.list()? {
         let Ok(env) = spool.load(&id) else { continue };

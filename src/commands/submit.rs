@@ -92,7 +92,9 @@ pub fn accept<R: BufRead>(
     env.utf8_headers = taken.utf8_headers;
     env.dsn = sub.dsn.clone();
     env.errors = sub.errors;
-    if let Some(sig) = crate::sign::dkim::sign_draft(identity, &mut draft)? {
+    if let Some(sig) =
+        crate::sign::dkim::sign_draft(identity, taken.from_domain.as_deref(), &mut draft)?
+    {
         env.prepend = sig;
     }
     crate::account::rate::admit(&job.cfg, &job.log, trusted, &mut env)?;

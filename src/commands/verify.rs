@@ -46,11 +46,58 @@ pub fn run(job: &Job) -> Result<i32> {
     } else {
         sources.join(", ")
     };
-    let dkim = match &id.dkim {
-        Some((sel, _)) => format!("yes (s={sel}, d={domain})"),
-        None => "no".into(),
+    let keys = id.dkim_keys();
+    let dkim = if keys.is_empty() {
+        "no".into()
+    } else {
+        let k: Vec<String> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, (d, sel, _))| {
+                if i == 0 && id.dkim.is_some() {
+                    format!("s={sel}, d={d}")
+                } else {
+                    format!("s={sel}, d={d} for From: *@{d}")
+                }
+            })
+            .collect();
+        format!("yes ({})", k.join("; "))
     };
     let batv = if id.batv.is_some() { "yes" } else { "no" };
+    // The files this user's send opens, as the vsendmail group sees them
+    // (root, who reads everything, sends as root).
+    let mut fails: Vec<String> = Vec::new();
+    if !job.invoker.is_root()
+        && let Some(g) = crate::config::access::ServiceGroup::find(&job.cfg.cfg.spool)
+    {
+        let mut files: Vec<(&str, &std::path::Path)> = vec![
+            ("config", job.cfg.path.as_path()),
+            ("virtusers", job.cfg.cfg.virtusers.as_path()),
+        ];
+        for (_, _, p) in &keys {
+            files.push(("dkim", p));
+        }
+        if let Some(p) = &id.batv {
+            files.push(("batv", p.as_path()));
+        }
+        if relay.is_some() && job.cfg.cfg.secrets.exists() {
+            files.push(("secrets", job.cfg.cfg.secrets.as_path()));
+        }
+        for (what, p) in files {
+            if p.exists()
+                && let Err(m) = crate::config::access::group_can_read(p, &g)
+            {
+                fails.push(format!("FAIL {what} {}: {m}", id.sender));
+            }
+        }
+    }
+    if let Some(r) = relay
+        && let Ok(d) =
+            crate::deliver::dns::Dns::new(&job.cfg.nameservers, std::time::Duration::from_secs(3))
+        && let Some(w) = crate::commands::check::relay_unresolved(&d, r)
+    {
+        eprintln!("vsendmail: warning: {w}");
+    }
     let mut rcpts = Vec::new();
     for (i, r) in job.inv.recipients.iter().enumerate() {
         for t in aliases.expand(r) {
@@ -110,6 +157,12 @@ pub fn run(job: &Job) -> Result<i32> {
             dkim,
             batv
         );
+    }
+    for f in &fails {
+        println!("{f}");
+    }
+    if !fails.is_empty() {
+        return Err(Error::VerifyFailed { count: fails.len() });
     }
     Ok(0)
 }

@@ -1,8 +1,10 @@
 //! Stage 2, the files an administrator writes: `vsendmail.conf` (`conf`),
 //! the identity table `virtusers` (and its `-bi` index), `/etc/aliases`, the
 //! relay `secrets`. Each is read strictly, once, into typed values with
-//! `file:line` errors. May use `base` only.
+//! `file:line` errors; and whether the vsendmail group can read a file a
+//! send opens (`access`). May use `base` only.
 
+pub(crate) mod access;
 pub(crate) mod aliases;
 pub mod conf;
 pub(crate) mod secrets;

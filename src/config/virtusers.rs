@@ -59,6 +59,9 @@ pub struct Entry {
     pub from: Vec<String>,
     pub rate: Option<crate::base::limit::Rate>,
     pub dkim: Option<(String, PathBuf)>,
+    /// `dkim=DOMAIN=SELECTOR:PATH` entries: (domain, selector, key) for
+    /// messages whose From: is at that domain (addon domains).
+    pub dkim_domains: Vec<(String, String, PathBuf)>,
     pub batv: Option<PathBuf>,
     pub path: PathBuf,
     pub line: usize,
@@ -137,6 +140,7 @@ pub fn parse_line(text: &str, path: &Path, line: usize) -> Result<Option<Entry>,
         from: Vec::new(),
         rate: None,
         dkim: None,
+        dkim_domains: Vec::new(),
         batv: None,
         path: path.to_path_buf(),
         line,
@@ -180,13 +184,35 @@ pub fn parse_line(text: &str, path: &Path, line: usize) -> Result<Option<Entry>,
                 );
             }
             "dkim" => {
-                let (sel, p) = v
-                    .split_once(':')
-                    .ok_or_else(|| err(format!("dkim=`{v}`: expected SELECTOR:PATH")))?;
-                if sel.is_empty() || p.is_empty() {
-                    return Err(err(format!("dkim=`{v}`: expected SELECTOR:PATH")));
+                // SELECTOR:PATH (the identity's own domain) and/or
+                // DOMAIN=SELECTOR:PATH entries, comma-separated.
+                let bad = || {
+                    err(format!(
+                        "dkim=`{v}`: expected SELECTOR:PATH or DOMAIN=SELECTOR:PATH entries, comma-separated"
+                    ))
+                };
+                for part in v.split(',') {
+                    let (sel, p) = part.split_once(':').ok_or_else(bad)?;
+                    let (dom, sel) = match sel.split_once('=') {
+                        Some((d, s)) => (Some(d.to_ascii_lowercase()), s),
+                        None => (None, sel),
+                    };
+                    if sel.is_empty() || p.is_empty() || dom.as_deref() == Some("") {
+                        return Err(bad());
+                    }
+                    match dom {
+                        None if e.dkim.is_some() => {
+                            return Err(err(format!(
+                                "dkim=`{v}`: more than one SELECTOR:PATH for the identity's own domain"
+                            )));
+                        }
+                        None => e.dkim = Some((sel.to_string(), PathBuf::from(p))),
+                        Some(d) if e.dkim_domains.iter().any(|x| x.0 == d) => {
+                            return Err(err(format!("dkim=`{v}`: domain {d} is listed twice")));
+                        }
+                        Some(d) => e.dkim_domains.push((d, sel.to_string(), PathBuf::from(p))),
+                    }
                 }
-                e.dkim = Some((sel.to_string(), PathBuf::from(p)));
             }
             "batv" => e.batv = Some(PathBuf::from(v)),
             _ => {

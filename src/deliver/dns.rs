@@ -47,6 +47,8 @@ pub struct Dns {
     /// /etc/resolv.conf when none are configured.
     servers: Vec<SocketAddr>,
     timeout: Duration,
+    /// No question is waited for past this (`--doctor`'s time budget).
+    deadline: Option<std::time::Instant>,
 }
 
 /// A resolver configuration asking exactly these servers (UDP, then TCP),
@@ -109,7 +111,31 @@ impl Dns {
             resolver,
             servers,
             timeout,
+            deadline: None,
         })
+    }
+
+    /// From now on, give up on any answer not in by `at`: such a question
+    /// fails as `Temporary` ("no answer in time").
+    pub fn set_deadline(&mut self, at: std::time::Instant) {
+        self.deadline = Some(at);
+    }
+
+    /// How long a question may still wait.
+    fn wait(&self) -> Duration {
+        match self.deadline {
+            Some(d) => self
+                .timeout
+                .min(d.saturating_duration_since(std::time::Instant::now())),
+            None => self.timeout,
+        }
+    }
+
+    fn out_of_time(&self, name: &str) -> DnsError {
+        DnsError::Temporary {
+            name: name.into(),
+            why: "no answer in time".into(),
+        }
     }
 
     fn lookup(&self, name: &str, rt: RecordType) -> Result<Vec<RData>, DnsError> {
@@ -118,7 +144,21 @@ impl Dns {
         } else {
             format!("{name}.")
         };
-        match self.rt.block_on(self.resolver.lookup(fqdn.as_str(), rt)) {
+        let answer = match self.deadline {
+            None => self.rt.block_on(self.resolver.lookup(fqdn.as_str(), rt)),
+            Some(d) => {
+                let fut = self.resolver.lookup(fqdn.as_str(), rt);
+                let at = tokio::time::Instant::from_std(d);
+                match self
+                    .rt
+                    .block_on(async { tokio::time::timeout_at(at, fut).await })
+                {
+                    Ok(r) => r,
+                    Err(_) => return Err(self.out_of_time(name)),
+                }
+            }
+        };
+        match answer {
             Ok(l) => Ok(l.answers().iter().map(|r| r.data.clone()).collect()),
             Err(e) => classify(name, e),
         }
@@ -230,6 +270,10 @@ impl Dns {
         let qname = Name::from_ascii(format!("{name}.")).map_err(|e| temp(e.to_string()))?;
         let mut last = temp("no nameserver configured".into());
         for server in &self.servers {
+            let wait = self.wait();
+            if wait.is_zero() {
+                return Err(self.out_of_time(&name));
+            }
             let mut q = Message::query();
             q.metadata.recursion_desired = true;
             q.add_query(Query::query(qname.clone(), RecordType::PTR));
@@ -242,7 +286,7 @@ impl Dns {
             };
             let udp = (|| -> std::io::Result<Vec<u8>> {
                 let s = std::net::UdpSocket::bind(bind)?;
-                s.set_read_timeout(Some(self.timeout))?;
+                s.set_read_timeout(Some(wait))?;
                 s.connect(server)?;
                 s.send(&wire)?;
                 let mut buf = vec![0u8; 4096];
@@ -266,8 +310,8 @@ impl Dns {
             };
             if resp.metadata.truncation {
                 let tcp = (|| -> std::io::Result<Vec<u8>> {
-                    let mut s = std::net::TcpStream::connect_timeout(server, self.timeout)?;
-                    s.set_read_timeout(Some(self.timeout))?;
+                    let mut s = std::net::TcpStream::connect_timeout(server, wait)?;
+                    s.set_read_timeout(Some(wait))?;
                     let mut framed = (wire.len() as u16).to_be_bytes().to_vec();
                     framed.extend_from_slice(&wire);
                     s.write_all(&framed)?;

@@ -3,7 +3,7 @@
 //! domain.
 
 use crate::doctor::records::{batv, dkim, dmarc};
-use crate::doctor::report::{Doctor, Status};
+use crate::doctor::report::{DnsFail, Doctor, Status};
 use crate::doctor::source::address_checks;
 use crate::identity::profile::Identity;
 use std::net::IpAddr;
@@ -16,7 +16,9 @@ pub fn identity(doc: &mut Doctor, label: &str, id: &Identity) {
         .unwrap_or_else(|| "virtusers (no line: the host identity)".into());
     let domain = id.domain();
     let mut addrs: Vec<IpAddr> = id.sources.clone();
-    if let Some(h) = &id.source_host {
+    if let Some(h) = &id.source_host
+        && !doc.out_of_time("source", label, h)
+    {
         match doc.addrs(h) {
             Ok(v) if !v.is_empty() => addrs = v,
             Ok(_) => doc.line(
@@ -26,13 +28,14 @@ pub fn identity(doc: &mut Doctor, label: &str, id: &Identity) {
                 h,
                 &format!("the source host name {h} has no address; add an A/AAAA record or put the address itself in {loc}"),
             ),
-            Err(e) => doc.line(
+            Err(DnsFail::Missing(e)) => doc.line(
                 Status::Fail,
                 "source",
                 label,
                 h,
                 &format!("the source host name {h} does not resolve ({e}); add an A/AAAA record or put the address itself in {loc}"),
             ),
+            Err(DnsFail::Unasked(e)) => doc.line(Status::Fail, "source", label, h, &e),
         }
     }
     let addr_texts: Vec<String> = if addrs.is_empty() {

@@ -8,7 +8,8 @@ use crate::identity::profile::Identity;
 use std::collections::HashMap;
 
 pub fn dkim(doc: &mut Doctor, label: &str, id: &Identity, a: &str, domain: &str, loc: &str) {
-    let Some((sel, path)) = &id.dkim else {
+    let keys = id.dkim_keys();
+    if keys.is_empty() {
         doc.line(
             Status::Warn,
             "dkim",
@@ -17,7 +18,23 @@ pub fn dkim(doc: &mut Doctor, label: &str, id: &Identity, a: &str, domain: &str,
             &format!("messages are not DKIM-signed; add dkim=SELECTOR:/etc/vsendmail/dkim/{domain}.pem to {loc}"),
         );
         return;
-    };
+    }
+    // Each key: the identity's own domain's, and each addon domain's.
+    for (d, sel, path) in keys {
+        dkim_key(doc, label, id, a, &d, sel, path);
+    }
+}
+
+/// One key of `dkim=`: the selector's TXT at `domain` holds its public key.
+fn dkim_key(
+    doc: &mut Doctor,
+    label: &str,
+    id: &Identity,
+    a: &str,
+    domain: &str,
+    sel: &str,
+    path: &std::path::Path,
+) {
     let key = match crate::sign::dkim_key::public_key(path) {
         Ok(k) => k,
         Err(m) => {
@@ -31,19 +48,17 @@ pub fn dkim(doc: &mut Doctor, label: &str, id: &Identity, a: &str, domain: &str,
             return;
         }
     };
+    group_readable(doc, "dkim", label, id, a, path);
     let name = format!("{sel}._domainkey.{domain}");
     let publish = format!("publish `{name} TXT \"{}\"`", key.txt());
+    if doc.out_of_time("dkim", label, a) {
+        return;
+    }
     let records = match doc.dns.txt(&name) {
         Ok(v) => v,
         Err(DnsError::NxDomain { .. }) => Vec::new(),
         Err(e) => {
-            doc.line(
-                Status::Fail,
-                "dkim",
-                label,
-                a,
-                &format!("{}; then {publish}", dns_text(e)),
-            );
+            doc.line(Status::Fail, "dkim", label, a, &dns_text(e));
             return;
         }
     };
@@ -144,13 +159,22 @@ pub fn dmarc(doc: &mut Doctor, label: &str, a: &str, domain: &str) {
     // The domain itself, then its parents (the organizational domain).
     let labels: Vec<&str> = domain.split('.').collect();
     let mut found: Option<(String, String)> = None;
+    if doc.out_of_time("dmarc", label, a) {
+        return;
+    }
     for i in 0..labels.len().saturating_sub(1).max(1) {
         let d = labels[i..].join(".");
         let name = format!("_dmarc.{d}");
-        let rec = doc.dns.txt(&name).ok().and_then(|v| {
-            v.into_iter()
-                .find(|t| t.trim_start().to_ascii_lowercase().starts_with("v=dmarc1"))
-        });
+        let rec = match doc.dns.txt(&name) {
+            Ok(v) => v
+                .into_iter()
+                .find(|t| t.trim_start().to_ascii_lowercase().starts_with("v=dmarc1")),
+            Err(DnsError::NxDomain { .. }) => None,
+            Err(e) => {
+                doc.line(Status::Fail, "dmarc", label, a, &dns_text(e));
+                return;
+            }
+        };
         if let Some(r) = rec {
             found = Some((name, r));
             break;
@@ -200,6 +224,7 @@ pub fn batv(doc: &mut Doctor, label: &str, id: &Identity, a: &str, loc: &str) {
     let Some(path) = &id.batv else { return };
     match crate::sign::batv::read_keys(path) {
         Ok(k) => {
+            group_readable(doc, "batv", label, id, a, path);
             let (d, _) = k.signing();
             let mode_note = if world_readable(path) {
                 "; but it is readable by every user: chmod 0640 and give it to the vsendmail group"
@@ -233,6 +258,32 @@ pub fn batv(doc: &mut Doctor, label: &str, id: &Identity, a: &str, loc: &str) {
                 path.display()
             ),
         ),
+    }
+}
+
+/// A `FAIL` line when a send of this identity (any user but root) could not
+/// read the key file with the vsendmail group.
+fn group_readable(
+    doc: &mut Doctor,
+    check: &str,
+    label: &str,
+    id: &Identity,
+    a: &str,
+    path: &std::path::Path,
+) {
+    if id.login == "root" {
+        return;
+    }
+    if let Some(g) = doc.group.clone()
+        && let Err(m) = crate::config::access::group_can_read(path, &g)
+    {
+        doc.line(
+            Status::Fail,
+            check,
+            label,
+            a,
+            &format!("{m}; until then every send of this identity fails with 78"),
+        );
     }
 }
 

@@ -3,7 +3,8 @@
 //! (`helo`), and SPF for the identity's domain from it (`spf`, evaluated by
 //! mail-auth).
 
-use crate::doctor::report::{Doctor, Status, dns_text};
+use crate::deliver::dns::DnsError;
+use crate::doctor::report::{DnsFail, Doctor, Status, dns_text};
 use crate::identity::profile::Identity;
 use std::net::IpAddr;
 
@@ -25,65 +26,78 @@ pub fn address_checks(doc: &mut Doctor, label: &str, id: &Identity, ip: IpAddr, 
     }
     // ptr and fcrdns
     let rev = crate::deliver::dns::reverse_name(ip);
-    match doc.dns.ptr(ip) {
-        Ok(names) if !names.is_empty() => {
-            doc.line(
-                Status::Ok,
-                "ptr",
-                label,
-                &a,
-                &format!("{rev} PTR {}", names.join(", ")),
-            );
-            let mut good = None;
-            let mut seen = Vec::new();
-            for n in &names {
-                match doc.addrs(n) {
-                    Ok(v) if v.contains(&ip) => {
-                        good = Some(n.clone());
-                        break;
-                    }
-                    Ok(v) => seen.push(format!(
-                        "{n} -> {}",
-                        if v.is_empty() {
-                            "no address".to_string()
-                        } else {
-                            v.iter()
-                                .map(|x| x.to_string())
-                                .collect::<Vec<_>>()
-                                .join(" ")
-                        }
-                    )),
-                    Err(e) => seen.push(format!("{n}: {e}")),
-                }
-            }
-            match good {
-                Some(n) => doc.line(
+    if doc.out_of_time("ptr", label, &a) {
+        doc.out_of_time("fcrdns", label, &a);
+    } else {
+        match doc.dns.ptr(ip) {
+            Ok(names) if !names.is_empty() => {
+                doc.line(
                     Status::Ok,
-                    "fcrdns",
+                    "ptr",
                     label,
                     &a,
-                    &format!("{n} resolves back to {a}"),
-                ),
-                None => doc.line(
+                    &format!("{rev} PTR {}", names.join(", ")),
+                );
+                let mut good = None;
+                let mut seen = Vec::new();
+                for n in &names {
+                    match doc.addrs(n) {
+                        Ok(v) if v.contains(&ip) => {
+                            good = Some(n.clone());
+                            break;
+                        }
+                        Ok(v) => seen.push(format!(
+                            "{n} -> {}",
+                            if v.is_empty() {
+                                "no address".to_string()
+                            } else {
+                                v.iter()
+                                    .map(|x| x.to_string())
+                                    .collect::<Vec<_>>()
+                                    .join(" ")
+                            }
+                        )),
+                        Err(e) => seen.push(format!("{n}: {e}")),
+                    }
+                }
+                match good {
+                    Some(n) => doc.line(
+                        Status::Ok,
+                        "fcrdns",
+                        label,
+                        &a,
+                        &format!("{n} resolves back to {a}"),
+                    ),
+                    None => doc.line(
+                        Status::Fail,
+                        "fcrdns",
+                        label,
+                        &a,
+                        &format!(
+                            "the PTR name does not resolve back to {a} ({}); add `{} {} {a}`",
+                            seen.join("; "),
+                            names[0],
+                            if ip.is_ipv4() { "A" } else { "AAAA" }
+                        ),
+                    ),
+                }
+            }
+            Err(e @ DnsError::Temporary { .. }) => {
+                doc.line(Status::Fail, "ptr", label, &a, &dns_text(e));
+                doc.line(
                     Status::Fail,
                     "fcrdns",
                     label,
                     &a,
-                    &format!(
-                        "the PTR name does not resolve back to {a} ({}); add `{} {} {a}`",
-                        seen.join("; "),
-                        names[0],
-                        if ip.is_ipv4() { "A" } else { "AAAA" }
-                    ),
-                ),
+                    "not checked: the PTR could not be asked for",
+                );
             }
-        }
-        other => {
-            let why = match other {
-                Ok(_) => format!("{rev} has no PTR record"),
-                Err(e) => dns_text(e),
-            };
-            doc.line(
+            other => {
+                let why = match other {
+                    Ok(_) => format!("{rev} has no PTR record"),
+                    Err(e) => dns_text(e),
+                };
+                doc.line(
                 Status::Fail,
                 "ptr",
                 label,
@@ -93,13 +107,14 @@ pub fn address_checks(doc: &mut Doctor, label: &str, id: &Identity, ip: IpAddr, 
                     id.helo
                 ),
             );
-            doc.line(
-                Status::Fail,
-                "fcrdns",
-                label,
-                &a,
-                &format!("no PTR name to resolve back to {a}; fix the PTR first"),
-            );
+                doc.line(
+                    Status::Fail,
+                    "fcrdns",
+                    label,
+                    &a,
+                    &format!("no PTR name to resolve back to {a}; fix the PTR first"),
+                );
+            }
         }
     }
     // helo
@@ -122,7 +137,7 @@ pub fn address_checks(doc: &mut Doctor, label: &str, id: &Identity, ip: IpAddr, 
             &a,
             &format!("HELO is an address literal {helo}; receivers want a host name that resolves to {a}: set helo= in {loc}"),
         );
-    } else {
+    } else if !doc.out_of_time("helo", label, &a) {
         match doc.addrs(&helo) {
             Ok(v) if v.contains(&ip) => doc.line(
                 Status::Ok,
@@ -131,6 +146,7 @@ pub fn address_checks(doc: &mut Doctor, label: &str, id: &Identity, ip: IpAddr, 
                 &a,
                 &format!("{helo} resolves to {a}"),
             ),
+            Err(DnsFail::Unasked(e)) => doc.line(Status::Fail, "helo", label, &a, &e),
             other => {
                 let found = match other {
                     Ok(v) if v.is_empty() => "no address".to_string(),
@@ -139,7 +155,7 @@ pub fn address_checks(doc: &mut Doctor, label: &str, id: &Identity, ip: IpAddr, 
                         .map(|x| x.to_string())
                         .collect::<Vec<_>>()
                         .join(" "),
-                    Err(e) => e,
+                    Err(e) => e.to_string(),
                 };
                 doc.line(
                     Status::Fail,
@@ -172,10 +188,21 @@ pub fn spf_check(doc: &mut Doctor, label: &str, id: &Identity, ip: IpAddr) {
         IpAddr::V4(_) => format!("ip4:{a}"),
         IpAddr::V6(_) => format!("ip6:{a}"),
     };
-    let record = doc.dns.txt(&domain).ok().and_then(|v| {
-        v.into_iter()
-            .find(|t| t.to_ascii_lowercase().starts_with("v=spf1"))
-    });
+    if doc.out_of_time("spf", label, &a) {
+        return;
+    }
+    // Asked first, so that a nameserver that is down or refuses is said as
+    // such, never taken for "no SPF record".
+    let record = match doc.dns.txt(&domain) {
+        Ok(v) => v
+            .into_iter()
+            .find(|t| t.to_ascii_lowercase().starts_with("v=spf1")),
+        Err(DnsError::NxDomain { .. }) => None,
+        Err(e) => {
+            doc.line(Status::Fail, "spf", label, &a, &dns_text(e));
+            return;
+        }
+    };
     let result = doc.spf.check(ip, &id.helo, &domain, &sender);
     match result {
         SpfResult::Pass => {
@@ -208,7 +235,7 @@ pub fn spf_check(doc: &mut Doctor, label: &str, id: &Identity, ip: IpAddr) {
             "spf",
             label,
             &a,
-            &format!("SPF of {domain} cannot be evaluated now (DNS temporary error); check the nameservers, then run --doctor again"),
+            &format!("could not ask DNS (SPF of {domain} met a temporary DNS error or ran out of time); check the nameservers, then run --doctor again"),
         ),
         SpfResult::PermError => doc.line(
             Status::Fail,

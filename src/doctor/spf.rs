@@ -8,6 +8,8 @@ use std::time::Duration;
 pub struct Spf {
     rt: tokio::runtime::Runtime,
     auth: mail_auth::MessageAuthenticator,
+    /// An evaluation still running then is a temporary error.
+    deadline: Option<std::time::Instant>,
 }
 
 impl Spf {
@@ -24,7 +26,15 @@ impl Spf {
                     .map_err(|e| e.to_string())?
             }
         };
-        Ok(Spf { rt, auth })
+        Ok(Spf {
+            rt,
+            auth,
+            deadline: None,
+        })
+    }
+
+    pub fn set_deadline(&mut self, at: std::time::Instant) {
+        self.deadline = Some(at);
     }
 
     pub fn check(
@@ -36,7 +46,19 @@ impl Spf {
     ) -> mail_auth::SpfResult {
         let params =
             mail_auth::spf::verify::SpfParameters::verify_mail_from(ip, helo, domain, sender);
-        let out = self.rt.block_on(self.auth.verify_spf(params));
-        out.result()
+        let fut = self.auth.verify_spf(params);
+        match self.deadline {
+            None => self.rt.block_on(fut).result(),
+            Some(d) => {
+                let at = tokio::time::Instant::from_std(d);
+                match self
+                    .rt
+                    .block_on(async { tokio::time::timeout_at(at, fut).await })
+                {
+                    Ok(out) => out.result(),
+                    Err(_) => mail_auth::SpfResult::TempError,
+                }
+            }
+        }
     }
 }

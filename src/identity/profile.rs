@@ -6,7 +6,7 @@
 use crate::config::conf::{FromPolicy, SenderPolicy};
 use crate::config::virtusers::{Entry, SenderSpec, Sources};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
@@ -53,6 +53,10 @@ pub struct Identity {
     pub rate: Option<crate::base::limit::Rate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dkim: Option<(String, PathBuf)>,
+    /// Keys of further From: domains, `(domain, selector, key)`; envelopes
+    /// written before they existed load with none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dkim_domains: Vec<(String, String, PathBuf)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batv: Option<PathBuf>,
     /// `file:line` of the virtusers entry; `None` for the host identity.
@@ -75,6 +79,7 @@ impl Identity {
                 from: Vec::new(),
                 rate: None,
                 dkim: None,
+                dkim_domains: Vec::new(),
                 batv: None,
                 location: None,
             };
@@ -100,9 +105,42 @@ impl Identity {
             from: e.from.clone(),
             rate: e.rate,
             dkim: e.dkim.clone(),
+            dkim_domains: e.dkim_domains.clone(),
             batv: e.batv.clone(),
             location: Some(e.location()),
         }
+    }
+
+    /// The key a message whose From: is at `from_domain` is signed with:
+    /// `(d=, s=, key file)`, the From: domain's own when `dkim=` lists it,
+    /// else the identity's own domain's; `None`: not signed.
+    pub fn dkim_key_for(&self, from_domain: Option<&str>) -> Option<(String, &str, &Path)> {
+        if let Some(fd) = from_domain
+            && let Some((d, sel, p)) = self
+                .dkim_domains
+                .iter()
+                .find(|(d, _, _)| d.eq_ignore_ascii_case(fd))
+        {
+            return Some((d.clone(), sel.as_str(), p.as_path()));
+        }
+        self.dkim
+            .as_ref()
+            .map(|(sel, p)| (self.domain(), sel.as_str(), p.as_path()))
+    }
+
+    /// Every key of the identity: `(domain, selector, key file)`, its own first.
+    pub fn dkim_keys(&self) -> Vec<(String, &str, &Path)> {
+        let mut v: Vec<(String, &str, &Path)> = self
+            .dkim
+            .iter()
+            .map(|(sel, p)| (self.domain(), sel.as_str(), p.as_path()))
+            .collect();
+        v.extend(
+            self.dkim_domains
+                .iter()
+                .map(|(d, sel, p)| (d.clone(), sel.as_str(), p.as_path())),
+        );
+        v
     }
 
     /// The domain of the identity's sender (Message-ID right side, qualification).
@@ -217,6 +255,53 @@ mod tests {
             1001,
             "host.example",
         )
+    }
+
+    #[test]
+    fn addon_domains_sign_with_their_own_key_and_old_envelopes_load() {
+        let t = Table::from_text(
+            Path::new("/etc/virtusers"),
+            "alice alice@shop.example - from=*@blog.example dkim=s1:/k/shop.pem,Blog.Example=s2:/k/blog.pem\n",
+        );
+        let i = Identity::resolve(
+            t.lookup("alice", &[]).unwrap().as_ref(),
+            "alice",
+            1,
+            "h.example",
+        );
+        let k = |d: Option<&str>| {
+            i.dkim_key_for(d)
+                .map(|(d, s, p)| (d, s.to_string(), p.display().to_string()))
+        };
+        assert_eq!(
+            k(Some("blog.example")),
+            Some(("blog.example".into(), "s2".into(), "/k/blog.pem".into()))
+        );
+        assert_eq!(k(Some("BLOG.example")).unwrap().1, "s2");
+        assert_eq!(
+            k(Some("other.example")),
+            Some(("shop.example".into(), "s1".into(), "/k/shop.pem".into()))
+        );
+        assert_eq!(k(None).unwrap().1, "s1");
+        assert_eq!(i.dkim_keys().len(), 2);
+        let old = r#"{"login":"a","uid":1,"sender":"a@shop.example","sources":[],"helo":"h","dkim":["sel","/k/shop.pem"]}"#;
+        let o: Identity = serde_json::from_str(old).unwrap();
+        assert_eq!(o.dkim, Some(("sel".into(), PathBuf::from("/k/shop.pem"))));
+        assert!(o.dkim_domains.is_empty());
+        let back: Identity = serde_json::from_str(&serde_json::to_string(&i).unwrap()).unwrap();
+        assert_eq!(back, i);
+        for bad in [
+            "dkim=s1:/a,s2:/b",
+            "dkim==s:/a",
+            "dkim=x.example=s:/a,x.example=t:/b",
+            "dkim=s1",
+        ] {
+            let t = Table::from_text(
+                Path::new("/etc/virtusers"),
+                &format!("alice a@shop.example - {bad}\n"),
+            );
+            assert!(t.lookup("alice", &[]).is_err(), "{bad}");
+        }
     }
 
     #[test]

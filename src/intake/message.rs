@@ -90,6 +90,9 @@ pub struct Taken {
     pub utf8_headers: bool,
     /// The message was ended by end of input (false: by a "." line).
     pub ended_by_eof: bool,
+    /// The domain of the (first) From: address as sent, lower case: whose
+    /// DKIM key signs it.
+    pub from_domain: Option<String>,
 }
 
 fn io(e: std::io::Error) -> IntakeError {
@@ -227,6 +230,13 @@ pub fn take<R: BufRead>(
         };
         added.push(Field::new("From", &v));
     }
+    t.from_domain = fields
+        .iter()
+        .chain(added.iter())
+        .find(|f| f.is("From"))
+        .and_then(|f| f.addresses().into_iter().next())
+        .and_then(|a| crate::base::address::domain(&a))
+        .map(|d| d.to_ascii_lowercase());
 
     // Write: Received, warning, original fields, added fields, blank line.
     let id = draft.id.clone();

@@ -38,9 +38,15 @@ pub const SIGNED_HEADERS: [&str; 10] = [
 const CHUNK: usize = 64 * 1024;
 
 /// The `DKIM-Signature:` header (CRLF-terminated) for the spooled message, or
-/// `None` when the identity does not sign.
-pub fn sign_draft(identity: &Identity, draft: &mut Draft) -> Result<Option<String>, DkimError> {
-    let Some((selector, path)) = &identity.dkim else {
+/// `None` when the identity does not sign. The key is the one of the From:
+/// domain (`from_domain`) when `dkim=` lists it, else the identity's own, so
+/// that an addon domain's message aligns for DMARC.
+pub fn sign_draft(
+    identity: &Identity,
+    from_domain: Option<&str>,
+    draft: &mut Draft,
+) -> Result<Option<String>, DkimError> {
+    let Some((domain, selector, path)) = identity.dkim_key_for(from_domain) else {
         return Ok(None);
     };
     let where_ = identity
@@ -53,7 +59,6 @@ pub fn sign_draft(identity: &Identity, draft: &mut Draft) -> Result<Option<Strin
             path.display()
         ))
     })?;
-    let domain = identity.domain();
     let file = draft.file();
     let sig = sign_file(&key, &domain, selector, |off, buf| file.read_at(buf, off))
         .map_err(|e| DkimError::Io(format!("cannot sign the spooled message: {e}")))?;

@@ -233,6 +233,32 @@ impl Spool {
         Ok(())
     }
 
+    /// The spool the configuration names, for a command that only reads
+    /// (`-bp`): nothing is created; `Ok(None)` when it does not exist yet.
+    pub fn of_existing(cfg: &crate::config::conf::Loaded) -> Result<Option<Spool>, SpoolError> {
+        Spool::open_existing(&cfg.cfg.spool)
+    }
+
+    /// Open the spool without creating anything: `Ok(None)` when its root or
+    /// its `queue/` is missing (nothing can be queued there yet).
+    pub fn open_existing(root: &Path) -> Result<Option<Spool>, SpoolError> {
+        let q = root.join("queue");
+        match std::fs::metadata(&q) {
+            Ok(m) if m.is_dir() => Ok(Some(Spool {
+                root: root.to_path_buf(),
+                min_free: 0,
+                user_limits: (0, 0, 0),
+            })),
+            Ok(_) => Err(SpoolError::io(
+                "not a directory:",
+                &q,
+                std::io::Error::from(std::io::ErrorKind::NotADirectory),
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(SpoolError::io("cannot look at", &q, e)),
+        }
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -682,6 +708,21 @@ mod tests {
         l.remove().unwrap();
         assert!(s.list().unwrap().is_empty());
         assert!(!s.msg_path(&id).exists());
+    }
+
+    #[test]
+    fn open_existing_creates_nothing() {
+        let d = std::env::temp_dir().join(format!("vs-spool-none-{}", rand::random::<u64>()));
+        assert!(Spool::open_existing(&d).unwrap().is_none());
+        assert!(!d.exists(), "open_existing created {}", d.display());
+        std::fs::create_dir_all(&d).unwrap();
+        assert!(Spool::open_existing(&d).unwrap().is_none());
+        assert!(!d.join("queue").exists() && !d.join("tmp").exists());
+        let s = Spool::open(&d).unwrap();
+        let e = Spool::open_existing(&d).unwrap().unwrap();
+        assert_eq!(e.root(), s.root());
+        assert!(e.list().unwrap().is_empty());
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

@@ -896,6 +896,10 @@ fn doctor_setup() -> DoctorSetup {
     let (key, txt) = make_key(env.dir(), "dkim.pem", KeyKind::Rsa(2048));
     let batv = env.write("batv.keys", "1 s3cret\n");
     std::fs::set_permissions(&batv, std::fs::Permissions::from_mode(0o640)).unwrap();
+    // alice sends with the vsendmail group (here vstest): it must read both keys.
+    for k in [&key, &batv] {
+        nix::unistd::chown(k, None, Some(crate::support::users::vstest_gid().into())).unwrap();
+    }
     let dns = DnsServer::start(zone(ALL_GOOD, &txt, "", IpAddr::V4(SRC)));
     env.conf(&format!("dns = [\"{}\"]", dns.addr()));
     env.virtusers(&format!(
@@ -1083,5 +1087,79 @@ fn deliverability_doctor_source_not_configured_here() {
     assert!(
         l.iter().filter(|x| x.starts_with("FAIL")).count() == 1,
         "{l:?}"
+    );
+}
+
+#[test]
+fn deliverability_dkim_addon_domain_signs_with_its_own_key() {
+    let env = Env::new();
+    let (main, main_txt) = make_key(env.dir(), "shop.pem", KeyKind::Ed25519);
+    let (blog, blog_txt) = make_key(env.dir(), "blog.pem", KeyKind::Rsa(2048));
+    let dns = DnsServer::start(
+        Zone::new()
+            .txt("sel._domainkey.shop.test", &main_txt)
+            .txt("bsel._domainkey.blog.test", &blog_txt),
+    );
+    let sink = Sink::start_default();
+    env.relay(sink.addr());
+    env.conf(&format!("dns = [\"{}\"]", dns.addr()));
+    env.virtusers(&format!(
+        "root alice@shop.test - from=*@blog.test dkim=sel:{},blog.test=bsel:{}\n",
+        main.display(),
+        blog.display()
+    ));
+    let send = |from: &str| {
+        let before = sink.messages().len();
+        env.run(
+            &["-i", "bob@example.test"],
+            format!("From: {from}\nTo: bob@example.test\nSubject: addon\n\nhello\n").as_bytes(),
+        )
+        .expect_code(0);
+        sink.wait_messages(before + 1, T).pop().unwrap()
+    };
+    // The addon domain's message: its own key, so DKIM aligns with From:.
+    let m = send("Blog <news@blog.test>");
+    let sig = dkim_header(&m);
+    assert!(
+        sig.contains("d=blog.test") && sig.contains("s=bsel"),
+        "{sig}"
+    );
+    assert_eq!(dkimpy(&dns, env.dir(), &m.data), "pass");
+    // The identity's own domain, and a From: domain without a key of its
+    // own: the identity's key.
+    for from in ["alice@shop.test", "x@other.test"] {
+        let m = send(from);
+        let sig = dkim_header(&m);
+        assert!(
+            sig.contains("d=shop.test") && sig.contains("s=sel"),
+            "{from}: {sig}"
+        );
+        assert_eq!(dkimpy(&dns, env.dir(), &m.data), "pass", "{from}");
+    }
+    let bv = env.run(&["-bv", "bob@example.test"], b"");
+    assert!(
+        bv.stdout
+            .contains("dkim yes (s=sel, d=shop.test; s=bsel, d=blog.test for From: *@blog.test)"),
+        "{bv}"
+    );
+    env.run(&["-bi"], b"").expect_code(0);
+    let doc = env.run(&["--doctor"], b"");
+    for name in ["sel._domainkey.shop.test", "bsel._domainkey.blog.test"] {
+        assert!(
+            doc.stdout.lines().any(|l| l.starts_with("ok dkim ")
+                && l.contains(&format!("{name} holds the public key"))),
+            "{name}:\n{doc}"
+        );
+    }
+    // A broken addon key is -bi's problem, with its entry.
+    std::fs::write(&blog, "not a key\n").unwrap();
+    let bi = env.run(&["-bi"], b"");
+    bi.expect_code(78);
+    assert!(
+        bi.stderr.contains(&format!(
+            "virtusers:1: dkim=blog.test=bsel:{}",
+            blog.display()
+        )),
+        "{bi}"
     );
 }

@@ -10,6 +10,7 @@ mod docs;
 mod dots;
 mod hostile_accountability;
 mod hostile_queue;
+mod first_hour_checks;
 mod layout;
 mod queue;
 mod queue_unreachable;
