@@ -514,21 +514,14 @@ fn hostile_full_spool_does_not_end_the_queue_run_at_the_first_message() {
     }
     assert_eq!(w.queued().len(), 3);
     spool.fill();
-    // Each message is tried although none can be saved.
+    // Each message is tried although none can be saved. With the spool
+    // full, the write-ahead audit record cannot be written either, so each
+    // attempt connects and stops before MAIL FROM (nothing unrecorded is
+    // sent): one connection per message shows the run went past the first.
     let o = w.run(None, &["-q"], b"");
     o.expect_code(0);
-    let mails: usize = w
-        .sink
-        .connections()
-        .iter()
-        .map(|c| {
-            c.commands
-                .iter()
-                .filter(|l| l.starts_with("MAIL FROM"))
-                .count()
-        })
-        .sum();
-    assert_eq!(mails, 3, "every message tried:\n{}", w.sink.dump());
+    let tried = w.sink.connections().len();
+    assert_eq!(tried, 3, "every message tried:\n{}", w.sink.dump());
     assert!(
         w.env
             .log_lines()
