@@ -116,6 +116,14 @@ fn submitted_ids(env: &Env) -> Vec<String> {
 
 /// Split a `key=value …` line into its fields, honouring `"quoted"` values;
 /// the last key (`result`, `status`) takes the rest of the line.
+/// The value of `key` among the pairs `kv` split (the field must be there).
+fn field(f: &[(String, String)], key: &str) -> String {
+    f.iter()
+        .find(|(k, _)| k == key)
+        .map(|x| x.1.clone())
+        .unwrap_or_else(|| panic!("no {key}= in {f:?}"))
+}
+
 fn kv(line: &str, last: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut rest = line.trim_start();
@@ -277,12 +285,7 @@ fn hostile_file_size_limit_cannot_hide_a_delivery() {
     let o = w.run(None, &["--who", &peer], b"");
     o.expect_code(0);
     let f = kv(o.stdout.trim_end(), "result");
-    let get = |k: &str| {
-        f.iter()
-            .find(|(key, _)| key == k)
-            .map(|x| x.1.clone())
-            .unwrap()
-    };
+    let get = |k: &str| field(&f, k);
     assert_eq!(get("uid"), uid(UA).to_string(), "{o}");
     assert_eq!(get("message_id"), "<ulimit.hacc@shop.example>");
     assert!(get("result").starts_with("sent (250"), "{o}");
@@ -301,12 +304,7 @@ fn hostile_closed_stderr_pipe_cannot_hide_a_verbose_delivery() {
     let o = w.run(None, &["--who", "<epipe.hacc@shop.example>"], b"");
     o.expect_code(0);
     let f = kv(o.stdout.trim_end(), "result");
-    let get = |k: &str| {
-        f.iter()
-            .find(|(key, _)| key == k)
-            .map(|x| x.1.clone())
-            .unwrap()
-    };
+    let get = |k: &str| field(&f, k);
     assert_eq!(get("src"), m[0].peer.to_string());
     assert!(get("result").starts_with("sent (250"), "{o}");
     // Both records are in the trail: the one written before MAIL FROM and
@@ -365,12 +363,7 @@ fn hostile_killed_sender_still_leaves_its_connection_in_the_trail() {
     let o = w.run(None, &["--who", &peer], b"");
     o.expect_code(0);
     let f = kv(o.stdout.trim_end(), "result");
-    let get = |k: &str| {
-        f.iter()
-            .find(|(key, _)| key == k)
-            .map(|x| x.1.clone())
-            .unwrap()
-    };
+    let get = |k: &str| field(&f, k);
     assert_eq!(get("uid"), uid(UA).to_string(), "{o}");
     assert_eq!(get("message_id"), "<killed.hacc@shop.example>");
     assert!(
