@@ -4,7 +4,8 @@
 //! (the destinations in turn), `host` (one try of one address of a host),
 //! `open` (a bound, greeted, TLS'd, authenticated session), `outcome` (per
 //! recipient, merged into the envelope), `context` (resolver, TLS, session
-//! pool); `bounce` (failure and delay reports). May use the stages before it.
+//! pool); `bounce` (failure and delay reports); `https` (the HTTPS requests
+//! of delivery: MTA-STS policies, OAuth2 tokens). May use the stages before it.
 
 pub mod attempt;
 pub mod bounce;
@@ -12,6 +13,7 @@ pub mod connect;
 pub mod context;
 pub mod dns;
 pub mod host;
+pub mod https;
 pub mod open;
 pub mod outcome;
 pub mod route;

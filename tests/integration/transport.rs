@@ -7,15 +7,11 @@
 //! here with rcgen; Postfix with STARTTLS is the end-to-end check.
 
 use crate::support::dns::{DnsServer, Zone};
+use crate::support::pki::{Chain, Pki, self_signed};
 use crate::support::postfix::{Postfix, PostfixOpts};
 use crate::support::sink::{Action, Rule, Sink, SinkConfig, Step, server_tls};
 use crate::support::vs::{self, Env, Out};
 use crate::support::{users, wait_until};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
@@ -29,68 +25,6 @@ const PASSWORD: &str = "Pw-7q2X!never-shown";
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
-}
-
-// ---------------------------------------------------------------- certificates
-
-/// A test CA and the certificates it issues.
-struct Pki {
-    ca: CertifiedIssuer<'static, KeyPair>,
-}
-
-type Chain = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
-
-fn key_der(k: &KeyPair) -> PrivateKeyDer<'static> {
-    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(k.serialize_der()))
-}
-
-fn leaf_params(names: &[&str], expired: bool) -> CertificateParams {
-    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    let mut p = CertificateParams::new(names.clone()).unwrap();
-    p.distinguished_name
-        .push(DnType::CommonName, names[0].clone());
-    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    if expired {
-        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        p.not_after = rcgen::date_time_ymd(2021, 1, 1);
-    }
-    p
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name
-            .push(DnType::CommonName, "vsendmail transport test CA");
-        p.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
-        Pki { ca }
-    }
-
-    fn ca_pem(&self) -> String {
-        self.ca.pem()
-    }
-
-    /// A server certificate for `names` (DNS names or IP literals) issued by the CA.
-    fn leaf(&self, names: &[&str], expired: bool) -> Chain {
-        let key = KeyPair::generate().unwrap();
-        let cert = leaf_params(names, expired)
-            .signed_by(&key, &self.ca)
-            .unwrap();
-        (vec![cert.der().clone()], key_der(&key))
-    }
-}
-
-/// A self-signed server certificate (no CA vouches for it).
-fn self_signed(names: &[&str]) -> Chain {
-    let key = KeyPair::generate().unwrap();
-    let cert = leaf_params(names, false).self_signed(&key).unwrap();
-    (vec![cert.der().clone()], key_der(&key))
 }
 
 fn tls_cfg(chain: Chain) -> Option<Arc<rustls::ServerConfig>> {

@@ -89,31 +89,45 @@ impl TlsContext {
             .map(|c| (c, true))
     }
 
-    fn build_verified(&self) -> Result<Arc<ClientConfig>, String> {
-        let mut roots = RootCertStore::empty();
+    /// The trusted CA certificates: the system bundle (when it exists) and
+    /// `tls_ca_file`; used by verified SMTP TLS and by HTTPS (`deliver::https`).
+    pub fn roots(&self) -> Result<Vec<CertificateDer<'static>>, String> {
+        let mut all: Vec<CertificateDer<'static>> = Vec::new();
         if let Ok(it) = CertificateDer::pem_file_iter(&self.system_ca_file) {
-            let certs: Vec<CertificateDer> = it.filter_map(Result::ok).collect();
-            roots.add_parsable_certificates(certs);
+            all.extend(it.filter_map(Result::ok));
         }
         if let Some(p) = &self.ca_file {
             let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(p)
                 .map_err(|e| format!("tls_ca_file {}: cannot read: {e}", p.display()))?
                 .collect::<Result<_, _>>()
                 .map_err(|e| format!("tls_ca_file {}: {e}", p.display()))?;
-            let (added, _) = roots.add_parsable_certificates(certs);
+            let mut probe = RootCertStore::empty();
+            let (added, _) = probe.add_parsable_certificates(certs.iter().cloned());
             if added == 0 {
                 return Err(format!(
                     "tls_ca_file {}: no usable CA certificate (PEM) in it",
                     p.display()
                 ));
             }
+            all.extend(certs);
         }
-        if roots.is_empty() {
+        if all.is_empty() {
             return Err(format!(
-                "tls = \"verify\" but no CA certificate was found in {} or tls_ca_file; install ca-certificates or set tls_ca_file",
+                "no CA certificate was found in {} or tls_ca_file; install ca-certificates or set tls_ca_file",
                 self.system_ca_file.display()
             ));
         }
+        Ok(all)
+    }
+
+    /// The crypto provider every TLS client of the run uses (ring).
+    pub fn provider(&self) -> Arc<CryptoProvider> {
+        self.provider.clone()
+    }
+
+    fn build_verified(&self) -> Result<Arc<ClientConfig>, String> {
+        let mut roots = RootCertStore::empty();
+        roots.add_parsable_certificates(self.roots()?);
         let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
             Arc::new(roots),
             self.provider.clone(),

@@ -1,0 +1,69 @@
+//! A test certificate authority (rcgen) and the certificates it issues:
+//! server certificates for receivers and HTTPS servers, expired ones, and
+//! self-signed ones no CA vouches for. `ca_pem` goes into `tls_ca_file`.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// A test CA and the certificates it issues.
+pub struct Pki {
+    pub ca: CertifiedIssuer<'static, KeyPair>,
+}
+
+pub type Chain = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+pub fn key_der(k: &KeyPair) -> PrivateKeyDer<'static> {
+    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(k.serialize_der()))
+}
+
+pub fn leaf_params(names: &[&str], expired: bool) -> CertificateParams {
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    let mut p = CertificateParams::new(names.clone()).unwrap();
+    p.distinguished_name
+        .push(DnType::CommonName, names[0].clone());
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    if expired {
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    }
+    p
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name
+            .push(DnType::CommonName, "vsendmail test CA");
+        p.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
+        Pki { ca }
+    }
+
+    pub fn ca_pem(&self) -> String {
+        self.ca.pem()
+    }
+
+    /// A server certificate for `names` (DNS names or IP literals) issued by the CA.
+    pub fn leaf(&self, names: &[&str], expired: bool) -> Chain {
+        let key = KeyPair::generate().unwrap();
+        let cert = leaf_params(names, expired)
+            .signed_by(&key, &self.ca)
+            .unwrap();
+        (vec![cert.der().clone()], key_der(&key))
+    }
+}
+
+/// A self-signed server certificate (no CA vouches for it).
+pub fn self_signed(names: &[&str]) -> Chain {
+    let key = KeyPair::generate().unwrap();
+    let cert = leaf_params(names, false).self_signed(&key).unwrap();
+    (vec![cert.der().clone()], key_der(&key))
+}
