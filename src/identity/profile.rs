@@ -21,9 +21,10 @@ pub enum PolicyError {
         location: String,
     },
     #[error(
-        "From: <{requested}> is not an address user {login} may use (identity {identity}); allowed: {allowed}; from_policy = \"reject\""
+        "{field}: <{requested}> is not an address user {login} may use (identity {identity}); allowed: {allowed}; from_policy = \"reject\""
     )]
     From {
+        field: &'static str,
         login: String,
         requested: String,
         identity: String,
@@ -198,10 +199,12 @@ impl Identity {
         }
     }
 
-    /// Apply `from_policy` to one From: address. `Ok(None)`: keep it;
-    /// `Ok(Some(addr))`: rewrite to the identity's sender.
+    /// Apply `from_policy` to the mailbox address of one author field
+    /// (`field`: From, Sender, Resent-From, Resent-Sender). `Ok(None)`: keep
+    /// it; `Ok(Some(addr))`: rewrite to the identity's sender.
     pub fn check_from(
         &self,
+        field: &'static str,
         from_addr: &str,
         trusted: bool,
         policy: FromPolicy,
@@ -211,6 +214,7 @@ impl Identity {
         }
         match policy {
             FromPolicy::Reject => Err(PolicyError::From {
+                field,
                 login: self.login.clone(),
                 requested: from_addr.into(),
                 identity: self.sender.clone(),

@@ -12,6 +12,7 @@
 
 use super::headers::{self, Field};
 use super::lines::{Line, next_line};
+use super::mailbox;
 use crate::config::conf::FromPolicy;
 use crate::identity::profile::{Identity, PolicyError};
 use crate::spool::store::{Draft, SpoolError};
@@ -39,6 +40,53 @@ pub enum IntakeError {
     Nul { line: usize },
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    #[error(
+        "the {field}: field \"{shown}\" {why}; write exactly one address there, as `Name <user@example.org>`; the message was NOT accepted"
+    )]
+    NotOneMailbox {
+        field: &'static str,
+        shown: String,
+        why: &'static str,
+    },
+    #[error(
+        "the message has {count} {field}: fields; keep exactly one; the message was NOT accepted"
+    )]
+    RepeatedField { field: &'static str, count: usize },
+}
+
+/// The fields that name the message's author or sender: each must be exactly
+/// one mailbox, From: and Sender: at most once, and `from_policy` applies to
+/// each (RFC 5322 allows lists there; receivers and DMARC read only one).
+const AUTHOR_FIELDS: [&str; 4] = ["From", "Sender", "Resent-From", "Resent-Sender"];
+
+/// Check every author field and apply `from_policy` to its parsed mailbox:
+/// a rewrite rebuilds the field as `Display <identity>` (never a textual
+/// replace, which a quoted display name or a comment would defeat).
+fn author_fields(fields: &mut [Field], o: &IntakeOptions) -> Result<(), IntakeError> {
+    for field in ["From", "Sender"] {
+        let count = fields.iter().filter(|f| f.is(field)).count();
+        if count > 1 {
+            return Err(IntakeError::RepeatedField { field, count });
+        }
+    }
+    for f in fields.iter_mut() {
+        let Some(&field) = AUTHOR_FIELDS.iter().find(|n| f.is(n)) else {
+            continue;
+        };
+        let value = f.value();
+        let mb = mailbox::parse(&value).map_err(|why| IntakeError::NotOneMailbox {
+            field,
+            shown: crate::base::address::printable(value.trim()),
+            why,
+        })?;
+        if let Some(new) = o
+            .identity
+            .check_from(field, &mb.addr, o.trusted, o.from_policy)?
+        {
+            *f = Field::new(field, &mb.with_addr(&new));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -189,22 +237,22 @@ pub fn take<R: BufRead>(
 
     let domain = o.identity.domain();
     for f in fields.iter_mut() {
-        if (f.is("From") || f.is("To") || f.is("Cc") || f.is("Reply-To") || f.is("Sender"))
+        let qualified = [
+            "From",
+            "To",
+            "Cc",
+            "Reply-To",
+            "Sender",
+            "Resent-From",
+            "Resent-Sender",
+        ];
+        if qualified.iter().any(|n| f.is(n))
             && let Some(v) = headers::qualify_value(&f.raw_value(), &domain)
         {
             *f = Field::new(&f.name(), &v);
         }
     }
-    // From: policy.
-    for f in fields.iter_mut().filter(|f| f.is("From")) {
-        for a in f.addresses() {
-            if let Some(new) = o.identity.check_from(&a, o.trusted, o.from_policy)? {
-                let v = f.raw_value();
-                let replaced = v.replacen(&a, &new, 1);
-                *f = Field::new("From", &replaced);
-            }
-        }
-    }
+    author_fields(&mut fields, o)?;
 
     let has = |n: &str| fields.iter().any(|f| f.is(n));
     let mut added = Vec::new();
@@ -406,6 +454,7 @@ mod tests {
     struct Run {
         dir: std::path::PathBuf,
         identity: Identity,
+        policy: FromPolicy,
     }
 
     impl Run {
@@ -420,7 +469,11 @@ mod tests {
             ));
             let mut identity = Identity::resolve(None, "alice", 1001, "host.test");
             identity.sender = "alice@shop.test".into();
-            Run { dir, identity }
+            Run {
+                dir,
+                identity,
+                policy: FromPolicy::Keep,
+            }
         }
 
         /// Take `input` as argv mode would (`-t` when `t`); the spooled bytes.
@@ -449,7 +502,7 @@ mod tests {
                     full_name: None,
                     hostname: "host.test",
                     auth_warning: None,
-                    from_policy: FromPolicy::Keep,
+                    from_policy: self.policy,
                     trusted: false,
                     limits: Limits {
                         max_message_size: 1 << 20,
@@ -566,5 +619,99 @@ mod tests {
             .take("Subject: caf\u{e9}\n\nx\n".as_bytes(), false)
             .unwrap();
         assert!(t.eightbit && t.utf8_headers);
+    }
+
+    /// The header block as spooled, after our Received: line.
+    fn field(out: &str, name: &str) -> Option<String> {
+        out.split("\r\n\r\n")
+            .next()
+            .unwrap()
+            .split("\r\n")
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|r| r.strip_prefix(": "))
+                    .map(str::to_string)
+            })
+    }
+
+    #[test]
+    fn rewrite_rebuilds_each_author_field_from_its_parsed_mailbox() {
+        let mut r = Run::new();
+        r.policy = FromPolicy::Rewrite;
+        for (from, want) in [
+            ("\"b@b.test\" <b@b.test>", "alice@shop.test"),
+            ("Bob <b@b.test>", "Bob <alice@shop.test>"),
+            ("b@b.test (Bob)", "alice@shop.test"),
+            (
+                "(x) \"Big Boss\" <b (c) @ b . test>",
+                "\"Big Boss\" <alice@shop.test>",
+            ),
+            ("Bob\n <b@b.test>", "Bob <alice@shop.test>"),
+            ("Sales <sales@shop.test>", "Sales <alice@shop.test>"),
+            ("Me <alice@shop.test>", "Me <alice@shop.test>"),
+        ] {
+            let msg = format!("From: {from}\nSender: {from}\nResent-From: {from}\n\nx\n");
+            let (_, out) = r.take(msg.as_bytes(), false).unwrap();
+            for f in ["From", "Sender", "Resent-From"] {
+                assert_eq!(
+                    field(&out, f).as_deref(),
+                    Some(want),
+                    "{f}: {from:?}\n{out}"
+                );
+            }
+            assert!(!out.contains("b.test>"), "{out}");
+        }
+    }
+
+    #[test]
+    fn reject_judges_the_parsed_mailbox_of_every_author_field() {
+        let mut r = Run::new();
+        r.policy = FromPolicy::Reject;
+        for bad in [
+            "From: \"alice@shop.test\" <b@b.test>",
+            "From: (alice@shop.test) b@b.test",
+            "Sender: b@b.test",
+            "Resent-From: Bob <b@b.test>",
+            "Resent-Sender: b@b.test",
+        ] {
+            match r.take(format!("{bad}\n\nx\n").as_bytes(), false) {
+                Err(IntakeError::Policy(PolicyError::From { requested, .. })) => {
+                    assert_eq!(requested, "b@b.test", "{bad}")
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        let ok = "From: \"b@b.test\" <alice@shop.test>\nSender: alice@shop.test\n\nx\n";
+        assert!(r.take(ok.as_bytes(), false).is_ok());
+    }
+
+    #[test]
+    fn an_author_field_that_is_not_one_mailbox_is_refused_whatever_the_policy() {
+        let r = Run::new();
+        for bad in [
+            "From: <alice@shop.test> <b@b.test>\n",
+            "From: alice@shop.test, b@b.test\n",
+            "From: Team: alice@shop.test;\n",
+            "Sender: a@b.test, c@d.test\n",
+            "Resent-From: <a@b.test> <c@d.test>\n",
+        ] {
+            match r.take(format!("{bad}\nx\n").as_bytes(), false) {
+                Err(IntakeError::NotOneMailbox { .. }) => {}
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        match r.take(b"From: alice@shop.test\nFrom: b@b.test\n\nx\n", false) {
+            Err(IntakeError::RepeatedField {
+                field: "From",
+                count: 2,
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        // Cron's shape stays fine.
+        let (_, out) = r.take(b"From: root (Cron Daemon)\n\nx\n", false).unwrap();
+        assert_eq!(
+            field(&out, "From").as_deref(),
+            Some("root@shop.test (Cron Daemon)")
+        );
     }
 }

@@ -5,4 +5,5 @@
 
 pub mod headers;
 pub(crate) mod lines;
+pub mod mailbox;
 pub mod message;
