@@ -85,6 +85,16 @@ pub enum Error {
         "{what}; user {login} may act only on their own messages (root and trusted_users on any)"
     )]
     NotYours { what: String, login: String },
+    /// The owner tried to release or delete a message whose hold it did not set.
+    #[error(
+        "{ids}: only root or a trusted user can release or delete a message held by the administrator or for a changed identity; ask the administrator"
+    )]
+    HoldBinds { ids: String },
+    /// `--policy` or `--batv-check` by a user who is not allowed to test tags.
+    #[error(
+        "{what} is for root, trusted_users and policy_users only (user {login} is none of them); ask the administrator to add the user to policy_users in the configuration"
+    )]
+    NotPolicyUser { what: &'static str, login: String },
     #[error(
         "--who {shown}: not an address (192.0.2.10, 2001:db8::11), an address and port (192.0.2.10:40312, [2001:db8::11]:40312) or a Message-ID (<id@example.org>)"
     )]
@@ -182,7 +192,10 @@ pub fn code(err: &Error) -> i32 {
         Error::NoHeaderRecipients | Error::TooManyRecipients { .. } | Error::PolicyInput(_) => {
             DATAERR
         }
-        Error::OtherConfig { .. } | Error::NotYours { .. } => NOPERM,
+        Error::OtherConfig { .. }
+        | Error::NotYours { .. }
+        | Error::HoldBinds { .. }
+        | Error::NotPolicyUser { .. } => NOPERM,
         Error::CheckFailed { .. }
         | Error::VerifyFailed { .. }
         | Error::BatvKeys(_)

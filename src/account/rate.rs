@@ -70,6 +70,15 @@ pub enum RateError {
         held: usize,
         max: usize,
     },
+    #[error(
+        "user {login} made {made} BATV tag checks in the last {period} (policy_rate allows {limit}); try again later"
+    )]
+    Checks {
+        login: String,
+        made: usize,
+        period: String,
+        limit: u32,
+    },
 }
 
 /// How long a submission waits for its identity's counter lock (then 75).
@@ -81,6 +90,37 @@ const RUN_WAIT: Duration = Duration::from_secs(2);
 /// The limit that applies to `identity` (its `rate=`, else the config's).
 pub fn limit_for(cfg: &Loaded, identity: &Identity) -> Option<Limit> {
     identity.rate.or(cfg.rate).and_then(Rate::limit)
+}
+
+/// Count one BATV tag check (`--policy`, `--batv-check`) by `uid` against
+/// `policy_rate`, so that no caller can test tags by the thousand: a counter
+/// `<spool>/rate/batv-checks.uid-UID` of the same form and locking as an
+/// identity's (its name has no `@`, so it is no identity's). Root and
+/// trusted users are never limited; a check over the limit is not counted.
+pub fn count_tag_check(cfg: &Loaded, uid: u32, login: &str) -> Result<(), RateError> {
+    let Some(limit) = cfg.policy_rate.filter(|_| !cfg.is_trusted(login)) else {
+        return Ok(());
+    };
+    let name = format!("batv-checks.uid-{uid}");
+    let mut c = Counter::open(cfg, &name, RUN_WAIT).map_err(|err| RateError::Counter {
+        identity: name.clone(),
+        err,
+    })?;
+    let now = crate::base::clock::unix_ms();
+    c.slide(now, limit.period);
+    if c.stamps.len() >= limit.count as usize {
+        return Err(RateError::Checks {
+            login: login.to_string(),
+            made: c.stamps.len(),
+            period: period_text(limit.period),
+            limit: limit.count,
+        });
+    }
+    c.stamps.push(now);
+    c.store().map_err(|err| RateError::Store {
+        path: c.path.display().to_string(),
+        err,
+    })
 }
 
 /// The counter file's name for an identity.

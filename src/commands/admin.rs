@@ -1,7 +1,9 @@
 //! Queue control: `--hold`, `--release`, `--delete` with a queue id,
 //! `user=LOGIN` or `ALL`; root and trusted users on any message, others on
-//! their own only (another user's message or `user=`: exit 77, nothing
-//! changed; `ALL` means all of one's own). Each message is changed under its
+//! their own only. Another user's message is answered exactly as a queue id
+//! that does not exist (exit 1, the same line: no oracle of whose mail is
+//! queued); `user=` naming another user is refused (exit 77); `ALL` means
+//! all of one's own. Each message is changed under its
 //! spool lock, so an action never races a delivery in progress: when one is
 //! running, the command retries for a few seconds (never blocking on the
 //! lock, so a stopped process cannot hang it), then says
@@ -11,10 +13,16 @@
 //! selector matched nothing. Held messages are skipped by queue runs;
 //! `--release` lifts only that hold (a message held for the rate limit stays
 //! under it); `--delete` removes the message without a bounce.
+//!
+//! A hold the owner did not set binds the owner: an administrator's
+//! `--hold`, or a queue run's for an identity removed or changed since
+//! submission (`HeldBy`). Only root or a trusted user releases or deletes
+//! such a message (the owner gets exit 77 naming it, the others are done);
+//! releasing one held for its identity sends it as the identity is now.
 
 use crate::exit::{Error, Result};
 use crate::identity::job::Job;
-use crate::spool::envelope::Envelope;
+use crate::spool::envelope::{Envelope, HeldBy};
 use crate::spool::store::{Locked, Spool};
 use std::time::{Duration, Instant};
 
@@ -90,18 +98,12 @@ fn select(job: &Job, spool: &Spool, sel: &Sel) -> Result<Vec<String>> {
     let trusted = job.trusted();
     let own = |e: &Envelope| e.identity.uid == job.invoker.uid;
     match sel {
+        // Another user's message is, to a plain user, no message at all.
         Sel::Id(id) => match spool.load(id) {
-            Ok(e) => {
-                if !trusted && !own(&e) {
-                    return Err(refuse_other(
-                        job,
-                        &format!("message {id} belongs to user {}", e.identity.login),
-                    ));
-                }
-                Ok(vec![id.clone()])
-            }
-            Err(crate::spool::store::SpoolError::NotFound(_)) => Ok(Vec::new()),
-            Err(e) => Err(e.into()),
+            Ok(e) if trusted || own(&e) => Ok(vec![id.clone()]),
+            Ok(_) | Err(crate::spool::store::SpoolError::NotFound(_)) => Ok(Vec::new()),
+            Err(e) if trusted => Err(e.into()),
+            Err(_) => Ok(Vec::new()),
         },
         Sel::User(login) => {
             if !trusted && *login != job.invoker.login {
@@ -137,6 +139,7 @@ fn act(job: &Job, sel: &str, action: Action) -> Result<i32> {
     let spool = Spool::of(&job.cfg)?;
     let mut waiting = select(job, &spool, &s)?;
     let mut done = 0usize;
+    let mut bound = Vec::new();
     // Non-blocking tries, repeated for the busy ones until BUSY_WAIT is
     // spent: a stopped process holding a lock cannot hang the command.
     let end = Instant::now() + BUSY_WAIT;
@@ -154,6 +157,12 @@ fn act(job: &Job, sel: &str, action: Action) -> Result<i32> {
             if !job.trusted() && locked.env.identity.uid != job.invoker.uid {
                 continue;
             }
+            if let Some(by) = locked.env.held_by.filter(|_| !job.trusted())
+                && action != Action::Hold
+            {
+                bound.push(format!("{id} (held, {})", by.text()));
+                continue;
+            }
             apply(job, locked, action, &id)?;
             done += 1;
         }
@@ -167,6 +176,11 @@ fn act(job: &Job, sel: &str, action: Action) -> Result<i32> {
         }
         std::thread::sleep(Duration::from_millis(100));
         waiting = busy;
+    }
+    if !bound.is_empty() {
+        return Err(Error::HoldBinds {
+            ids: bound.join(", "),
+        });
     }
     if done == 0 {
         eprintln!(
@@ -183,11 +197,23 @@ fn apply(job: &Job, mut locked: Locked, action: Action, id: &str) -> Result<()> 
     let mut note = "";
     match action {
         Action::Hold => {
+            // An administrator's hold binds the owner; a reason already
+            // recorded (an identity change) stays.
+            if job.trusted() && locked.env.held_by.is_none() {
+                locked.env.held_by = Some(HeldBy::Admin);
+            }
             locked.env.held = true;
             locked.save()?;
         }
         Action::Release => {
+            if matches!(
+                locked.env.held_by,
+                Some(HeldBy::IdentityRemoved | HeldBy::IdentityChanged)
+            ) {
+                note = adopt_current_identity(job, &mut locked.env);
+            }
             locked.env.held = false;
+            locked.env.held_by = None;
             locked.save()?;
             if locked.env.rate_held {
                 note = " (still under the rate limit: queue runs send it when the rate allows)";
@@ -211,6 +237,31 @@ fn apply(job: &Job, mut locked: Locked, action: Action, id: &str) -> Result<()> 
     ));
     println!("{id}: {}{note}", action.done());
     Ok(())
+}
+
+/// An administrator releases a message held for its identity: it is sent as
+/// the owner's identity is now (the host identity when the line is gone).
+/// The envelope sender follows when it was the old identity's own address.
+/// The header and any DKIM signature stay as submitted.
+fn adopt_current_identity(job: &Job, env: &mut Envelope) -> &'static str {
+    let old = &env.identity;
+    let now = match crate::identity::invoker::by_login(&old.login) {
+        Some(who) => match crate::identity::job::identity_of(&job.cfg, &who) {
+            Ok(i) => i,
+            Err(_) => return " (virtusers cannot be read: it keeps its recorded identity)",
+        },
+        None => crate::identity::profile::Identity::resolve(
+            None,
+            &old.login,
+            old.uid,
+            &job.cfg.hostname,
+        ),
+    };
+    if env.sender.eq_ignore_ascii_case(&old.sender) {
+        env.sender = now.sender.clone();
+    }
+    env.identity = now;
+    " (sent as the identity virtusers gives now)"
 }
 
 #[cfg(test)]

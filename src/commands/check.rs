@@ -11,6 +11,12 @@
 //! spool directory the next root run creates, a relay name that does not
 //! exist, no syslog) are printed and counted. Nothing is created but
 //! the index of a clean virtusers.
+//!
+//! Root and `trusted_users` see every line's problems. Any other user sees
+//! its own identity's line (the one a send by it would use) and the
+//! configuration's; problems in other users' lines are counted, never
+//! shown (their addresses, key paths and relays are not that user's to
+//! know).
 
 use crate::base::relay::Relay;
 use crate::config::access::{ServiceGroup, group_can_read, mode_owner};
@@ -57,13 +63,35 @@ pub fn run(job: &Job) -> Result<i32> {
     }
     let table = Table::read(&cfg.cfg.virtusers)?;
     let (entries, errors) = table.check_all();
-    problems.extend(errors.iter().map(|e| e.to_string()));
+    // Which lines' problems this user may read: all (root, trusted), or
+    // the one its sends use.
+    let own_line = match table.lookup_with(&job.invoker.login, || job.invoker.groups().to_vec()) {
+        Ok(e) => e.map(|e| e.line),
+        Err(crate::config::virtusers::VirtusersError::Line { line, .. }) => Some(line),
+        Err(_) => None,
+    };
+    let trusted = job.trusted();
+    let visible = |line: usize| trusted || own_line == Some(line);
+    let mut others = 0usize;
+    for e in &errors {
+        match e {
+            crate::config::virtusers::VirtusersError::Line { line, .. } if !visible(*line) => {
+                others += 1
+            }
+            e => problems.push(e.to_string()),
+        }
+    }
     let dns = crate::deliver::dns::Dns::new(&cfg.nameservers, std::time::Duration::from_secs(3));
-    let mut relays: Vec<(String, &Relay)> = Vec::new();
+    // (where, relay, whether this user may see its problems)
+    let mut relays: Vec<(String, &Relay, bool)> = Vec::new();
     if let Some(r) = &cfg.relay {
-        relays.push((format!("{conf}: relay"), r));
+        relays.push((format!("{conf}: relay"), r, true));
     }
     for e in &entries {
+        let show = visible(e.line);
+        // Problems of a line the user may not read are counted, not shown:
+        // each would name that identity's files.
+        let mut mine: Vec<String> = Vec::new();
         // root reads every file; anyone else sends with the group only.
         let by_root = matches!(&e.who, Who::User(u) if u == "root");
         let keys = e.dkim.iter().map(|(sel, p)| (String::new(), sel, p)).chain(
@@ -74,21 +102,26 @@ pub fn run(job: &Job) -> Result<i32> {
         for (dom, sel, path) in keys {
             let at = format!("{}: dkim={dom}{sel}:{}", e.location(), path.display());
             match crate::sign::dkim_key::check_key(path) {
-                Err(msg) => problems.push(format!("{at}: {msg}")),
-                Ok(()) if !by_root => readable(&mut problems, &at, path),
+                Err(msg) => mine.push(format!("{at}: {msg}")),
+                Ok(()) if !by_root => readable(&mut mine, &at, path),
                 Ok(()) => {}
             }
         }
         if let Some(path) = &e.batv {
             let at = format!("{}: batv={}", e.location(), path.display());
             match crate::sign::batv::check_key_file(path) {
-                Err(msg) => problems.push(format!("{at}: {msg}")),
-                Ok(()) if !by_root => readable(&mut problems, &at, path),
+                Err(msg) => mine.push(format!("{at}: {msg}")),
+                Ok(()) if !by_root => readable(&mut mine, &at, path),
                 Ok(()) => {}
             }
         }
         if let Some(r) = &e.relay {
-            relays.push((format!("{}: relay={}", e.location(), r.text), r));
+            relays.push((format!("{}: relay={}", e.location(), r.text), r, show));
+        }
+        if show {
+            problems.extend(mine);
+        } else {
+            others += mine.len();
         }
     }
     match crate::config::secrets::Secrets::load(&cfg.cfg.secrets) {
@@ -100,17 +133,28 @@ pub fn run(job: &Job) -> Result<i32> {
         ),
         Ok(None) => {}
     }
-    for (at, r) in &relays {
+    for (at, r, show) in &relays {
         if r.user.is_some()
             && let Err(m) = crate::config::secrets::for_relay(&cfg.cfg.secrets, r)
         {
-            problems.push(format!("{at}: {m}"));
+            if *show {
+                problems.push(format!("{at}: {m}"));
+            } else {
+                others += 1;
+            }
         }
-        if let Ok(d) = &dns
+        if *show
+            && let Ok(d) = &dns
             && let Some(w) = relay_unresolved(d, r)
         {
             warnings.push(format!("{at}: warning: {w}"));
         }
+    }
+    if others > 0 {
+        problems.push(format!(
+            "{vpath}: {others} problem(s) in other users' lines, not shown to user {}; root or a trusted user sees them with -bi",
+            job.invoker.login
+        ));
     }
     let apath = cfg.cfg.aliases.display().to_string();
     let (_, alias_problems) = crate::config::aliases::Aliases::load(&cfg.cfg.aliases);

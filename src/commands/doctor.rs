@@ -10,6 +10,11 @@
 //! file is readable and well formed). All DNS questions go to the `dns`
 //! nameservers (PTR with plain queries, see `deliver::dns::Dns::ptr`). Exit 0 when no
 //! check failed, 1 otherwise.
+//!
+//! Root and `trusted_users` check any identity (every line by default). Any
+//! other user checks only its own (the default, and the only login it may
+//! name: another is 77), so no user learns another's addresses, key paths
+//! or public keys.
 
 use crate::config::virtusers::{Table, Who};
 use crate::deliver::dns::Dns;
@@ -28,6 +33,20 @@ const BUDGET: Duration = Duration::from_secs(20);
 
 /// Check the identities of `logins` (all when empty).
 pub fn run(job: &Job, logins: &[String]) -> Result<i32> {
+    let own = [job.invoker.login.clone()];
+    let logins = if job.trusted() {
+        logins
+    } else if let Some(other) = logins.iter().find(|l| **l != job.invoker.login) {
+        return Err(Error::NotYours {
+            what: format!(
+                "--doctor {}: another user's identity",
+                crate::base::address::printable(other)
+            ),
+            login: job.invoker.login.clone(),
+        });
+    } else {
+        &own[..]
+    };
     let table = Table::read(&job.cfg.cfg.virtusers)?;
     let mut ids: Vec<(String, Identity)> = Vec::new();
     if logins.is_empty() {

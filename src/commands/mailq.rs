@@ -1,5 +1,9 @@
 //! `-bp` / `mailq`: the queue listed as Postfix's mailq does. Only the
-//! invoking user's messages unless root (or a trusted user).
+//! invoking user's messages unless root (or a trusted user). The queue id
+//! column is as wide as the longest id (ours are 16 to 20 characters, shown
+//! in full, as Postfix's long ids); a held message says why when its owner
+//! did not hold it (`held (identity changed)`); and a user at one of its
+//! per-user spool limits is told which, after the total line.
 
 use crate::exit::Result;
 use crate::identity::job::Job;
@@ -14,6 +18,12 @@ pub fn print(job: &Job) -> Result<i32> {
         print!("{}", render(&[]));
         return Ok(0);
     };
+    // SAFETY: getuid has no preconditions.
+    let at_limit = if unsafe { libc::getuid() } == 0 {
+        Vec::new() // root is never limited
+    } else {
+        spool.limits_reached(job.invoker.uid)
+    };
     let mut shown: Vec<Envelope> = Vec::new();
     for id in spool.list()? {
         let Ok(env) = spool.load(&id) else { continue };
@@ -22,6 +32,20 @@ pub fn print(job: &Job) -> Result<i32> {
         }
     }
     print!("{}", render(&shown));
+    for e in &at_limit {
+        if let crate::spool::store::SpoolError::UserLimit {
+            what,
+            count,
+            key,
+            max,
+            ..
+        } = e
+        {
+            println!(
+                "-- At a spool limit: {count} {what} ({key} = {max}); new messages are refused until some leave the queue."
+            );
+        }
+    }
     Ok(0)
 }
 
@@ -31,7 +55,15 @@ pub fn render(envs: &[Envelope]) -> String {
         return "Mail queue is empty\n".into();
     }
     let mut s = String::new();
-    s.push_str("-Queue ID-     --Size-- ----Arrival Time---- -Sender/Recipient-------\n");
+    let w = envs.iter().map(|e| e.id.len()).max().unwrap_or(0).max(14);
+    let _ = writeln!(
+        s,
+        "{:<w1$} --Size-- ----Arrival Time---- -Sender/Recipient-------",
+        "-Queue ID-",
+        w1 = w + 1
+    );
+    // Recipients and notes line up under the sender.
+    let ind = w + 31;
     let mut bytes = 0u64;
     for e in envs {
         bytes += e.size;
@@ -43,16 +75,30 @@ pub fn render(envs: &[Envelope]) -> String {
         };
         let _ = writeln!(
             s,
-            "{}{mark} {:>8} {} {}",
+            "{:<w$}{mark} {:>8} {} {}",
             e.id,
             e.size,
             crate::base::clock::mailq_stamp(e.created as i64),
             sender
         );
-        if e.held {
-            let _ = writeln!(s, "{:>44}(held)", "");
-        } else if e.rate_held {
-            let _ = writeln!(s, "{:>44}(rate limited)", "");
+        match (e.held, e.held_by) {
+            (true, None) => {
+                let _ = writeln!(s, "{:>ind$}(held)", "");
+            }
+            (true, Some(by)) => {
+                let _ = writeln!(
+                    s,
+                    "{:>ind$}(held ({}): root or a trusted user decides: --release {} or --delete {})",
+                    "",
+                    by.text(),
+                    e.id,
+                    e.id
+                );
+            }
+            (false, _) if e.rate_held => {
+                let _ = writeln!(s, "{:>ind$}(rate limited)", "");
+            }
+            _ => {}
         }
         for r in e
             .recipients
@@ -60,9 +106,14 @@ pub fn render(envs: &[Envelope]) -> String {
             .filter(|r| r.state == RcptState::Pending)
         {
             if let Some(reply) = &r.reply {
-                let _ = writeln!(s, "{:>44}({})", "", crate::base::address::printable(reply));
+                let _ = writeln!(
+                    s,
+                    "{:>ind$}({})",
+                    "",
+                    crate::base::address::printable(reply)
+                );
             }
-            let _ = writeln!(s, "{:>44}{}", "", r.addr);
+            let _ = writeln!(s, "{:>ind$}{}", "", r.addr);
         }
         s.push('\n');
     }
@@ -98,5 +149,25 @@ mod tests {
         assert!(s.contains("(451 4.3.0 try later)"), "{s}");
         assert!(s.contains("a@x.test"), "{s}");
         assert!(s.ends_with("-- 2 Kbytes in 1 Request.\n"), "{s}");
+    }
+
+    #[test]
+    fn long_ids_in_full_with_the_columns_aligned_and_hold_reasons() {
+        let mut a = Envelope::new_for_test("4F2A9C1B0000000001AB");
+        a.held = true;
+        a.held_by = Some(crate::spool::envelope::HeldBy::IdentityRemoved);
+        let b = Envelope::new_for_test("4F2A9C1B00000001");
+        let s = render(&[a, b]);
+        let lines: Vec<&str> = s.lines().collect();
+        assert!(lines[1].starts_with("4F2A9C1B0000000001AB! "), "{s}");
+        assert!(s.contains("\n4F2A9C1B00000001     "), "{s}");
+        assert_eq!(
+            lines[1].find(" 0 ").unwrap() + 2,
+            lines[0].find("--Size--").unwrap() + 8,
+            "{s}"
+        );
+        assert!(s.contains("(held (identity removed): root"), "{s}");
+        let sender_col = lines[1].find("root@host.test").unwrap();
+        assert_eq!(lines[3].find("a@x.test"), Some(sender_col), "{s}");
     }
 }

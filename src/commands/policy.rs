@@ -10,7 +10,10 @@
 //! valid tag; a key file that cannot be read gives `DEFER_IF_PERMIT` (the
 //! bounce is retried later); everything else `action=DUNNO`. Malformed input
 //! (a line without `=`, an over-long line or request, bytes that are not
-//! UTF-8) ends the run with a syslog line and exit 65.
+//! UTF-8) ends the run with a syslog line and exit 65. Only root,
+//! `trusted_users` and `policy_users` may run it (others: 77, on stderr,
+//! since they are not Postfix), and every tag it checks counts against the
+//! caller's `policy_rate`: over it, the bounce gets `DEFER_IF_PERMIT`.
 
 use crate::base::syslog::Syslog;
 use crate::exit::{Error, Result};
@@ -22,6 +25,13 @@ const MAX_ATTRS: usize = 200;
 
 /// Serve policy requests until end of input.
 pub fn serve(job: &crate::identity::job::Job) -> Result<i32> {
+    let login = &job.invoker.login;
+    if !job.cfg.may_check_tags(login) {
+        return Err(Error::NotPolicyUser {
+            what: "--policy",
+            login: login.clone(),
+        });
+    }
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     let result = Domains::load(&job.cfg)
@@ -30,6 +40,8 @@ pub fn serve(job: &crate::identity::job::Job) -> Result<i32> {
             let mut input = stdin.lock();
             let mut out = stdout.lock();
             serve_on(&mut input, &mut out, &job.log, |addr| {
+                crate::account::rate::count_tag_check(&job.cfg, job.invoker.uid, login)
+                    .map_err(|e| e.to_string())?;
                 domains.check(addr, crate::sign::batv::today(), job.cfg.cfg.batv_days)
             })
         });

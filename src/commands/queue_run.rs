@@ -1,7 +1,10 @@
 //! `-q`: queue runs without a daemon. `-q` tries every queued message now;
 //! `-q<time>` makes one pass over the messages whose retry time has come
 //! (what cron or the systemd timer runs every `<time>`); `-qI/-qR/-qS` select
-//! by substring. Messages locked by another process are skipped, so parallel
+//! by substring. A message whose owner's virtusers line was removed or
+//! changed since it was queued is held (`held (identity removed)` /
+//! `held (identity changed)` in `-bp`), never sent from the old identity;
+//! the administrator decides with `--release` or `--delete`. Messages locked by another process are skipped, so parallel
 //! runs (and a -odi delivery in progress) never send a message twice. One
 //! connection pool per run: messages to the same host from the same source
 //! share an SMTP connection (RSET between). An error of one message (a full
@@ -16,7 +19,7 @@ use crate::deliver::outcome::Report;
 use crate::exit::Result;
 use crate::identity::job::Job;
 use crate::identity::profile::Identity;
-use crate::spool::envelope::{Envelope, RcptState};
+use crate::spool::envelope::{Envelope, HeldBy, RcptState};
 use crate::spool::store::{Spool, SpoolError};
 
 pub fn run(job: &Job, q: &QueueRun) -> Result<i32> {
@@ -26,7 +29,7 @@ pub fn run(job: &Job, q: &QueueRun) -> Result<i32> {
     let mut tried = 0usize;
     let mut rate_released = 0usize;
     // Rate-held messages are released oldest first: ids sort by arrival.
-    let mut current: std::collections::HashMap<String, Option<Identity>> = Default::default();
+    let mut current: std::collections::HashMap<String, Current> = Default::default();
     for id in spool.list()? {
         // Whose it is and whether it is due, read without the lock: a user's
         // run never takes (and so never pins) another user's message.
@@ -50,7 +53,21 @@ pub fn run(job: &Job, q: &QueueRun) -> Result<i32> {
                 continue;
             }
         };
-        let now_identity = current_identity(job, &locked.env, &mut current);
+        let now_identity = match current_identity(job, &locked.env, &mut current) {
+            Current::Unreadable => {
+                job.log.err(&format!(
+                    "{id}: the identity of {} cannot be read from virtusers now; not sent by this queue run",
+                    locked.env.identity.login
+                ));
+                continue;
+            }
+            Current::Gone => None,
+            Current::Is(i) => Some(i),
+        };
+        if let Some(by) = identity_hold(&locked.env, now_identity.as_ref()) {
+            hold_for_identity(job, &mut locked, by);
+            continue;
+        }
         if locked.env.rate_held {
             if !crate::account::rate::release(
                 &job.cfg,
@@ -68,7 +85,6 @@ pub fn run(job: &Job, q: &QueueRun) -> Result<i32> {
                 continue;
             }
         }
-        identity_changed_note(job, &locked.env, now_identity.as_ref());
         tried += 1;
         let expired = now.saturating_sub(locked.env.created) > job.cfg.max_age.as_secs();
         let report = if expired {
@@ -173,37 +189,74 @@ fn expire(env: &mut Envelope, max_age: u64) -> Vec<(String, String)> {
     failed
 }
 
+/// The owner's identity as virtusers gives it today.
+#[derive(Debug, Clone)]
+enum Current {
+    Is(Identity),
+    /// The login no longer exists.
+    Gone,
+    /// virtusers (or the owner's line) cannot be read or parsed now.
+    Unreadable,
+}
+
 /// The identity of the message's owner as virtusers says today (looked up
-/// once per login and run); `None` when the user or its line is gone.
+/// once per login and run).
 fn current_identity(
     job: &Job,
     env: &Envelope,
-    current: &mut std::collections::HashMap<String, Option<Identity>>,
-) -> Option<Identity> {
+    current: &mut std::collections::HashMap<String, Current>,
+) -> Current {
     current
         .entry(env.identity.login.clone())
-        .or_insert_with(|| {
-            crate::identity::invoker::by_login(&env.identity.login)
-                .and_then(|who| crate::identity::job::identity_of(&job.cfg, &who).ok())
-        })
+        .or_insert_with(
+            || match crate::identity::invoker::by_login(&env.identity.login) {
+                None => Current::Gone,
+                Some(who) => match crate::identity::job::identity_of(&job.cfg, &who) {
+                    Ok(i) => Current::Is(i),
+                    Err(_) => Current::Unreadable,
+                },
+            },
+        )
         .clone()
 }
 
-/// A retry sends as the identity recorded at submission; say so when
-/// virtusers has changed since.
-fn identity_changed_note(job: &Job, env: &Envelope, now: Option<&Identity>) {
+/// Whether a queued message may no longer be sent from the identity recorded
+/// at submission: its owner's virtusers line is gone (or the user is), or
+/// what the identity sends as (sender, sources, HELO, route, keys, from=)
+/// has changed. Where the line sits in the file, and its `rate=`, do not matter.
+fn identity_hold(env: &Envelope, now: Option<&Identity>) -> Option<HeldBy> {
     let Some(now) = now else {
-        return;
+        return Some(HeldBy::IdentityRemoved);
     };
-    if now.sender != env.identity.sender
-        || now.sources != env.identity.sources
-        || now.helo != env.identity.helo
-        || now.relay != env.identity.relay
-    {
-        job.log.warning(&format!(
-            "{}: identity of {} changed in virtusers since submission; sending as recorded (sender={} source={:?} helo={})",
-            env.id, env.identity.login, env.identity.sender, env.identity.sources, env.identity.helo
-        ));
+    if env.identity.location.is_some() && now.location.is_none() {
+        return Some(HeldBy::IdentityRemoved);
+    }
+    // The line's place and its rate= are not what the mail is sent as (a
+    // raised or lifted rate applies to what is held, see `rate::release`).
+    let strip = |i: &Identity| Identity {
+        location: None,
+        rate: None,
+        ..i.clone()
+    };
+    (strip(&env.identity) != strip(now)).then_some(HeldBy::IdentityChanged)
+}
+
+/// Hold the message for the administrator (`-bp`: `held (identity …)`).
+fn hold_for_identity(job: &Job, locked: &mut crate::spool::store::Locked, by: HeldBy) {
+    locked.env.held = true;
+    locked.env.held_by = Some(by);
+    let id = locked.id().to_string();
+    match locked.save() {
+        Ok(()) => job.log.warning(&format!(
+            "{id}: held ({}): queued as {} by {} before virtusers changed; not sent from the old identity; root decides with --release {id} (sends as the identity is now) or --delete {id}",
+            by.text(),
+            locked.env.identity.sender,
+            locked.env.identity.login
+        )),
+        Err(e) => job.log.err(&format!(
+            "{id}: {e}; not sent (its identity {}), the queue run goes on",
+            by.text()
+        )),
     }
 }
 
@@ -221,5 +274,31 @@ mod tests {
         assert!(!selected(&e, &[QueueFilter::Sender("blog".into())]));
         e.recipients[0].state = RcptState::Sent;
         assert!(!selected(&e, &[QueueFilter::Recipient("x.test".into())]));
+    }
+
+    #[test]
+    fn removed_or_changed_identities_hold_and_a_moved_line_does_not() {
+        let e = Envelope::new_for_test("ABC");
+        let mut lined = e.clone();
+        lined.identity.location = Some("/etc/virtusers:3".into());
+        let mut moved = lined.identity.clone();
+        moved.location = Some("/etc/virtusers:9".into());
+        assert_eq!(identity_hold(&lined, Some(&moved)), None);
+        assert_eq!(identity_hold(&e, Some(&e.identity)), None);
+        assert_eq!(identity_hold(&e, None), Some(HeldBy::IdentityRemoved));
+        let host = Identity {
+            location: None,
+            ..lined.identity.clone()
+        };
+        assert_eq!(
+            identity_hold(&lined, Some(&host)),
+            Some(HeldBy::IdentityRemoved)
+        );
+        let mut other = moved.clone();
+        other.sources = vec!["127.0.0.9".parse().unwrap()];
+        assert_eq!(
+            identity_hold(&lined, Some(&other)),
+            Some(HeldBy::IdentityChanged)
+        );
     }
 }

@@ -164,6 +164,11 @@ pub struct Config {
     pub max_user_queued_messages: u64,
     pub max_user_queued_bytes: u64,
     pub max_user_drafts: u64,
+    /// Users besides root and `trusted_users` who may run `--policy` and
+    /// `--batv-check` (the Postfix policy service's user).
+    pub policy_users: Vec<String>,
+    /// Raw: read [`Loaded::policy_rate`].
+    pub policy_rate: Option<Spanned<String>>,
 }
 
 impl Default for Config {
@@ -207,6 +212,8 @@ impl Default for Config {
             max_user_queued_messages: 1000,
             max_user_queued_bytes: 500 * 1024 * 1024,
             max_user_drafts: 20,
+            policy_users: Vec::new(),
+            policy_rate: None,
         }
     }
 }
@@ -232,6 +239,9 @@ pub struct Loaded {
     /// How long one delivery attempt of one message may take in all;
     /// `None` (`message_time_budget = "0"`): no bound but the timeouts.
     pub message_time_budget: Option<Duration>,
+    /// BATV tag checks per caller of `--policy`/`--batv-check`
+    /// (`policy_rate`, default 600/m); `None` (`none`): no limit.
+    pub policy_rate: Option<crate::base::limit::Limit>,
 }
 
 impl Loaded {
@@ -244,6 +254,11 @@ impl Loaded {
 
     pub fn is_trusted(&self, login: &str) -> bool {
         login == "root" || self.cfg.trusted_users.iter().any(|u| u == login)
+    }
+
+    /// May run `--policy` and `--batv-check`: root, trusted_users, policy_users.
+    pub fn may_check_tags(&self, login: &str) -> bool {
+        self.is_trusted(login) || self.cfg.policy_users.iter().any(|u| u == login)
     }
 }
 
@@ -307,6 +322,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
         ),
         None => None,
     };
+    let policy_rate = match &cfg.policy_rate {
+        Some(r) => Rate::parse(r.get_ref())
+            .map_err(|m| bad(r, format!("policy_rate = \"{}\": {m}", r.get_ref())))?,
+        None => Rate::parse("600/m").expect("the default parses"),
+    }
+    .limit();
+    relative_paths(text, &p)?;
     let relay = match &cfg.relay {
         Some(r) => Some(
             Relay::parse(r.get_ref())
@@ -339,7 +361,57 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
         rate: rate.filter(|r| *r != Rate::Unlimited),
         nameservers,
         message_time_budget: (!budget.is_zero()).then_some(budget),
+        policy_rate,
     })
+}
+
+/// The keys that name files and directories: each must be an absolute
+/// path, since a relative one would be read from the caller's working
+/// directory, which the sending user chooses.
+const PATH_KEYS: [&str; 6] = [
+    "virtusers",
+    "aliases",
+    "secrets",
+    "spool",
+    "audit_dir",
+    "tls_ca_file",
+];
+
+/// Refuse a relative path in any of [`PATH_KEYS`], with its line.
+fn relative_paths(text: &str, p: &str) -> Result<(), ConfigError> {
+    #[derive(Deserialize)]
+    struct Paths {
+        virtusers: Option<Spanned<PathBuf>>,
+        aliases: Option<Spanned<PathBuf>>,
+        secrets: Option<Spanned<PathBuf>>,
+        spool: Option<Spanned<PathBuf>>,
+        audit_dir: Option<Spanned<PathBuf>>,
+        tls_ca_file: Option<Spanned<PathBuf>>,
+    }
+    let Ok(paths) = toml::from_str::<Paths>(text) else {
+        return Ok(()); // the full parse above has judged the file
+    };
+    let values = [
+        paths.virtusers,
+        paths.aliases,
+        paths.secrets,
+        paths.spool,
+        paths.audit_dir,
+        paths.tls_ca_file,
+    ];
+    for (key, v) in PATH_KEYS.iter().zip(values) {
+        if let Some(v) = v.filter(|v| !v.get_ref().is_absolute()) {
+            return Err(ConfigError::Syntax {
+                path: p.to_string(),
+                line: text[..v.span().start.min(text.len())].matches('\n').count() + 1,
+                msg: format!(
+                    "{key} = \"{}\" is a relative path (it would be read from the caller's working directory); write the absolute path",
+                    v.get_ref().display()
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `"127.0.0.1:5353"`, `"127.0.0.1"` (port 53), `"[::1]:53"`, `"::1"`.
@@ -404,6 +476,22 @@ mod tests {
         assert_eq!((l.cfg.mx_address_limit, l.cfg.mx_session_limit), (5, 2));
         let l = parse("message_time_budget = \"0\"\n", Path::new("x.conf")).unwrap();
         assert_eq!(l.message_time_budget, None);
+        assert_eq!(l.policy_rate.map(|r| r.count), Some(600));
+        assert!(l.cfg.policy_users.is_empty());
+    }
+
+    #[test]
+    fn relative_file_paths_are_errors_with_their_line() {
+        for key in PATH_KEYS {
+            let text = format!("hostname = \"h.example\"\n{key} = \"etc/x\"\n");
+            let e = parse(&text, Path::new("c")).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("c:2: {key} = \"etc/x\" is a relative path")),
+                "{e}"
+            );
+            let ok = format!("{key} = \"/etc/x\"\n");
+            assert!(parse(&ok, Path::new("c")).is_ok(), "{key}");
+        }
     }
 
     #[test]

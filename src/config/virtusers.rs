@@ -80,6 +80,13 @@ pub fn parse_line(text: &str, path: &Path, line: usize) -> Result<Option<Entry>,
         line,
         msg,
     };
+    // A key path is read by the set-gid binary: relative, it would be
+    // looked up in the caller's working directory, which the user chooses.
+    let relative = |key: &str, p: &str| {
+        err(format!(
+            "{key}=: key path `{p}` is relative; write the absolute path (e.g. /etc/vsendmail/keys/...)"
+        ))
+    };
     let content = match text.find('#') {
         Some(i) => &text[..i],
         None => text,
@@ -200,6 +207,9 @@ pub fn parse_line(text: &str, path: &Path, line: usize) -> Result<Option<Entry>,
                     if sel.is_empty() || p.is_empty() || dom.as_deref() == Some("") {
                         return Err(bad());
                     }
+                    if !Path::new(p).is_absolute() {
+                        return Err(relative("dkim", p));
+                    }
                     match dom {
                         None if e.dkim.is_some() => {
                             return Err(err(format!(
@@ -214,6 +224,7 @@ pub fn parse_line(text: &str, path: &Path, line: usize) -> Result<Option<Entry>,
                     }
                 }
             }
+            "batv" if !Path::new(v).is_absolute() => return Err(relative("batv", v)),
             "batv" => e.batv = Some(PathBuf::from(v)),
             _ => {
                 return Err(err(format!(

@@ -7,8 +7,11 @@
 //!  "errors":"Print","attempts":0,"next_try":0,"held":false,"rate_held":false,"warned":false,
 //!  "prepend":""}
 //! ```
-//! `identity` is the identity as resolved at submission (retries send as it,
-//! even if virtusers changed). `prepend` holds header lines sent before the
+//! `identity` is the identity as resolved at submission; a queue run that
+//! finds the owner's identity removed or changed since holds the message
+//! (`"held_by":"identity-removed"` / `"identity-changed"`) instead of sending
+//! it from the old one, and `--hold` by an administrator sets
+//! `"held_by":"admin"`; absent for the owner's own hold. `prepend` holds header lines sent before the
 //! message file (the DKIM-Signature). Each `reply` is the first line of the
 //! last reply or reason, at most 512 bytes (see [`Envelope::encode`]); the
 //! Message-ID at most 256. A file is complete when it parses;
@@ -30,6 +33,31 @@ pub enum RcptState {
     Pending,
     Sent,
     Failed,
+}
+
+/// Why a message is held when its owner did not hold it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeldBy {
+    /// `--hold` by root or a trusted user.
+    Admin,
+    /// The owner's virtusers line was removed after the message was queued
+    /// (or the user no longer exists): it is not sent from the old identity.
+    IdentityRemoved,
+    /// The owner's identity (sender, sources, HELO, route, keys) changed
+    /// after the message was queued.
+    IdentityChanged,
+}
+
+impl HeldBy {
+    /// How `-bp` names it: `held (identity removed)`.
+    pub fn text(self) -> &'static str {
+        match self {
+            HeldBy::Admin => "by the administrator",
+            HeldBy::IdentityRemoved => "identity removed",
+            HeldBy::IdentityChanged => "identity changed",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +124,11 @@ pub struct Envelope {
     /// Held by an administrator (`--hold`).
     #[serde(default)]
     pub held: bool,
+    /// Who or what set `held` when it was not the message's owner: such a
+    /// hold binds the owner (only root or a trusted user lifts it, or
+    /// deletes the message). `None`: the owner's own hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<HeldBy>,
     /// Held because the identity was over its rate (released by queue runs).
     #[serde(default)]
     pub rate_held: bool,
@@ -195,6 +228,7 @@ impl Envelope {
             next_try: 0,
             last_try: 0,
             held: false,
+            held_by: None,
             rate_held: false,
             warned: false,
             prepend: String::new(),
@@ -233,6 +267,7 @@ mod tests {
         e.dsn.notify = Some("FAILURE".into());
         e.errors = ErrorMode::Mail;
         e.held = true;
+        e.held_by = Some(HeldBy::IdentityChanged);
         e.prepend = "DKIM-Signature: x\r\n".into();
         let back = Envelope::decode(&e.encode()).unwrap();
         assert_eq!(back, e);

@@ -135,16 +135,29 @@ impl Spool {
     }
 
     /// Refuse a user's new message when that user's share of the spool is
-    /// used up. Counted from what no user can fake: the owner (the uid that
-    /// created it, through this binary) of each `queue/ID.msg` and
-    /// `tmp/new.*` draft, and their sizes. Root is never limited.
+    /// used up. Root is never limited.
     fn check_user_share(&self) -> Result<(), SpoolError> {
-        use std::os::unix::fs::MetadataExt;
         // SAFETY: getuid has no preconditions.
         let uid = unsafe { libc::getuid() };
-        let (max_msgs, max_bytes, max_drafts) = self.user_limits;
-        if uid == 0 || (max_msgs, max_bytes, max_drafts) == (0, 0, 0) {
+        if uid == 0 {
             return Ok(());
+        }
+        match self.limits_reached(uid).into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every per-user limit `uid` has reached (`SpoolError::UserLimit`, in
+    /// the order messages, bytes, drafts): what refuses its next message,
+    /// and what `-bp` tells it. Counted from what no user can fake: the
+    /// owner (the uid that created it, through this binary) of each
+    /// `queue/ID.msg` and `tmp/new.*` draft, and their sizes.
+    pub fn limits_reached(&self, uid: u32) -> Vec<SpoolError> {
+        use std::os::unix::fs::MetadataExt;
+        let (max_msgs, max_bytes, max_drafts) = self.user_limits;
+        if (max_msgs, max_bytes, max_drafts) == (0, 0, 0) {
+            return Vec::new();
         }
         let (mut msgs, mut bytes, mut drafts) = (0u64, 0u64, 0u64);
         let mut scan = |dir: PathBuf, draft: bool| {
@@ -185,25 +198,24 @@ impl Spool {
                 max,
             })
         };
-        let hit = over(
-            "messages queued",
-            msgs,
-            "max_user_queued_messages",
-            max_msgs,
-        )
-        .or_else(|| over("bytes queued", bytes, "max_user_queued_bytes", max_bytes))
-        .or_else(|| {
+        [
+            over(
+                "messages queued",
+                msgs,
+                "max_user_queued_messages",
+                max_msgs,
+            ),
+            over("bytes queued", bytes, "max_user_queued_bytes", max_bytes),
             over(
                 "messages being submitted",
                 drafts,
                 "max_user_drafts",
                 max_drafts,
-            )
-        });
-        match hit {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     /// Refuse a user's new message when the spool's filesystem is nearly
@@ -236,7 +248,15 @@ impl Spool {
     /// The spool the configuration names, for a command that only reads
     /// (`-bp`): nothing is created; `Ok(None)` when it does not exist yet.
     pub fn of_existing(cfg: &crate::config::conf::Loaded) -> Result<Option<Spool>, SpoolError> {
-        Spool::open_existing(&cfg.cfg.spool)
+        Ok(Spool::open_existing(&cfg.cfg.spool)?.map(|mut s| {
+            s.min_free = cfg.cfg.spool_min_free.min(100);
+            s.user_limits = (
+                cfg.cfg.max_user_queued_messages,
+                cfg.cfg.max_user_queued_bytes,
+                cfg.cfg.max_user_drafts,
+            );
+            s
+        }))
     }
 
     /// Open the spool without creating anything: `Ok(None)` when its root or
