@@ -891,15 +891,17 @@ fn accountability_other_users_message_is_refused_and_unchanged() {
     let env_file = env.spool().join("queue").join(format!("{id}.env"));
     let before = std::fs::read(&env_file).unwrap();
     let files_before = spool_files(&env);
-    for args in [
-        &["--hold", id.as_str()][..],
-        &["--release", id.as_str()],
-        &["--delete", id.as_str()],
-        &["--hold", &format!("user={UA}")],
-        &["--delete", &format!("user={UA}")],
+    // Another user's queue id is, to a plain user, no message (exit 1, as
+    // for an id that does not exist); naming another user is refused (77).
+    for (args, code) in [
+        (&["--hold", id.as_str()][..], 1),
+        (&["--release", id.as_str()], 1),
+        (&["--delete", id.as_str()], 1),
+        (&["--hold", &format!("user={UA}")], 77),
+        (&["--delete", &format!("user={UA}")], 77),
     ] {
         let o = env.run_as(UB, args, b"");
-        assert_eq!(o.code, 77, "{args:?}: {o}");
+        assert_eq!(o.code, code, "{args:?}: {o}");
         assert!(o.stdout.is_empty(), "{o}");
         assert!(o.stderr.starts_with("vsendmail: "), "{o}");
     }

@@ -9,6 +9,8 @@ mod delivery_results;
 mod docs;
 mod dots;
 mod hostile_accountability;
+mod hostile_oracles;
+mod hostile_policies;
 mod hostile_queue;
 mod first_hour_checks;
 mod layout;

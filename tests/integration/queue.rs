@@ -457,26 +457,28 @@ fn max_age_expires_with_a_bounce() {
 }
 
 #[test]
-fn retry_sends_as_the_recorded_identity_even_after_virtusers_changed() {
+fn retry_after_virtusers_changed_is_held_until_root_releases_it_as_the_new_identity() {
     let sink = Sink::start(SinkConfig {
         rules: vec![Rule::reply(Step::Mail, "451 4.3.0 later")],
         ..Default::default()
     });
     let env = env_for(&sink);
     env.run(&["-i", "bob@example.org"], MSG).expect_code(0);
+    let tried = sink.messages().len();
     env.virtusers("root other@else.example 127.0.0.3\n");
     sink.set_rules(vec![]);
     env.run(&["-q"], b"").expect_code(0);
+    assert_eq!(sink.messages().len(), tried, "sent from the old identity");
+    let q = env.run(&["-bp"], b"").stdout;
+    assert!(q.contains("(held (identity changed)"), "{q}");
+    let ids = queued_ids(&env);
+    assert_eq!(ids.len(), 1);
+    env.run(&["--release", &ids[0]], b"").expect_code(0);
+    env.run(&["-q"], b"").expect_code(0);
     let m = &sink.wait_messages(1, WAIT)[0];
-    assert_eq!(m.peer.ip(), ip("127.0.0.2"));
-    assert_eq!(m.mail_from, "root@shop.example");
-    let lines = env.log_lines();
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("changed in virtusers since submission")),
-        "{lines:?}"
-    );
+    assert_eq!(m.peer.ip(), ip("127.0.0.3"));
+    assert_eq!(m.mail_from, "other@else.example");
+    assert!(queued_ids(&env).is_empty());
 }
 
 #[test]
