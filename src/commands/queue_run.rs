@@ -62,7 +62,7 @@ pub fn run(job: &Job, q: &QueueRun) -> Result<i32> {
                 continue;
             }
             Current::Gone => None,
-            Current::Is(i) => Some(i),
+            Current::Is(i) => Some(*i),
         };
         if let Some(by) = identity_hold(&locked.env, now_identity.as_ref()) {
             hold_for_identity(job, &mut locked, by);
@@ -192,7 +192,7 @@ fn expire(env: &mut Envelope, max_age: u64) -> Vec<(String, String)> {
 /// The owner's identity as virtusers gives it today.
 #[derive(Debug, Clone)]
 enum Current {
-    Is(Identity),
+    Is(Box<Identity>),
     /// The login no longer exists.
     Gone,
     /// virtusers (or the owner's line) cannot be read or parsed now.
@@ -212,7 +212,7 @@ fn current_identity(
             || match crate::identity::invoker::by_login(&env.identity.login) {
                 None => Current::Gone,
                 Some(who) => match crate::identity::job::identity_of(&job.cfg, &who) {
-                    Ok(i) => Current::Is(i),
+                    Ok(i) => Current::Is(Box::new(i)),
                     Err(_) => Current::Unreadable,
                 },
             },

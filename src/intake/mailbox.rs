@@ -147,7 +147,7 @@ pub fn parse(value: &str) -> Result<Mailbox, &'static str> {
         (Some(_), Some(_)) => return Err("has text after its <address>"),
         _ => return Err("has an unbalanced < or >"),
     };
-    if inner.iter().any(|t| *t == Tok::Special(',')) {
+    if inner.contains(&Tok::Special(',')) {
         return Err("lists more than one address");
     }
     if inner.iter().any(|t| matches!(t, Tok::Special(':' | ';'))) {
