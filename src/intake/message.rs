@@ -83,7 +83,13 @@ fn author_fields(fields: &mut [Field], o: &IntakeOptions) -> Result<(), IntakeEr
             .identity
             .check_from(field, &mb.addr, o.trusted, o.from_policy)?
         {
-            *f = Field::new(field, &mb.with_addr(&new));
+            // Unfolded, a long display name could pass the line limit: then
+            // the address alone.
+            let mut v = mb.with_addr(&new);
+            if field.len() + 2 + v.len() > 998 {
+                v = new;
+            }
+            *f = Field::new(field, &v);
         }
     }
     Ok(())

@@ -762,7 +762,9 @@ fn deliverability_policy_in_a_real_postfix_rejects_untagged_bounces() {
     nix::unistd::chown(&keys, Some(0.into()), Some(gid.into())).unwrap();
     // The policy service's user may check tags; not being set-gid here, it
     // cannot write the spool's counters, so the rate is off.
-    env.conf(&format!("policy_users = [\"{user}\"]\npolicy_rate = \"none\""));
+    env.conf(&format!(
+        "policy_users = [\"{user}\"]\npolicy_rate = \"none\""
+    ));
     let maps_dir = TempDir::new("vs-batv-maps");
     let strip = maps_dir.path().join("batv_strip");
     // The regexp of vsendmail.8: strip a tag before local delivery.
