@@ -245,17 +245,15 @@ fn apply(job: &Job, mut locked: Locked, action: Action, id: &str) -> Result<()> 
 /// The header and any DKIM signature stay as submitted.
 fn adopt_current_identity(job: &Job, env: &mut Envelope) -> &'static str {
     let old = &env.identity;
-    let now = match crate::identity::invoker::by_login(&old.login) {
-        Some(who) => match crate::identity::job::identity_of(&job.cfg, &who) {
-            Ok(i) => i,
-            Err(_) => return " (virtusers cannot be read: it keeps its recorded identity)",
-        },
-        None => crate::identity::profile::Identity::resolve(
+    let now = match crate::identity::job::current_identity(&job.cfg, &old.login) {
+        Ok(Some(i)) => i,
+        Ok(None) => crate::identity::profile::Identity::resolve(
             None,
             &old.login,
             old.uid,
             &job.cfg.hostname,
         ),
+        Err(_) => return " (virtusers cannot be read: it keeps its recorded identity)",
     };
     if env.sender.eq_ignore_ascii_case(&old.sender) {
         env.sender = now.sender.clone();

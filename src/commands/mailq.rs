@@ -2,7 +2,8 @@
 //! invoking user's messages unless root (or a trusted user). The queue id
 //! column is as wide as the longest id (ours are 16 to 20 characters, shown
 //! in full, as Postfix's long ids); a held message says why when its owner
-//! did not hold it (`held (identity changed)`); and a user at one of its
+//! did not hold it (`held (identity changed)`, also before the queue run
+//! that holds it has come); and a user at one of its
 //! per-user spool limits is told which, after the total line.
 
 use crate::exit::Result;
@@ -25,11 +26,34 @@ pub fn print(job: &Job) -> Result<i32> {
         spool.limits_reached(job.invoker.uid)
     };
     let mut shown: Vec<Envelope> = Vec::new();
+    // The owners' identities today, once per login: a message whose
+    // identity changed since it was queued is shown as the next queue run
+    // will hold it.
+    let mut current = std::collections::HashMap::new();
     for id in spool.list()? {
-        let Ok(env) = spool.load(&id) else { continue };
-        if job.trusted() || env.identity.uid == job.invoker.uid {
-            shown.push(env);
+        let Ok(mut env) = spool.load(&id) else {
+            continue;
+        };
+        if !(job.trusted() || env.identity.uid == job.invoker.uid) {
+            continue;
         }
+        if !env.held {
+            let now = current
+                .entry(env.identity.login.clone())
+                .or_insert_with(|| {
+                    crate::identity::job::current_identity(&job.cfg, &env.identity.login)
+                })
+                .as_ref()
+                .ok()
+                .cloned();
+            if let Some(now) = now
+                && let Some(by) = env.identity_hold(now.as_ref())
+            {
+                env.held = true;
+                env.held_by = Some(by);
+            }
+        }
+        shown.push(env);
     }
     print!("{}", render(&shown));
     for e in &at_limit {

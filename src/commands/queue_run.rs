@@ -54,17 +54,16 @@ pub fn run(job: &Job, q: &QueueRun) -> Result<i32> {
             }
         };
         let now_identity = match current_identity(job, &locked.env, &mut current) {
-            Current::Unreadable => {
+            Err(()) => {
                 job.log.err(&format!(
                     "{id}: the identity of {} cannot be read from virtusers now; not sent by this queue run",
                     locked.env.identity.login
                 ));
                 continue;
             }
-            Current::Gone => None,
-            Current::Is(i) => Some(*i),
+            Ok(i) => i,
         };
-        if let Some(by) = identity_hold(&locked.env, now_identity.as_ref()) {
+        if let Some(by) = locked.env.identity_hold(now_identity.as_ref()) {
             hold_for_identity(job, &mut locked, by);
             continue;
         }
@@ -189,18 +188,10 @@ fn expire(env: &mut Envelope, max_age: u64) -> Vec<(String, String)> {
     failed
 }
 
-/// The owner's identity as virtusers gives it today.
-#[derive(Debug, Clone)]
-enum Current {
-    Is(Box<Identity>),
-    /// The login no longer exists.
-    Gone,
-    /// virtusers (or the owner's line) cannot be read or parsed now.
-    Unreadable,
-}
+/// The owner's identity today, looked up once per login and run; `Err`
+/// when virtusers cannot be read now.
+type Current = std::result::Result<Option<Identity>, ()>;
 
-/// The identity of the message's owner as virtusers says today (looked up
-/// once per login and run).
 fn current_identity(
     job: &Job,
     env: &Envelope,
@@ -208,37 +199,10 @@ fn current_identity(
 ) -> Current {
     current
         .entry(env.identity.login.clone())
-        .or_insert_with(
-            || match crate::identity::invoker::by_login(&env.identity.login) {
-                None => Current::Gone,
-                Some(who) => match crate::identity::job::identity_of(&job.cfg, &who) {
-                    Ok(i) => Current::Is(Box::new(i)),
-                    Err(_) => Current::Unreadable,
-                },
-            },
-        )
+        .or_insert_with(|| {
+            crate::identity::job::current_identity(&job.cfg, &env.identity.login).map_err(|_| ())
+        })
         .clone()
-}
-
-/// Whether a queued message may no longer be sent from the identity recorded
-/// at submission: its owner's virtusers line is gone (or the user is), or
-/// what the identity sends as (sender, sources, HELO, route, keys, from=)
-/// has changed. Where the line sits in the file, and its `rate=`, do not matter.
-fn identity_hold(env: &Envelope, now: Option<&Identity>) -> Option<HeldBy> {
-    let Some(now) = now else {
-        return Some(HeldBy::IdentityRemoved);
-    };
-    if env.identity.location.is_some() && now.location.is_none() {
-        return Some(HeldBy::IdentityRemoved);
-    }
-    // The line's place and its rate= are not what the mail is sent as (a
-    // raised or lifted rate applies to what is held, see `rate::release`).
-    let strip = |i: &Identity| Identity {
-        location: None,
-        rate: None,
-        ..i.clone()
-    };
-    (strip(&env.identity) != strip(now)).then_some(HeldBy::IdentityChanged)
 }
 
 /// Hold the message for the administrator (`-bp`: `held (identity …)`).
@@ -274,31 +238,5 @@ mod tests {
         assert!(!selected(&e, &[QueueFilter::Sender("blog".into())]));
         e.recipients[0].state = RcptState::Sent;
         assert!(!selected(&e, &[QueueFilter::Recipient("x.test".into())]));
-    }
-
-    #[test]
-    fn removed_or_changed_identities_hold_and_a_moved_line_does_not() {
-        let e = Envelope::new_for_test("ABC");
-        let mut lined = e.clone();
-        lined.identity.location = Some("/etc/virtusers:3".into());
-        let mut moved = lined.identity.clone();
-        moved.location = Some("/etc/virtusers:9".into());
-        assert_eq!(identity_hold(&lined, Some(&moved)), None);
-        assert_eq!(identity_hold(&e, Some(&e.identity)), None);
-        assert_eq!(identity_hold(&e, None), Some(HeldBy::IdentityRemoved));
-        let host = Identity {
-            location: None,
-            ..lined.identity.clone()
-        };
-        assert_eq!(
-            identity_hold(&lined, Some(&host)),
-            Some(HeldBy::IdentityRemoved)
-        );
-        let mut other = moved.clone();
-        other.sources = vec!["127.0.0.9".parse().unwrap()];
-        assert_eq!(
-            identity_hold(&lined, Some(&other)),
-            Some(HeldBy::IdentityChanged)
-        );
     }
 }

@@ -42,3 +42,13 @@ pub fn identity_of(cfg: &Loaded, who: &Invoker) -> Result<Identity, VirtusersErr
         &cfg.hostname,
     ))
 }
+
+/// The identity a queued message's owner has today: `Ok(None)` when the
+/// login no longer exists; an error when virtusers (or the owner's line)
+/// cannot be read now.
+pub fn current_identity(cfg: &Loaded, login: &str) -> Result<Option<Identity>, VirtusersError> {
+    match crate::identity::invoker::by_login(login) {
+        None => Ok(None),
+        Some(who) => identity_of(cfg, &who).map(Some),
+    }
+}

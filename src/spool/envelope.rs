@@ -190,6 +190,27 @@ impl Envelope {
         serde_json::from_slice(data).map_err(|e| e.to_string())
     }
 
+    /// Whether the message may no longer be sent from the identity recorded
+    /// at submission, given the owner's identity today (`None`: the login is
+    /// gone): its virtusers line is gone, or what it sends as (sender,
+    /// sources, HELO, route, keys, from=) changed. Where the line sits in the
+    /// file, and its `rate=` (a raised or lifted rate applies to what is
+    /// held), do not matter.
+    pub fn identity_hold(&self, now: Option<&Identity>) -> Option<HeldBy> {
+        let Some(now) = now else {
+            return Some(HeldBy::IdentityRemoved);
+        };
+        if self.identity.location.is_some() && now.location.is_none() {
+            return Some(HeldBy::IdentityRemoved);
+        }
+        let strip = |i: &Identity| Identity {
+            location: None,
+            rate: None,
+            ..i.clone()
+        };
+        (strip(&self.identity) != strip(now)).then_some(HeldBy::IdentityChanged)
+    }
+
     pub fn pending(&self) -> impl Iterator<Item = &Recipient> {
         self.recipients
             .iter()
@@ -272,6 +293,33 @@ mod tests {
         let back = Envelope::decode(&e.encode()).unwrap();
         assert_eq!(back, e);
         assert!(back.has_pending());
+    }
+
+    #[test]
+    fn removed_or_changed_identities_hold_and_a_moved_line_does_not() {
+        let e = Envelope::new_for_test("ABC");
+        let mut lined = e.clone();
+        lined.identity.location = Some("/etc/virtusers:3".into());
+        let mut moved = lined.identity.clone();
+        moved.location = Some("/etc/virtusers:9".into());
+        moved.rate = Some(crate::base::limit::Rate::parse("9/h").unwrap());
+        assert_eq!(lined.identity_hold(Some(&moved)), None);
+        assert_eq!(e.identity_hold(Some(&e.identity)), None);
+        assert_eq!(e.identity_hold(None), Some(HeldBy::IdentityRemoved));
+        let host = Identity {
+            location: None,
+            ..lined.identity.clone()
+        };
+        assert_eq!(
+            lined.identity_hold(Some(&host)),
+            Some(HeldBy::IdentityRemoved)
+        );
+        let mut other = moved.clone();
+        other.sources = vec!["127.0.0.9".parse().unwrap()];
+        assert_eq!(
+            lined.identity_hold(Some(&other)),
+            Some(HeldBy::IdentityChanged)
+        );
     }
 
     #[test]

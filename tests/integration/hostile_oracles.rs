@@ -154,6 +154,9 @@ fn hostile_mail_queued_before_an_identity_changed_or_was_removed_is_held() {
     // The administrator moves UA to another address and removes UB.
     w.env
         .virtusers(&format!("{UA}  a@shop.example  127.0.0.4\n"));
+    // -bp says so before any queue run has come.
+    let early = w.run(Some(UA), &["-bp"], b"").stdout;
+    assert!(early.contains("(held (identity changed)"), "{early}");
     w.run(None, &["-q"], b"").expect_code(0);
     assert!(
         w.sink.messages().is_empty(),
