@@ -60,8 +60,23 @@ pub fn run(job: &Job) -> Result<i32> {
     problems.extend(errors.iter().map(|e| e.to_string()));
     let dns = crate::deliver::dns::Dns::new(&cfg.nameservers, std::time::Duration::from_secs(3));
     let mut relays: Vec<(String, &Relay)> = Vec::new();
-    if let Some(r) = &cfg.relay {
-        relays.push((format!("{conf}: relay"), r));
+    if let Some(list) = &cfg.relay {
+        for r in list.list() {
+            relays.push((format!("{conf}: relay {}", r.text), r));
+        }
+    }
+    for route in &cfg.routes.routes {
+        if let crate::config::routes::Target::Relays(list) = &route.target {
+            for r in list.list() {
+                let at = format!(
+                    "{conf}:{}: [routes] \"{}\" {}",
+                    route.line, route.key, r.text
+                );
+                if !relays.iter().any(|(a, _)| *a == at) {
+                    relays.push((at, r));
+                }
+            }
+        }
     }
     for e in &entries {
         // root reads every file; anyone else sends with the group only.
@@ -87,8 +102,10 @@ pub fn run(job: &Job) -> Result<i32> {
                 Ok(()) => {}
             }
         }
-        if let Some(r) = &e.relay {
-            relays.push((format!("{}: relay={}", e.location(), r.text), r));
+        if let Some(list) = &e.relay {
+            for r in list.list() {
+                relays.push((format!("{}: relay={}", e.location(), r.text), r));
+            }
         }
     }
     match crate::config::secrets::Secrets::load(&cfg.cfg.secrets) {

@@ -13,8 +13,6 @@ pub fn run(job: &Job) -> Result<i32> {
     let id = job.identity()?;
     let domain = id.domain();
     let (aliases, _) = crate::config::aliases::Aliases::load(&job.cfg.cfg.aliases);
-    let relay = crate::deliver::route::relay_for(&job.cfg, &id);
-    let relay = relay.as_ref();
     // Per family, the first address that binds is the one delivery uses.
     let (mut v4_used, mut v6_used) = (false, false);
     let sources: Vec<String> = id
@@ -80,7 +78,13 @@ pub fn run(job: &Job) -> Result<i32> {
         if let Some(p) = &id.batv {
             files.push(("batv", p.as_path()));
         }
-        if relay.is_some() && job.cfg.cfg.secrets.exists() {
+        let relayed = job.inv.recipients.iter().any(|r| {
+            let d = crate::base::address::domain(r).unwrap_or_default();
+            crate::deliver::route::choose(&job.cfg, &id, &d)
+                .relays
+                .is_some()
+        });
+        if relayed && job.cfg.cfg.secrets.exists() {
             files.push(("secrets", job.cfg.cfg.secrets.as_path()));
         }
         for (what, p) in files {
@@ -91,59 +95,40 @@ pub fn run(job: &Job) -> Result<i32> {
             }
         }
     }
-    if let Some(r) = relay
-        && let Ok(d) =
-            crate::deliver::dns::Dns::new(&job.cfg.nameservers, std::time::Duration::from_secs(3))
-        && let Some(w) = crate::commands::check::relay_unresolved(&d, r)
-    {
-        eprintln!("vsendmail: warning: {w}");
-    }
     let mut rcpts = Vec::new();
     for (i, r) in job.inv.recipients.iter().enumerate() {
         for t in aliases.expand(r) {
             rcpts.push((i, crate::base::address::qualify(&t, &domain)));
         }
     }
-    let dns = if relay.is_none() {
-        crate::deliver::dns::Dns::new(&job.cfg.nameservers, std::time::Duration::from_secs(5)).ok()
-    } else {
-        None
-    };
+    let dns =
+        crate::deliver::dns::Dns::new(&job.cfg.nameservers, std::time::Duration::from_secs(5)).ok();
     let router = Router {
         dns: dns.as_ref(),
         mx_port: job.cfg.cfg.mx_port,
         v6_first: job.cfg.cfg.prefer == crate::config::conf::Prefer::Ipv6,
         families: crate::deliver::route::families(&id.sources),
     };
+    let mut warned: Vec<String> = Vec::new();
     for (_, addr) in &rcpts {
-        let (dests, bad) = router.plan(&[(0, addr.clone())], relay);
-        let route = if let Some(d) = dests.first() {
-            let hosts: Vec<String> = d
-                .hosts
-                .iter()
-                .map(|h| {
-                    let a: Vec<String> =
-                        h.addrs.iter().map(crate::base::syslog::addr_port).collect();
-                    format!("{}[{}]", h.name, a.join(" "))
-                })
-                .collect();
-            match relay {
-                Some(r) => format!("relay {r} -> {}", hosts.join(", ")),
-                None => format!("mx {}", hosts.join(", ")),
-            }
-        } else if let Some(b) = bad.first() {
-            format!(
-                "{} ({})",
-                if b.permanent {
-                    "undeliverable"
-                } else {
-                    "cannot route now"
-                },
-                b.why
-            )
-        } else {
-            "none".into()
+        let d = crate::base::address::domain(addr).unwrap_or_default();
+        let choice = crate::deliver::route::choose(&job.cfg, &id, &d);
+        let plans: Vec<Option<&crate::base::relay::Relay>> = match &choice.relays {
+            Some(l) => l.list().iter().map(Some).collect(),
+            None => vec![None],
         };
+        let mut parts = Vec::new();
+        for relay in plans {
+            if let (Some(r), Some(d)) = (relay, &dns)
+                && let Some(w) = crate::commands::check::relay_unresolved(d, r)
+                && !warned.contains(&w)
+            {
+                eprintln!("vsendmail: warning: {w}");
+                warned.push(w);
+            }
+            parts.push(route_text(&router, addr, relay));
+        }
+        let route = format!("{} (chosen by {})", parts.join(", then "), choice.why);
         println!(
             "<{addr}>: identity {} ({}), user {} uid {}, sender {}, source {}, helo {}, route {}, dkim {}, batv {}",
             id.sender,
@@ -165,4 +150,36 @@ pub fn run(job: &Job) -> Result<i32> {
         return Err(Error::VerifyFailed { count: fails.len() });
     }
     Ok(0)
+}
+
+/// One route of `-bv`: `relay URL -> host[addr:port]`, `mx host[addr], …`,
+/// or why it cannot be routed.
+fn route_text(router: &Router, addr: &str, relay: Option<&crate::base::relay::Relay>) -> String {
+    let (dests, bad) = router.plan(&[(0, addr.to_string())], relay);
+    if let Some(d) = dests.first() {
+        let hosts: Vec<String> = d
+            .hosts
+            .iter()
+            .map(|h| {
+                let a: Vec<String> = h.addrs.iter().map(crate::base::syslog::addr_port).collect();
+                format!("{}[{}]", h.name, a.join(" "))
+            })
+            .collect();
+        match relay {
+            Some(r) => format!("relay {r} -> {}", hosts.join(", ")),
+            None => format!("mx {}", hosts.join(", ")),
+        }
+    } else if let Some(b) = bad.first() {
+        let what = if b.permanent {
+            "undeliverable"
+        } else {
+            "cannot route now"
+        };
+        match relay {
+            Some(r) => format!("relay {r} {what} ({})", b.why),
+            None => format!("{what} ({})", b.why),
+        }
+    } else {
+        "none".into()
+    }
 }

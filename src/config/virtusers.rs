@@ -55,7 +55,8 @@ pub struct Entry {
     pub sender: SenderSpec,
     pub sources: Sources,
     pub helo: Option<String>,
-    pub relay: Option<crate::base::relay::Relay>,
+    /// `relay=URL|URL`: a failover list.
+    pub relay: Option<crate::base::relay::Relays>,
     pub from: Vec<String>,
     pub rate: Option<crate::base::limit::Rate>,
     pub dkim: Option<(String, PathBuf)>,
@@ -165,7 +166,7 @@ pub fn parse_line(text: &str, path: &Path, line: usize) -> Result<Option<Entry>,
             }
             "relay" => {
                 e.relay = Some(
-                    crate::base::relay::Relay::parse(v)
+                    crate::base::relay::Relays::parse(v)
                         .map_err(|m| err(format!("relay=`{v}`: {m}")))?,
                 );
             }

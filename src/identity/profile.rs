@@ -46,7 +46,8 @@ pub struct Identity {
     pub source_host: Option<String>,
     pub helo: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub relay: Option<crate::base::relay::Relay>,
+    /// `relay=`: a failover list (an envelope from before lists holds one URL).
+    pub relay: Option<crate::base::relay::Relays>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub from: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

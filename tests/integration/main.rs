@@ -15,6 +15,7 @@ mod layout;
 mod queue;
 mod queue_unreachable;
 mod relay_port;
+mod routes;
 mod support;
 mod support_selftest;
 mod transport;
