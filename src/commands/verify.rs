@@ -25,13 +25,17 @@ pub fn run(job: &Job) -> Result<i32> {
             } else {
                 &mut v6_used
             };
+            let nat = match id.public_for(*s) {
+                Some(p) => format!(", public {p}"),
+                None => String::new(),
+            };
             let text = match (ok, *used) {
                 (true, false) => format!(
-                    "{s} (bound here: ok, used for {})",
+                    "{s} (bound here: ok, used for {}{nat})",
                     if s.is_ipv4() { "IPv4" } else { "IPv6" }
                 ),
-                (true, true) => format!("{s} (bound here: ok, spare)"),
-                (false, _) => format!("{s} (NOT configured on this host)"),
+                (true, true) => format!("{s} (bound here: ok, spare{nat})"),
+                (false, _) => format!("{s} (NOT configured on this host{nat})"),
             };
             *used |= ok;
             text

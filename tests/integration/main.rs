@@ -14,6 +14,8 @@ mod first_hour_checks;
 mod layout;
 mod queue;
 mod queue_unreachable;
+mod failover;
+mod nat;
 mod relay_port;
 mod routes;
 mod support;
