@@ -61,8 +61,9 @@ pub fn run(job: &Job) -> Result<i32> {
     let dns = crate::deliver::dns::Dns::new(&cfg.nameservers, std::time::Duration::from_secs(3));
     let mut relays: Vec<(String, &Relay)> = Vec::new();
     if let Some(list) = &cfg.relay {
+        let line = cfg.relay_line.unwrap_or(1);
         for r in list.list() {
-            relays.push((format!("{conf}: relay {}", r.text), r));
+            relays.push((format!("{conf}:{line}: relay {}", r.text), r));
         }
     }
     for route in &cfg.routes.routes {
@@ -117,7 +118,18 @@ pub fn run(job: &Job) -> Result<i32> {
         ),
         Ok(None) => {}
     }
+    let provider = rustls::crypto::ring::default_provider();
     for (at, r) in &relays {
+        // The client certificate loads, matches its key, and the key is the group's only.
+        if let Some((cert, key)) = &r.client_cert {
+            match crate::deliver::smtp::relay_tls::load_client_cert(cert, key, &provider) {
+                Err(m) => problems.push(format!("{at}: {m}")),
+                Ok(_) => {
+                    readable(&mut problems, &format!("{at}: cert="), cert);
+                    readable(&mut problems, &format!("{at}: key="), key);
+                }
+            }
+        }
         if r.user.is_some()
             && let Err(m) = crate::config::secrets::for_relay(&cfg.cfg.secrets, r)
         {

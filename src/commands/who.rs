@@ -22,7 +22,7 @@
 
 use crate::account::audit::{Phase, Stored, file_day, file_name};
 use crate::base::clock::utc_midnight;
-use crate::base::syslog::{MAX_REPLY, addr_port, text, value};
+use crate::base::syslog::{MAX_REPLY, text, value};
 use crate::exit::{Error, Result};
 use crate::identity::job::Job;
 use std::io::{Read, Write};

@@ -229,6 +229,8 @@ pub struct Loaded {
     pub warn_after: Option<Duration>,
     /// The global `relay` (a failover list); `None`: direct delivery by MX.
     pub relay: Option<Relays>,
+    /// The line of the global `relay` (for `-bi`'s messages).
+    pub relay_line: Option<usize>,
     /// The `[routes]` table.
     pub routes: Routes,
     /// The global `rate`; `None` (absent or `none`): no limit.
@@ -321,6 +323,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
         })?),
         None => None,
     };
+    let relay_line = cfg.relay.as_ref().map(|r| line_of(r.span().start));
     let routes = Routes::parse(
         cfg.routes
             .iter()
@@ -360,6 +363,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
         retry_max,
         max_age,
         warn_after: if warn.is_zero() { None } else { Some(warn) },
+        relay_line,
         relay,
         routes,
         rate: rate.filter(|r| *r != Rate::Unlimited),

@@ -41,6 +41,9 @@ pub struct Credentials {
     password: String,
     /// Where it came from, `file:line`, for messages.
     pub location: String,
+    /// `fingerprint=sha256:HEX` on the line: the SHA-256 of the relay's
+    /// certificate, accepted instead of a verified one.
+    pub pin: Option<[u8; 32]>,
 }
 
 impl Credentials {
@@ -49,6 +52,7 @@ impl Credentials {
             user: user.to_string(),
             password: password.to_string(),
             location: location.to_string(),
+            pin: None,
         }
     }
 
@@ -137,16 +141,23 @@ impl Secrets {
             let (user, password) = rest
                 .split_once(char::is_whitespace)
                 .ok_or_else(|| syntax("missing password"))?;
-            let password = password.trim();
+            let mut password = password.trim();
+            // A last word `fingerprint=sha256:HEX` pins the relay's certificate.
+            let mut pin = None;
+            if let Some((before, last)) = password.rsplit_once(char::is_whitespace)
+                && last.starts_with("fingerprint=")
+            {
+                pin =
+                    Some(parse_fingerprint(&last["fingerprint=".len()..]).map_err(|w| syntax(&w))?);
+                password = before.trim_end();
+            }
             if user.is_empty() || password.is_empty() {
                 return Err(syntax("missing password"));
             }
             let (host, port) = split_host_port(hostport).map_err(|w| syntax(&w))?;
-            entries.push(Entry {
-                host,
-                port,
-                creds: Credentials::new(user, password, &format!("{path}:{}", i + 1)),
-            });
+            let mut creds = Credentials::new(user, password, &format!("{path}:{}", i + 1));
+            creds.pin = pin;
+            entries.push(Entry { host, port, creds });
         }
         Ok(Secrets { entries })
     }
@@ -172,6 +183,22 @@ impl Secrets {
             .iter()
             .any(|e| e.port.is_none() && e.host.eq_ignore_ascii_case(host))
     }
+}
+
+/// `sha256:HEX` (64 hex digits, colons allowed between pairs).
+pub fn parse_fingerprint(s: &str) -> Result<[u8; 32], String> {
+    let hex = s
+        .strip_prefix("sha256:")
+        .ok_or("fingerprint= takes sha256:HEX (openssl x509 -noout -fingerprint -sha256)")?
+        .replace(':', "");
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("fingerprint=sha256: needs 64 hex digits".into());
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("checked hex");
+    }
+    Ok(out)
 }
 
 /// `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 literal.
@@ -324,6 +351,38 @@ mod tests {
             .to_string();
         assert!(e.starts_with("/etc/s:2: missing password"), "{e}");
         assert!(!e.contains("hunter2"));
+    }
+
+    #[test]
+    fn fingerprints_pin_the_certificate() {
+        let hex = "ab".repeat(32);
+        assert_eq!(
+            parse_fingerprint(&format!("sha256:{hex}")).unwrap(),
+            [0xab; 32]
+        );
+        let colons: Vec<String> = (0..32).map(|_| "AB".to_string()).collect();
+        assert_eq!(
+            parse_fingerprint(&format!("sha256:{}", colons.join(":"))).unwrap(),
+            [0xab; 32]
+        );
+        for bad in ["ab", "sha1:ab", "sha256:zz", "sha256:abab"] {
+            assert!(parse_fingerprint(bad).is_err(), "{bad}");
+        }
+        let s = Secrets::parse(
+            &format!("r.example bob pass word fingerprint=sha256:{hex}\n"),
+            "f",
+        )
+        .unwrap();
+        let c = s.lookup("r.example", 25, None).unwrap();
+        assert_eq!((c.password(), c.pin), ("pass word", Some([0xab; 32])));
+        let e = Secrets::parse("r.example bob hunter2 fingerprint=sha256:12\n", "f")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.starts_with("f:1: fingerprint") && !e.contains("hunter2"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -77,6 +77,25 @@ pub fn authenticate(
     Err(failed(s, creds, &step, reply))
 }
 
+/// `AUTH EXTERNAL` (RFC 4422 appendix A): the TLS client certificate is the
+/// credential; the empty authorization identity (`=`) lets the relay derive
+/// it from the certificate. A 5xx refusal is permanent, as for a password.
+pub fn external(s: &mut Session) -> Result<(), SmtpError> {
+    let t = s.timeouts.command();
+    let reply = s.command("AUTH EXTERNAL =", t)?;
+    match reply.code {
+        235 => Ok(()),
+        _ if reply.is_permanent() => Err(SmtpError::Refused(format!(
+            "AUTH EXTERNAL rejected by relay {}: {reply}; permanent failure: the relay does not accept the client certificate of the relay URL (check its cert= and key=), the message is not retried",
+            s.peer_name
+        ))),
+        _ => Err(SmtpError::Deferred(format!(
+            "AUTH EXTERNAL at relay {}: {reply}; will retry",
+            s.peer_name
+        ))),
+    }
+}
+
 /// The error for a refused AUTH: permanent for 5xx, temporary otherwise.
 fn failed(s: &Session, creds: &Credentials, step: &str, reply: Reply) -> SmtpError {
     if reply.is_permanent() {

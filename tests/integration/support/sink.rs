@@ -179,12 +179,15 @@ pub struct Conn {
     pub tls: bool,
     /// Every AUTH exchange, in order.
     pub auth: Vec<AuthAttempt>,
+    /// The client presented a certificate (verified by [`server_tls_client_auth`]).
+    pub client_cert: bool,
 }
 
 /// One AUTH exchange as the sink decoded it.
 #[derive(Clone, Debug)]
 pub struct AuthAttempt {
-    /// `PLAIN` or `LOGIN`.
+    /// `PLAIN`, `LOGIN` or `EXTERNAL` (accepted when the client presented a
+    /// certificate).
     pub mech: String,
     pub user: String,
     pub password: String,
@@ -596,6 +599,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 closed: false,
                 tls: false,
                 auth: Vec::new(),
+                client_cert: false,
             });
             st.streams.push(stream.try_clone().ok());
             st.conns.len() - 1
@@ -807,8 +811,12 @@ impl Io {
                 return false;
             }
         }
+        let client_cert = conn.peer_certificates().is_some_and(|c| !c.is_empty());
         self.stream = Box::new(rustls::StreamOwned::new(conn, sock));
-        self.shared.with_conn(self.idx, |c| c.tls = true);
+        self.shared.with_conn(self.idx, |c| {
+            c.tls = true;
+            c.client_cert = client_cert;
+        });
         true
     }
 
@@ -875,6 +883,9 @@ impl Io {
                     _ => Some(cancelled()),
                 }
             }
+            // The credential is the TLS client certificate; the argument is
+            // the authorization identity (`=`: none).
+            "EXTERNAL" => Some(Ok((mech, String::new(), String::new()))),
             _ => Some(Err("504 5.5.4 Unrecognized authentication type".into())),
         }
     }
@@ -890,6 +901,31 @@ pub fn server_tls(
         .with_safe_default_protocol_versions()
         .expect("sink: TLS versions")
         .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("sink: certificate and key");
+    Arc::new(cfg)
+}
+
+/// As [`server_tls`], and the client must present a certificate issued by
+/// `client_ca` (DER): a relay that authenticates senders by certificate.
+pub fn server_tls_client_auth(
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+    client_ca: rustls::pki_types::CertificateDer<'static>,
+) -> Arc<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(client_ca).expect("sink: client CA");
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .expect("sink: client verifier");
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("sink: TLS versions")
+        .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .expect("sink: certificate and key");
     Arc::new(cfg)
@@ -1157,7 +1193,11 @@ fn serve(io: &mut Io, peer: SocketAddr) {
                 None => return,
                 Some(Err(r)) => Flow::Reply(r),
                 Some(Ok((mech, user, password))) => {
-                    let ok = cfg.auth.iter().any(|(u, p)| *u == user && *p == password);
+                    let ok = if mech == "EXTERNAL" {
+                        shared.lock().conns[io.idx].client_cert
+                    } else {
+                        cfg.auth.iter().any(|(u, p)| *u == user && *p == password)
+                    };
                     shared.with_conn(io.idx, |c| {
                         c.auth.push(AuthAttempt {
                             mech,
