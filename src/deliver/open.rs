@@ -233,6 +233,21 @@ pub fn open_session(
                 permanent,
             });
         }
+        if let Some(c) = &creds
+            && let Some(o) = &c.oauth
+        {
+            if let Err(e) = oauth_auth(ctx, &mut s, c, o, (host_name, addr.port())) {
+                let permanent = e.is_permanent();
+                if !matches!(e, SmtpError::Io { .. } | SmtpError::Timeout { .. }) {
+                    s.quit();
+                }
+                return Err(TryError::Stop {
+                    why: e.to_string(),
+                    permanent,
+                });
+            }
+            return Ok(s);
+        }
         if let Some(c) = &creds {
             match crate::deliver::smtp::auth::authenticate(&mut s, c) {
                 Ok(Some(_)) => {}
@@ -259,6 +274,45 @@ pub fn open_session(
         return Ok(s);
     }
     Err(next("TLS failed twice".into(), false))
+}
+
+/// AUTH with an OAuth2 token (`deliver::oauth2`): a refused token is
+/// refreshed once and tried again; a refused refresh is permanent and says
+/// what to renew.
+fn oauth_auth(
+    ctx: &mut Context,
+    s: &mut Session,
+    c: &crate::config::secrets::Credentials,
+    o: &crate::config::secrets::OAuth,
+    peer: (&str, u16),
+) -> Result<(), SmtpError> {
+    use crate::deliver::oauth2::{TokenError, token};
+    let get = |ctx: &mut Context, stale: Option<&str>| {
+        token(ctx, c, o, peer.0, stale).map_err(|e| match e {
+            TokenError::Temporary(w) => SmtpError::Deferred(w),
+            TokenError::Refused(w) => SmtpError::Refused(w),
+        })
+    };
+    let t = get(ctx, None)?;
+    match crate::deliver::smtp::auth::oauth(s, c, &t, peer) {
+        Ok(_) => Ok(()),
+        Err(SmtpError::Refused(first)) => {
+            tls_note(
+                ctx,
+                &format!("{first}; refreshing the OAuth2 token once and trying again"),
+                true,
+            );
+            let t = get(ctx, Some(&t))?;
+            crate::deliver::smtp::auth::oauth(s, c, &t, peer).map(|_| ()).map_err(|e| match e {
+                SmtpError::Refused(w) => SmtpError::Refused(format!(
+                    "{w}; a freshly refreshed token was refused too: permanent failure, check that the account {} may send by SMTP AUTH with OAuth2 (its scope and the tenant's SMTP AUTH setting, secrets line {}); the message is not retried",
+                    c.user, c.location
+                )),
+                e => e,
+            })
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// A TLS or AUTH event: to syslog, and to stderr with `-v`.

@@ -16,6 +16,7 @@ mod queue;
 mod queue_unreachable;
 mod failover;
 mod nat;
+mod oauth2;
 mod relay_credentials;
 mod relay_port;
 mod routes;

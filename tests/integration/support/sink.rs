@@ -52,6 +52,9 @@ pub struct SinkConfig {
     pub auth: Vec<(String, String)>,
     /// The AUTH mechanisms offered (default PLAIN, LOGIN).
     pub auth_mechs: Vec<String>,
+    /// With `XOAUTH2`/`OAUTHBEARER` in `auth_mechs`: the one access token
+    /// accepted now (shared with `support::oauth::TokenServer`, which issues it).
+    pub oauth_token: Option<Arc<Mutex<String>>>,
 }
 
 impl Default for SinkConfig {
@@ -78,6 +81,7 @@ impl Default for SinkConfig {
             starttls_broken: false,
             auth: Vec::new(),
             auth_mechs: vec!["PLAIN".to_string(), "LOGIN".to_string()],
+            oauth_token: None,
         }
     }
 }
@@ -886,6 +890,24 @@ impl Io {
             // The credential is the TLS client certificate; the argument is
             // the authorization identity (`=`: none).
             "EXTERNAL" => Some(Ok((mech, String::new(), String::new()))),
+            // The user and the bearer token (RFC 7628; Google's XOAUTH2).
+            "XOAUTH2" | "OAUTHBEARER" => {
+                let Some(text) = initial.as_deref().and_then(decode) else {
+                    return Some(cancelled());
+                };
+                let mut user = String::new();
+                let mut token = String::new();
+                for part in text.split('\x01') {
+                    if let Some(u) = part.strip_prefix("user=") {
+                        user = u.to_string();
+                    } else if let Some(t) = part.strip_prefix("auth=Bearer ") {
+                        token = t.to_string();
+                    } else if let Some(gs2) = part.strip_prefix("n,a=") {
+                        user = gs2.trim_end_matches(',').to_string();
+                    }
+                }
+                Some(Ok((mech, user, token)))
+            }
             _ => Some(Err("504 5.5.4 Unrecognized authentication type".into())),
         }
     }
@@ -1193,11 +1215,25 @@ fn serve(io: &mut Io, peer: SocketAddr) {
                 None => return,
                 Some(Err(r)) => Flow::Reply(r),
                 Some(Ok((mech, user, password))) => {
+                    let oauth = mech == "XOAUTH2" || mech == "OAUTHBEARER";
                     let ok = if mech == "EXTERNAL" {
                         shared.lock().conns[io.idx].client_cert
+                    } else if oauth {
+                        cfg.oauth_token
+                            .as_ref()
+                            .is_some_and(|t| *t.lock().unwrap() == password)
                     } else {
                         cfg.auth.iter().any(|(u, p)| *u == user && *p == password)
                     };
+                    // A refused bearer token gets the error challenge first.
+                    if oauth && !ok {
+                        if !io.send("334 eyJzdGF0dXMiOiI0MDEifQ==") {
+                            return;
+                        }
+                        if io.line().is_none() {
+                            return;
+                        }
+                    }
                     shared.with_conn(io.idx, |c| {
                         c.auth.push(AuthAttempt {
                             mech,
