@@ -1,6 +1,8 @@
 //! The relay credentials file (`secrets`, default `/etc/vsendmail.secrets`):
-//! one `host[:port] user password` line per relay account, `#` comments and
-//! blank lines ignored. It owns reading that file safely and choosing the line
+//! one `host[:port] user password` line per relay account (or `host[:port]
+//! user oauth2 token_url=… client_id=… client_secret=… refresh_token=…
+//! [scope=…]` for OAuth2), optionally ending in `fingerprint=sha256:HEX`
+//! (the relay's certificate, pinned), `#` comments and blank lines ignored. It owns reading that file safely and choosing the line
 //! for a relay: the file is refused when any user may read it (mode `o+r`, or
 //! any other bit for "others"), and nothing secret ever leaves this module in a
 //! printable form: [`Credentials`]' `Debug` shows the user only, and error
@@ -45,7 +47,7 @@ pub struct Credentials {
     /// certificate, accepted instead of a verified one.
     pub pin: Option<[u8; 32]>,
     /// An `oauth2` line: AUTH with an access token instead of the password.
-    pub oauth: Option<OAuth>,
+    pub oauth: Option<Box<OAuth>>,
 }
 
 /// The OAuth2 fields of a secrets line `host[:port] user oauth2
@@ -247,7 +249,7 @@ impl Secrets {
                 &format!("{path}:{}", i + 1),
             );
             creds.pin = pin;
-            creds.oauth = oauth;
+            creds.oauth = oauth.map(Box::new);
             entries.push(Entry { host, port, creds });
         }
         Ok(Secrets { entries })

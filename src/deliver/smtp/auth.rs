@@ -1,5 +1,8 @@
 //! SMTP AUTH to relays (RFC 4954): PLAIN, else LOGIN, with credentials from
-//! the secrets file (`crate::config::secrets`). Credentials are sent only over TLS.
+//! the secrets file (`crate::config::secrets`); OAUTHBEARER or XOAUTH2 with
+//! an OAuth2 access token (`deliver::oauth2` gets it); EXTERNAL for a TLS
+//! client certificate. Credentials are sent only over TLS, to a verified or
+//! pinned certificate (`smtp::relay_tls`).
 //! Secrets never reach the `-v` transcript (`AUTH PLAIN ****`), logs or
 //! error messages: replies are quoted, what we sent never is.
 //!
