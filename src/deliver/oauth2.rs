@@ -72,9 +72,19 @@ pub fn token(
     let file_name: String = name[..12].iter().map(|b| format!("{b:02x}")).collect();
     let path = dir.join(format!("{file_name}.json"));
     let gid = crate::spool::shared::spool_gid(ctx.cfg);
-    let mut f = open_cache(&dir, &path, gid).map_err(|e| {
-        TokenError::Temporary(format!("OAuth2 token cache {}: {e}", path.display()))
-    })?;
+    let mut f = match open_cache(&dir, &path, gid) {
+        Ok(f) => f,
+        Err(e) => {
+            // No cache (its directory is root's to make): refresh for this
+            // send only, rather than not send.
+            ctx.log.warning(&format!(
+                "OAuth2 token cache {}: {e}; refreshing without it",
+                path.display()
+            ));
+            let refresh = oauth.refresh_token().to_string();
+            return refresh_grant(ctx, creds, oauth, &refresh).map(|g| g.access_token);
+        }
+    };
     lock(&f).map_err(TokenError::Temporary)?;
     // Secrets only in a file root owns (see the module documentation).
     let keeps_secrets = f

@@ -246,3 +246,50 @@ fn an_oauth2_line_missing_a_field_is_a_configuration_error() {
     );
     assert!(!o.stderr.contains(CLIENT_SECRET), "{o}");
 }
+
+#[test]
+fn a_users_set_gid_send_uses_oauth2_and_leaves_no_secret_it_owns() {
+    const LOGIN: &str = "vst_oauth";
+    crate::support::users::user(LOGIN);
+    let w = world("127.0.20.6", 3600, &["XOAUTH2"]);
+    let sg = crate::support::setgid::SetGid::install();
+    sg.attach(&w.env);
+    w.env
+        .virtusers(&format!("{LOGIN}  {LOGIN}@shop.example  127.0.0.2\n"));
+    let secrets = w.env.dir().join("secrets");
+    nix::unistd::chown(&secrets, Some(0.into()), Some(sg.gid().into())).unwrap();
+    let ca = w.env.dir().join("shared-ca.pem");
+    assert!(ca.exists());
+    for n in 1..=2 {
+        let o = sg.run(&w.env, Some(LOGIN), &["-i", "bob@example.test"], MSG);
+        o.expect_code(0);
+        w.sink.wait_messages(n, WAIT);
+        assert_no_secret(&w, &[("stderr", o.stderr.clone())]);
+    }
+    // No file the user owns holds a secret (it could chmod and read it).
+    let (uid, _) = crate::support::users::user(LOGIN);
+    fn walk(d: &Path, uid: u32, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+            let p = e.path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                walk(&p, uid, out);
+            } else if m.uid() == uid {
+                out.push(p);
+            }
+        }
+    }
+    let mut owned = Vec::new();
+    walk(&sg.spool(), uid, &mut owned);
+    for f in owned {
+        let t = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).to_string();
+        for s in w.ts.secrets() {
+            assert!(
+                !t.contains(&s),
+                "a secret in {}, owned by the user",
+                f.display()
+            );
+        }
+    }
+    assert_no_secret(&w, &[("syslog", log(&w.env))]);
+}

@@ -227,6 +227,17 @@ fn bad_client_certificates_are_configuration_errors() {
     ));
     assert_eq!(o.code, 78, "{o}");
     assert!(o.stderr.contains("lets every user read it"), "{o}");
+    // A key the vsendmail group cannot read (a send would fail).
+    std::fs::set_permissions(&k2, std::fs::Permissions::from_mode(0o600)).unwrap();
+    nix::unistd::chown(&k2, None, Some(0.into())).unwrap();
+    std::fs::copy(env.dir().join("client.key"), &k2).unwrap();
+    let o = conf(&format!(
+        "?cert={}&key={}",
+        env.dir().join("client.pem").display(),
+        k2.display()
+    ));
+    assert_eq!(o.code, 78, "{o}");
+    assert!(o.stderr.contains("is not readable by group"), "{o}");
     // An unreadable (missing) key.
     let o = conf(&format!(
         "?cert={}&key=/nonexistent/k.pem",
@@ -234,4 +245,37 @@ fn bad_client_certificates_are_configuration_errors() {
     ));
     assert_eq!(o.code, 78, "{o}");
     assert!(o.stderr.contains("/nonexistent/k.pem"), "{o}");
+}
+
+#[test]
+fn a_users_set_gid_send_never_gives_the_password_to_an_impostor() {
+    // As the attack happens: a hosting user's send through the set-gid
+    // binary, the secrets readable by its group only, and a self-signed
+    // listener where the relay should be.
+    const USER: &str = "vst_rcred";
+    crate::support::users::user(USER);
+    let impostor = relay_sink("127.0.19.8", self_signed(&["127.0.19.8"]), false);
+    let env = Env::new();
+    let sg = crate::support::setgid::SetGid::install();
+    sg.attach(&env);
+    env.virtusers(&format!("{USER}  {USER}@shop.example  127.0.0.2\n"));
+    env.conf(&format!("relay = \"smtp://{}\"", impostor.addr()));
+    let p = env.write(
+        "secrets",
+        &format!("{} relayuser {PASSWORD}\n", impostor.addr()),
+    );
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+    nix::unistd::chown(&p, Some(0.into()), Some(sg.gid().into())).unwrap();
+    env.conf(&format!("secrets = \"{}\"", p.display()));
+    let o = sg.run(&env, Some(USER), &["-i", "bob@example.test"], MSG);
+    o.expect_code(0);
+    impostor.wait_connections(1, WAIT);
+    for c in impostor.connections() {
+        assert!(c.auth.is_empty(), "{}", impostor.dump());
+        assert!(!String::from_utf8_lossy(&c.raw).contains(PASSWORD));
+    }
+    assert!(!o.stderr.contains(PASSWORD), "{o}");
+    // ...and the user cannot read the file either.
+    let cat = crate::support::setgid::as_user(USER, "cat", &[&p.display().to_string()]);
+    assert_ne!(cat.code, 0, "{cat}");
 }
