@@ -130,7 +130,7 @@ pub fn run(job: &Job) -> Result<i32> {
                 eprintln!("vsendmail: warning: {w}");
                 warned.push(w);
             }
-            parts.push(route_text(&router, addr, relay));
+            parts.push(route_text(&router, &job.cfg.cfg.secrets, addr, relay));
         }
         let route = format!("{} (chosen by {})", parts.join(", then "), choice.why);
         println!(
@@ -158,7 +158,12 @@ pub fn run(job: &Job) -> Result<i32> {
 
 /// One route of `-bv`: `relay URL -> host[addr:port]`, `mx host[addr], …`,
 /// or why it cannot be routed.
-fn route_text(router: &Router, addr: &str, relay: Option<&crate::base::relay::Relay>) -> String {
+fn route_text(
+    router: &Router,
+    secrets: &std::path::Path,
+    addr: &str,
+    relay: Option<&crate::base::relay::Relay>,
+) -> String {
     let (dests, bad) = router.plan(&[(0, addr.to_string())], relay);
     if let Some(d) = dests.first() {
         let hosts: Vec<String> = d
@@ -170,7 +175,11 @@ fn route_text(router: &Router, addr: &str, relay: Option<&crate::base::relay::Re
             })
             .collect();
         match relay {
-            Some(r) => format!("relay {r} -> {}", hosts.join(", ")),
+            Some(r) => format!(
+                "relay {r} -> {}{}",
+                hosts.join(", "),
+                relay_auth(secrets, r)
+            ),
             None => format!("mx {}", hosts.join(", ")),
         }
     } else if let Some(b) = bad.first() {
@@ -185,5 +194,36 @@ fn route_text(router: &Router, addr: &str, relay: Option<&crate::base::relay::Re
         }
     } else {
         "none".into()
+    }
+}
+
+/// How `-bv` describes a relay's authentication: ` (auth …)`, or nothing.
+fn relay_auth(secrets: &std::path::Path, r: &crate::base::relay::Relay) -> String {
+    use crate::config::secrets::RelayAuth;
+    let mut parts = Vec::new();
+    match crate::config::secrets::for_relay(secrets, r) {
+        Ok(RelayAuth::Use(c)) => {
+            let how = if c.oauth.is_some() {
+                "OAuth2"
+            } else {
+                "password"
+            };
+            let cert = if c.pin.is_some() {
+                "pinned certificate"
+            } else {
+                "verified certificate"
+            };
+            parts.push(format!("{how} from {}, {cert} required", c.location));
+        }
+        Ok(RelayAuth::None) => {}
+        Err(why) => parts.push(format!("cannot authenticate: {why}")),
+    }
+    if let Some((cert, _)) = &r.client_cert {
+        parts.push(format!("client certificate {}", cert.display()));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" (auth: {})", parts.join("; "))
     }
 }

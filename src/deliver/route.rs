@@ -72,9 +72,16 @@ pub fn split(
     rcpts: &[(usize, String)],
 ) -> Vec<(Choice, Vec<(usize, String)>)> {
     let mut groups: Vec<(Choice, Vec<(usize, String)>)> = Vec::new();
+    // Chosen once per domain (choosing reads the secrets file for the port).
+    let mut by_domain: std::collections::HashMap<String, Choice> = Default::default();
     for (i, a) in rcpts {
-        let d = crate::base::address::domain(a).unwrap_or_default();
-        let c = choose(cfg, identity, &d);
+        let d = crate::base::address::domain(a)
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let c = by_domain
+            .entry(d.clone())
+            .or_insert_with(|| choose(cfg, identity, &d))
+            .clone();
         match groups.iter_mut().find(|g| g.0 == c) {
             Some(g) => g.1.push((*i, a.clone())),
             None => groups.push((c, vec![(*i, a.clone())])),

@@ -131,6 +131,11 @@ fn first_use_then_reuse_within_expiry_and_no_secret_anywhere() {
     let bp = w.env.run(&["-bp"], b"");
     let bv = w.env.run(&["-bv", "bob@example.test"], b"");
     let bi = w.env.run(&["-bi"], b"");
+    assert!(
+        bv.stdout.contains("(auth: OAuth2 from ")
+            && bv.stdout.contains("verified certificate required"),
+        "{bv}"
+    );
     assert_no_secret(
         &w,
         &[

@@ -100,6 +100,9 @@ fn a_pinned_fingerprint_or_a_verified_certificate_gets_it() {
             relay.addr()
         ),
     );
+    let bv = env.run(&["-bv", "bob@example.test"], b"");
+    assert!(bv.stdout.contains("(auth: password from "), "{bv}");
+    assert!(bv.stdout.contains("pinned certificate required"), "{bv}");
     env.run(&["-i", "bob@example.test"], MSG).expect_code(0);
     let m = &relay.wait_messages(1, WAIT)[0];
     let c = &relay.connections()[m.conn];
