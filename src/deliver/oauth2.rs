@@ -248,7 +248,8 @@ fn refresh_grant(
         .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
         .map(|c| crate::base::address::printable(&c))
         .unwrap_or_else(|| "no error code".into());
-    if (400..500).contains(&a.status) {
+    // 408 and 429 (timeout, rate limit) say "later", every other 4xx "no".
+    if (400..500).contains(&a.status) && a.status != 408 && a.status != 429 {
         return Err(TokenError::Refused(format!(
             "the OAuth2 token endpoint {} refused the refresh for {} (HTTP {}, {code}): renew the refresh token (or the client id and secret) on {} (see OAUTH2 in vsendmail.conf(5)); the message is not retried",
             oauth.token_url, creds.user, a.status, creds.location
