@@ -54,7 +54,11 @@ pub struct Record {
     pub identity: String,
     /// The local address as getsockname() returned it after connect.
     pub src: SocketAddr,
+    /// What receivers see of `src` behind 1:1 NAT (`PRIVATE=PUBLIC` sources).
+    pub public: Option<std::net::IpAddr>,
     pub dst: SocketAddr,
+    /// The relay URL of the connection, when it went to a relay.
+    pub relay: Option<String>,
     pub queue_id: String,
     pub message_id: String,
     pub rcpts: usize,
@@ -94,7 +98,9 @@ impl Record {
             user: env.identity.login.clone(),
             identity: env.identity.sender.clone(),
             src,
+            public: env.identity.public_for(src.ip()),
             dst,
+            relay: None,
             queue_id: env.id.clone(),
             message_id: env.message_id.clone().unwrap_or_default(),
             rcpts,
@@ -113,7 +119,11 @@ impl Record {
             user: &'a str,
             identity: &'a str,
             src: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            public: Option<String>,
             dst: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            relay: Option<&'a str>,
             queue_id: &'a str,
             message_id: &'a str,
             rcpts: usize,
@@ -127,7 +137,9 @@ impl Record {
             user: &self.user,
             identity: &self.identity,
             src: addr_port(&self.src),
+            public: self.public.map(|ip| ip.to_string()),
             dst: addr_port(&self.dst),
+            relay: self.relay.as_deref(),
             queue_id: &self.queue_id,
             message_id: &bound(&self.message_id),
             rcpts: self.rcpts,
@@ -154,6 +166,8 @@ pub struct Stored<'a> {
     pub identity: Cow<'a, str>,
     #[serde(borrow)]
     pub src: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub public: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     pub dst: Cow<'a, str>,
     #[serde(default, borrow)]
@@ -338,7 +352,9 @@ pub(crate) mod tests {
             user: "alice".into(),
             identity: "alice@shop.example".into(),
             src: src.parse().unwrap(),
+            public: None,
             dst: "203.0.113.5:25".parse().unwrap(),
+            relay: None,
             queue_id: "4F2A9C1B000001".into(),
             message_id: mid.into(),
             rcpts: 1,

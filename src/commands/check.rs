@@ -84,8 +84,24 @@ pub fn run(job: &Job) -> Result<i32> {
     let dns = crate::deliver::dns::Dns::new(&cfg.nameservers, std::time::Duration::from_secs(3));
     // (where, relay, whether this user may see its problems)
     let mut relays: Vec<(String, &Relay, bool)> = Vec::new();
-    if let Some(r) = &cfg.relay {
-        relays.push((format!("{conf}: relay"), r, true));
+    if let Some(list) = &cfg.relay {
+        let line = cfg.relay_line.unwrap_or(1);
+        for r in list.list() {
+            relays.push((format!("{conf}:{line}: relay {}", r.text), r, true));
+        }
+    }
+    for route in &cfg.routes.routes {
+        if let crate::config::routes::Target::Relays(list) = &route.target {
+            for r in list.list() {
+                let at = format!(
+                    "{conf}:{}: [routes] \"{}\" {}",
+                    route.line, route.key, r.text
+                );
+                if !relays.iter().any(|(a, _, _)| *a == at) {
+                    relays.push((at, r, true));
+                }
+            }
+        }
     }
     for e in &entries {
         let show = visible(e.line);
@@ -115,8 +131,10 @@ pub fn run(job: &Job) -> Result<i32> {
                 Ok(()) => {}
             }
         }
-        if let Some(r) = &e.relay {
-            relays.push((format!("{}: relay={}", e.location(), r.text), r, show));
+        if let Some(list) = &e.relay {
+            for r in list.list() {
+                relays.push((format!("{}: relay={}", e.location(), r.text), r, show));
+            }
         }
         if show {
             problems.extend(mine);
@@ -133,7 +151,24 @@ pub fn run(job: &Job) -> Result<i32> {
         ),
         Ok(None) => {}
     }
+    let provider = rustls::crypto::ring::default_provider();
     for (at, r, show) in &relays {
+        // The client certificate loads, matches its key, and the key is the group's only.
+        if let Some((cert, key)) = &r.client_cert {
+            let mut found = Vec::new();
+            match crate::deliver::smtp::relay_tls::load_client_cert(cert, key, &provider) {
+                Err(m) => found.push(format!("{at}: {m}")),
+                Ok(_) => {
+                    readable(&mut found, &format!("{at}: cert="), cert);
+                    readable(&mut found, &format!("{at}: key="), key);
+                }
+            }
+            if *show {
+                problems.extend(found);
+            } else {
+                others += found.len();
+            }
+        }
         if r.user.is_some()
             && let Err(m) = crate::config::secrets::for_relay(&cfg.cfg.secrets, r)
         {

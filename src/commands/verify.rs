@@ -13,8 +13,6 @@ pub fn run(job: &Job) -> Result<i32> {
     let id = job.identity()?;
     let domain = id.domain();
     let (aliases, _) = crate::config::aliases::Aliases::load(&job.cfg.cfg.aliases);
-    let relay = crate::deliver::route::relay_for(&job.cfg, &id);
-    let relay = relay.as_ref();
     // Per family, the first address that binds is the one delivery uses.
     let (mut v4_used, mut v6_used) = (false, false);
     let sources: Vec<String> = id
@@ -27,13 +25,17 @@ pub fn run(job: &Job) -> Result<i32> {
             } else {
                 &mut v6_used
             };
+            let nat = match id.public_for(*s) {
+                Some(p) => format!(", public {p}"),
+                None => String::new(),
+            };
             let text = match (ok, *used) {
                 (true, false) => format!(
-                    "{s} (bound here: ok, used for {})",
+                    "{s} (bound here: ok, used for {}{nat})",
                     if s.is_ipv4() { "IPv4" } else { "IPv6" }
                 ),
-                (true, true) => format!("{s} (bound here: ok, spare)"),
-                (false, _) => format!("{s} (NOT configured on this host)"),
+                (true, true) => format!("{s} (bound here: ok, spare{nat})"),
+                (false, _) => format!("{s} (NOT configured on this host{nat})"),
             };
             *used |= ok;
             text
@@ -80,7 +82,13 @@ pub fn run(job: &Job) -> Result<i32> {
         if let Some(p) = &id.batv {
             files.push(("batv", p.as_path()));
         }
-        if relay.is_some() && job.cfg.cfg.secrets.exists() {
+        let relayed = job.inv.recipients.iter().any(|r| {
+            let d = crate::base::address::domain(r).unwrap_or_default();
+            crate::deliver::route::choose(&job.cfg, &id, &d)
+                .relays
+                .is_some()
+        });
+        if relayed && job.cfg.cfg.secrets.exists() {
             files.push(("secrets", job.cfg.cfg.secrets.as_path()));
         }
         for (what, p) in files {
@@ -91,59 +99,40 @@ pub fn run(job: &Job) -> Result<i32> {
             }
         }
     }
-    if let Some(r) = relay
-        && let Ok(d) =
-            crate::deliver::dns::Dns::new(&job.cfg.nameservers, std::time::Duration::from_secs(3))
-        && let Some(w) = crate::commands::check::relay_unresolved(&d, r)
-    {
-        eprintln!("vsendmail: warning: {w}");
-    }
     let mut rcpts = Vec::new();
     for (i, r) in job.inv.recipients.iter().enumerate() {
         for t in aliases.expand(r) {
             rcpts.push((i, crate::base::address::qualify(&t, &domain)));
         }
     }
-    let dns = if relay.is_none() {
-        crate::deliver::dns::Dns::new(&job.cfg.nameservers, std::time::Duration::from_secs(5)).ok()
-    } else {
-        None
-    };
+    let dns =
+        crate::deliver::dns::Dns::new(&job.cfg.nameservers, std::time::Duration::from_secs(5)).ok();
     let router = Router {
         dns: dns.as_ref(),
         mx_port: job.cfg.cfg.mx_port,
         v6_first: job.cfg.cfg.prefer == crate::config::conf::Prefer::Ipv6,
         families: crate::deliver::route::families(&id.sources),
     };
+    let mut warned: Vec<String> = Vec::new();
     for (_, addr) in &rcpts {
-        let (dests, bad) = router.plan(&[(0, addr.clone())], relay);
-        let route = if let Some(d) = dests.first() {
-            let hosts: Vec<String> = d
-                .hosts
-                .iter()
-                .map(|h| {
-                    let a: Vec<String> =
-                        h.addrs.iter().map(crate::base::syslog::addr_port).collect();
-                    format!("{}[{}]", h.name, a.join(" "))
-                })
-                .collect();
-            match relay {
-                Some(r) => format!("relay {r} -> {}", hosts.join(", ")),
-                None => format!("mx {}", hosts.join(", ")),
-            }
-        } else if let Some(b) = bad.first() {
-            format!(
-                "{} ({})",
-                if b.permanent {
-                    "undeliverable"
-                } else {
-                    "cannot route now"
-                },
-                b.why
-            )
-        } else {
-            "none".into()
+        let d = crate::base::address::domain(addr).unwrap_or_default();
+        let choice = crate::deliver::route::choose(&job.cfg, &id, &d);
+        let plans: Vec<Option<&crate::base::relay::Relay>> = match &choice.relays {
+            Some(l) => l.list().iter().map(Some).collect(),
+            None => vec![None],
         };
+        let mut parts = Vec::new();
+        for relay in plans {
+            if let (Some(r), Some(d)) = (relay, &dns)
+                && let Some(w) = crate::commands::check::relay_unresolved(d, r)
+                && !warned.contains(&w)
+            {
+                eprintln!("vsendmail: warning: {w}");
+                warned.push(w);
+            }
+            parts.push(route_text(&router, &job.cfg.cfg.secrets, addr, relay));
+        }
+        let route = format!("{} (chosen by {})", parts.join(", then "), choice.why);
         println!(
             "<{addr}>: identity {} ({}), user {} uid {}, sender {}, source {}, helo {}, route {}, dkim {}, batv {}",
             id.sender,
@@ -165,4 +154,76 @@ pub fn run(job: &Job) -> Result<i32> {
         return Err(Error::VerifyFailed { count: fails.len() });
     }
     Ok(0)
+}
+
+/// One route of `-bv`: `relay URL -> host[addr:port]`, `mx host[addr], …`,
+/// or why it cannot be routed.
+fn route_text(
+    router: &Router,
+    secrets: &std::path::Path,
+    addr: &str,
+    relay: Option<&crate::base::relay::Relay>,
+) -> String {
+    let (dests, bad) = router.plan(&[(0, addr.to_string())], relay);
+    if let Some(d) = dests.first() {
+        let hosts: Vec<String> = d
+            .hosts
+            .iter()
+            .map(|h| {
+                let a: Vec<String> = h.addrs.iter().map(crate::base::syslog::addr_port).collect();
+                format!("{}[{}]", h.name, a.join(" "))
+            })
+            .collect();
+        match relay {
+            Some(r) => format!(
+                "relay {r} -> {}{}",
+                hosts.join(", "),
+                relay_auth(secrets, r)
+            ),
+            None => format!("mx {}", hosts.join(", ")),
+        }
+    } else if let Some(b) = bad.first() {
+        let what = if b.permanent {
+            "undeliverable"
+        } else {
+            "cannot route now"
+        };
+        match relay {
+            Some(r) => format!("relay {r} {what} ({})", b.why),
+            None => format!("{what} ({})", b.why),
+        }
+    } else {
+        "none".into()
+    }
+}
+
+/// How `-bv` describes a relay's authentication: ` (auth …)`, or nothing.
+fn relay_auth(secrets: &std::path::Path, r: &crate::base::relay::Relay) -> String {
+    use crate::config::secrets::RelayAuth;
+    let mut parts = Vec::new();
+    match crate::config::secrets::for_relay(secrets, r) {
+        Ok(RelayAuth::Use(c)) => {
+            let how = if c.oauth.is_some() {
+                "OAuth2"
+            } else {
+                "password"
+            };
+            let cert = if c.pin.is_some() {
+                "pinned certificate"
+            } else {
+                "verified certificate"
+            };
+            parts.push(format!("{how} from {}, {cert} required", c.location));
+        }
+        Ok(RelayAuth::None) => {}
+        Err(why) => parts.push(format!("cannot authenticate: {why}")),
+    }
+    if let Some((cert, _)) = &r.client_cert {
+        parts.push(format!("client certificate {}", cert.display()));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" (auth: {})", parts.join("; "))
+    }
 }

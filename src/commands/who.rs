@@ -22,7 +22,7 @@
 
 use crate::account::audit::{Phase, Stored, file_day, file_name};
 use crate::base::clock::utc_midnight;
-use crate::base::syslog::{MAX_REPLY, addr_port, text, value};
+use crate::base::syslog::{MAX_REPLY, text, value};
 use crate::exit::{Error, Result};
 use crate::identity::job::Job;
 use std::io::{Read, Write};
@@ -76,9 +76,14 @@ impl Query {
     /// Bytes that every matching line contains, as `Record::to_line` writes it.
     fn needle(&self) -> Vec<u8> {
         match self {
-            Query::Addr(IpAddr::V4(ip)) => format!("\"src\":\"{ip}:"),
-            Query::Addr(IpAddr::V6(ip)) => format!("\"src\":\"[{ip}]:"),
-            Query::AddrPort(sa) => format!("\"src\":\"{}\"", addr_port(sa)),
+            // In `src` or, behind NAT, in `public`: `"IP` (v4) or `IP` (v6,
+            // bracketed in `src` only).
+            Query::Addr(IpAddr::V4(ip)) => format!("\"{ip}"),
+            Query::Addr(IpAddr::V6(ip)) => ip.to_string(),
+            Query::AddrPort(sa) => match sa.ip() {
+                IpAddr::V4(ip) => format!("\"{ip}"),
+                IpAddr::V6(ip) => ip.to_string(),
+            },
             Query::MessageId(m) => format!(
                 "\"message_id\":{}",
                 serde_json::to_string(m).expect("a string serialises")
@@ -90,8 +95,15 @@ impl Query {
     /// The exact test, on a parsed record.
     fn matches(&self, r: &Stored) -> bool {
         match self {
-            Query::Addr(ip) => parse_addr_port(&r.src).is_some_and(|sa| sa.ip() == *ip),
-            Query::AddrPort(sa) => parse_addr_port(&r.src).is_some_and(|s| s == *sa),
+            // Behind NAT the complaint names the public address (and, with
+            // 1:1 NAT, the same port).
+            Query::Addr(ip) => {
+                parse_addr_port(&r.src).is_some_and(|sa| sa.ip() == *ip)
+                    || public_ip(r) == Some(*ip)
+            }
+            Query::AddrPort(sa) => parse_addr_port(&r.src).is_some_and(|s| {
+                s == *sa || (public_ip(r) == Some(sa.ip()) && s.port() == sa.port())
+            }),
             Query::MessageId(m) => r.message_id == *m,
         }
     }
@@ -268,6 +280,11 @@ fn scan_file(
         }
         buf.drain(..end);
     }
+}
+
+/// The public address of a record's source behind NAT.
+fn public_ip(r: &Stored) -> Option<std::net::IpAddr> {
+    r.public.as_deref().and_then(|p| p.parse().ok())
 }
 
 /// One output line, in the syslog line's key=value form: each value bounded
@@ -472,6 +489,9 @@ mod tests {
             assert!(q.matches(&s));
         }
         let q = Query::parse("192.0.2.10:4031").unwrap();
+        let s: Stored = serde_json::from_str(line.trim_end()).unwrap();
+        assert!(!q.matches(&s));
+        let q = Query::parse("192.0.2.11").unwrap();
         assert!(memchr::memmem::find(line.as_bytes(), &q.needle()).is_none());
         let r6 = rec("[2001:db8::11]:40312", "<x@y>");
         let l6 = r6.to_line();

@@ -6,7 +6,8 @@
 
 use crate::base::duration::parse_duration;
 use crate::base::limit::Rate;
-use crate::base::relay::Relay;
+use crate::base::relay::Relays;
+use crate::config::routes::{RelaySpec, Routes};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -121,8 +122,10 @@ pub struct Config {
     pub virtusers: PathBuf,
     pub aliases: PathBuf,
     pub spool: PathBuf,
-    /// Raw: read [`Loaded::relay`].
-    pub relay: Option<Spanned<String>>,
+    /// Raw: read [`Loaded::relay`] (one URL or a failover list).
+    pub relay: Option<Spanned<RelaySpec>>,
+    /// Raw: read [`Loaded::routes`].
+    pub routes: std::collections::BTreeMap<Spanned<String>, Spanned<RelaySpec>>,
     pub mx_port: u16,
     /// Raw: read [`Loaded::nameservers`].
     pub dns: Vec<Spanned<String>>,
@@ -179,6 +182,7 @@ impl Default for Config {
             aliases: "/etc/aliases".into(),
             spool: "/var/spool/vsendmail".into(),
             relay: None,
+            routes: Default::default(),
             mx_port: 25,
             dns: Vec::new(),
             tls: TlsPolicy::Opportunistic,
@@ -230,8 +234,12 @@ pub struct Loaded {
     pub max_age: Duration,
     /// `None` when warnings are off (`warn_after = "0"`).
     pub warn_after: Option<Duration>,
-    /// The global `relay`; `None`: direct delivery by MX.
-    pub relay: Option<Relay>,
+    /// The global `relay` (a failover list); `None`: direct delivery by MX.
+    pub relay: Option<Relays>,
+    /// The line of the global `relay` (for `-bi`'s messages).
+    pub relay_line: Option<usize>,
+    /// The `[routes]` table.
+    pub routes: Routes,
     /// The global `rate`; `None` (absent or `none`): no limit.
     pub rate: Option<Rate>,
     /// The `dns` nameservers (empty: /etc/resolv.conf).
@@ -330,12 +338,32 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
     .limit();
     relative_paths(text, &p)?;
     let relay = match &cfg.relay {
-        Some(r) => Some(
-            Relay::parse(r.get_ref())
-                .map_err(|m| bad(r, format!("relay = \"{}\": {m}", r.get_ref())))?,
-        ),
+        Some(r) => Some(r.get_ref().relays().map_err(|m| ConfigError::Syntax {
+            path: p.clone(),
+            line: line_of(r.span().start),
+            msg: format!("relay: {m}"),
+        })?),
         None => None,
     };
+    let relay_line = cfg.relay.as_ref().map(|r| line_of(r.span().start));
+    let routes = Routes::parse(
+        cfg.routes
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.get_ref().clone(),
+                    line_of(k.span().start),
+                    v.get_ref().clone(),
+                    line_of(v.span().start),
+                )
+            })
+            .collect(),
+    )
+    .map_err(|(line, msg)| ConfigError::Syntax {
+        path: p.clone(),
+        line,
+        msg,
+    })?;
     let mut nameservers = Vec::new();
     for d in &cfg.dns {
         nameservers.push(parse_nameserver(d.get_ref()).ok_or_else(|| {
@@ -357,7 +385,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
         retry_max,
         max_age,
         warn_after: if warn.is_zero() { None } else { Some(warn) },
+        relay_line,
         relay,
+        routes,
         rate: rate.filter(|r| *r != Rate::Unlimited),
         nameservers,
         message_time_budget: (!budget.is_zero()).then_some(budget),
@@ -495,6 +525,31 @@ mod tests {
     }
 
     #[test]
+    fn routes_and_failover_lists() {
+        let l = parse(
+            "relay = [\"smtp://a.example\", \"smtp://b.example\"]\n\n[routes]\n\"outlook.com,hotmail.com\" = \"smtps://r.example\"\n\"*.example.org\" = \"mx\"\n",
+            Path::new("c"),
+        )
+        .unwrap();
+        assert_eq!(l.relay.as_ref().unwrap().list().len(), 2);
+        assert_eq!(l.routes.routes.len(), 3);
+        assert_eq!(l.routes.find("hotmail.com").unwrap().0.line, 4);
+        let e = parse("queue = true\nrelay = []\n", Path::new("c")).unwrap_err();
+        assert!(
+            e.to_string().starts_with("c:2: relay: an empty list"),
+            "{e}"
+        );
+        let e = parse(
+            "[routes]\n\"a.example\" = \"mx\"\n\"no domain\" = \"mx\"\n",
+            Path::new("c"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("c:3: [routes]"), "{e}");
+        let e = parse("[routes]\n\"a.example\" = [\n]\n", Path::new("c")).unwrap_err();
+        assert!(e.to_string().starts_with("c:2: [routes]"), "{e}");
+    }
+
+    #[test]
     fn unknown_key_is_error_with_line() {
         let e = parse("hostname = \"a.b\"\nbogus = 1\n", Path::new("x.conf")).unwrap_err();
         let m = e.to_string();
@@ -515,12 +570,12 @@ mod tests {
             Path::new("c"),
         )
         .unwrap();
-        assert_eq!(l.relay.as_ref().map(|r| r.port()), Some(2525));
+        assert_eq!(l.relay.as_ref().map(|r| r.first().port()), Some(2525));
         assert!(l.rate.is_some());
         assert_eq!(l.nameservers.len(), 2);
         assert_eq!(l.nameservers[1].port(), 53);
         let e = parse("queue = true\n\nrelay = \"smtp://x:y:z\"\n", Path::new("c")).unwrap_err();
-        assert!(e.to_string().starts_with("c:3: relay = "), "{e}");
+        assert!(e.to_string().starts_with("c:3: relay: "), "{e}");
         let e = parse("rate = \"none\"\n\n\nrate2 = 1\n", Path::new("c")).unwrap_err();
         assert!(e.to_string().starts_with("c:4:"), "{e}");
         let e = parse(

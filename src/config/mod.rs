@@ -7,6 +7,7 @@
 pub(crate) mod access;
 pub(crate) mod aliases;
 pub mod conf;
+pub mod routes;
 pub(crate) mod secrets;
 pub mod virtusers;
 pub(crate) mod virtusers_index;

@@ -1,6 +1,8 @@
 //! The relay credentials file (`secrets`, default `/etc/vsendmail.secrets`):
-//! one `host[:port] user password` line per relay account, `#` comments and
-//! blank lines ignored. It owns reading that file safely and choosing the line
+//! one `host[:port] user password` line per relay account (or `host[:port]
+//! user oauth2 token_url=… client_id=… client_secret=… refresh_token=…
+//! [scope=…]` for OAuth2), optionally ending in `fingerprint=sha256:HEX`
+//! (the relay's certificate, pinned), `#` comments and blank lines ignored. It owns reading that file safely and choosing the line
 //! for a relay: the file is refused when any user may read it (mode `o+r`, or
 //! any other bit for "others"), and nothing secret ever leaves this module in a
 //! printable form: [`Credentials`]' `Debug` shows the user only, and error
@@ -41,6 +43,85 @@ pub struct Credentials {
     password: String,
     /// Where it came from, `file:line`, for messages.
     pub location: String,
+    /// `fingerprint=sha256:HEX` on the line: the SHA-256 of the relay's
+    /// certificate, accepted instead of a verified one.
+    pub pin: Option<[u8; 32]>,
+    /// An `oauth2` line: AUTH with an access token instead of the password.
+    pub oauth: Option<Box<OAuth>>,
+}
+
+/// The OAuth2 fields of a secrets line `host[:port] user oauth2
+/// token_url=URL client_id=ID client_secret=SECRET refresh_token=TOKEN
+/// [scope=S] [fingerprint=…]`. The secret and the token are never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OAuth {
+    pub token_url: String,
+    pub client_id: String,
+    client_secret: String,
+    refresh_token: String,
+    pub scope: Option<String>,
+}
+
+impl OAuth {
+    /// For the one place that sends them: the token request.
+    pub fn client_secret(&self) -> &str {
+        &self.client_secret
+    }
+    pub fn refresh_token(&self) -> &str {
+        &self.refresh_token
+    }
+
+    /// Parse the words after `oauth2`.
+    fn parse(words: &[&str]) -> Result<OAuth, String> {
+        let (mut url, mut id, mut secret, mut refresh, mut scope) = (None, None, None, None, None);
+        for w in words {
+            let Some((k, v)) = w.split_once('=') else {
+                return Err("an oauth2 field is not key=value".into());
+            };
+            if v.is_empty() {
+                return Err(format!("oauth2 field {k}= is empty"));
+            }
+            let slot = match k {
+                "token_url" => &mut url,
+                "client_id" => &mut id,
+                "client_secret" => &mut secret,
+                "refresh_token" => &mut refresh,
+                "scope" => &mut scope,
+                _ => {
+                    return Err(format!(
+                        "unknown oauth2 field `{}` (known: token_url, client_id, client_secret, refresh_token, scope, fingerprint)",
+                        crate::base::address::printable(k)
+                    ));
+                }
+            };
+            *slot = Some(v.to_string());
+        }
+        let need =
+            |v: Option<String>, k: &str| v.ok_or_else(|| format!("oauth2 line without {k}="));
+        let token_url = need(url, "token_url")?;
+        if !token_url.starts_with("https://") || url::Url::parse(&token_url).is_err() {
+            return Err("token_url= must be an https:// URL".into());
+        }
+        Ok(OAuth {
+            token_url,
+            client_id: need(id, "client_id")?,
+            // Public clients (Google's installed apps have one, Microsoft's may not).
+            client_secret: secret.unwrap_or_default(),
+            refresh_token: need(refresh, "refresh_token")?,
+            scope,
+        })
+    }
+}
+
+impl fmt::Debug for OAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuth")
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"****")
+            .field("refresh_token", &"****")
+            .finish()
+    }
 }
 
 impl Credentials {
@@ -49,6 +130,8 @@ impl Credentials {
             user: user.to_string(),
             password: password.to_string(),
             location: location.to_string(),
+            pin: None,
+            oauth: None,
         }
     }
 
@@ -63,6 +146,7 @@ impl fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("user", &self.user)
             .field("password", &"****")
+            .field("oauth", &self.oauth)
             .field("location", &self.location)
             .finish()
     }
@@ -137,16 +221,36 @@ impl Secrets {
             let (user, password) = rest
                 .split_once(char::is_whitespace)
                 .ok_or_else(|| syntax("missing password"))?;
-            let password = password.trim();
+            let mut password = password.trim();
+            // A last word `fingerprint=sha256:HEX` pins the relay's certificate.
+            let mut pin = None;
+            if let Some((before, last)) = password.rsplit_once(char::is_whitespace)
+                && last.starts_with("fingerprint=")
+            {
+                pin =
+                    Some(parse_fingerprint(&last["fingerprint=".len()..]).map_err(|w| syntax(&w))?);
+                password = before.trim_end();
+            }
             if user.is_empty() || password.is_empty() {
                 return Err(syntax("missing password"));
             }
             let (host, port) = split_host_port(hostport).map_err(|w| syntax(&w))?;
-            entries.push(Entry {
-                host,
-                port,
-                creds: Credentials::new(user, password, &format!("{path}:{}", i + 1)),
-            });
+            let words: Vec<&str> = password.split_whitespace().collect();
+            let oauth = if words.first() == Some(&"oauth2")
+                && (words.len() == 1 || words[1].contains('='))
+            {
+                Some(OAuth::parse(&words[1..]).map_err(|w| syntax(&w))?)
+            } else {
+                None
+            };
+            let mut creds = Credentials::new(
+                user,
+                if oauth.is_some() { "" } else { password },
+                &format!("{path}:{}", i + 1),
+            );
+            creds.pin = pin;
+            creds.oauth = oauth.map(Box::new);
+            entries.push(Entry { host, port, creds });
         }
         Ok(Secrets { entries })
     }
@@ -172,6 +276,22 @@ impl Secrets {
             .iter()
             .any(|e| e.port.is_none() && e.host.eq_ignore_ascii_case(host))
     }
+}
+
+/// `sha256:HEX` (64 hex digits, colons allowed between pairs).
+pub fn parse_fingerprint(s: &str) -> Result<[u8; 32], String> {
+    let hex = s
+        .strip_prefix("sha256:")
+        .ok_or("fingerprint= takes sha256:HEX (openssl x509 -noout -fingerprint -sha256)")?
+        .replace(':', "");
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("fingerprint=sha256: needs 64 hex digits".into());
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("checked hex");
+    }
+    Ok(out)
 }
 
 /// `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 literal.
@@ -324,6 +444,89 @@ mod tests {
             .to_string();
         assert!(e.starts_with("/etc/s:2: missing password"), "{e}");
         assert!(!e.contains("hunter2"));
+    }
+
+    #[test]
+    fn fingerprints_pin_the_certificate() {
+        let hex = "ab".repeat(32);
+        assert_eq!(
+            parse_fingerprint(&format!("sha256:{hex}")).unwrap(),
+            [0xab; 32]
+        );
+        let colons: Vec<String> = (0..32).map(|_| "AB".to_string()).collect();
+        assert_eq!(
+            parse_fingerprint(&format!("sha256:{}", colons.join(":"))).unwrap(),
+            [0xab; 32]
+        );
+        for bad in ["ab", "sha1:ab", "sha256:zz", "sha256:abab"] {
+            assert!(parse_fingerprint(bad).is_err(), "{bad}");
+        }
+        let s = Secrets::parse(
+            &format!("r.example bob pass word fingerprint=sha256:{hex}\n"),
+            "f",
+        )
+        .unwrap();
+        let c = s.lookup("r.example", 25, None).unwrap();
+        assert_eq!((c.password(), c.pin), ("pass word", Some([0xab; 32])));
+        let e = Secrets::parse("r.example bob hunter2 fingerprint=sha256:12\n", "f")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.starts_with("f:1: fingerprint") && !e.contains("hunter2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn oauth2_lines() {
+        let s = Secrets::parse(
+            "smtp.office365.com:587 shop@x.example oauth2 token_url=https://login.example/t client_id=abc client_secret=S3cr refresh_token=R3fr scope=https://outlook.office.com/SMTP.Send\n",
+            "f",
+        )
+        .unwrap();
+        let c = s.lookup("smtp.office365.com", 587, None).unwrap();
+        let o = c.oauth.as_ref().unwrap();
+        assert_eq!(
+            (o.client_id.as_str(), o.client_secret(), o.refresh_token()),
+            ("abc", "S3cr", "R3fr")
+        );
+        assert!(!format!("{c:?}").contains("S3cr") && !format!("{c:?}").contains("R3fr"));
+        for (line, why) in [
+            (
+                "h u oauth2 client_id=a refresh_token=R3fr",
+                "without token_url=",
+            ),
+            (
+                "h u oauth2 token_url=https://t/ refresh_token=R3fr",
+                "without client_id=",
+            ),
+            (
+                "h u oauth2 token_url=https://t/ client_id=a",
+                "without refresh_token=",
+            ),
+            (
+                "h u oauth2 token_url=http://t/ client_id=a refresh_token=R3fr",
+                "https://",
+            ),
+            (
+                "h u oauth2 token_url=https://t/ client_id=a refresh_token=R3fr colour=x",
+                "unknown oauth2 field",
+            ),
+            ("h u oauth2", "without token_url="),
+        ] {
+            let e = Secrets::parse(&format!("{line}\n"), "f")
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(
+                e.starts_with("f:1: ") && e.contains(why) && !e.contains("R3fr"),
+                "{e}"
+            );
+        }
+        // A password that happens to start with the word is a password.
+        let s = Secrets::parse("h u oauth2 is my password\n", "f").unwrap();
+        assert!(s.lookup("h", 25, None).unwrap().oauth.is_none());
     }
 
     #[test]

@@ -54,8 +54,11 @@ pub struct Entry {
     pub who: Who,
     pub sender: SenderSpec,
     pub sources: Sources,
+    /// (PRIVATE, PUBLIC) of sources written `PRIVATE=PUBLIC` (1:1 NAT).
+    pub public: Vec<(IpAddr, IpAddr)>,
     pub helo: Option<String>,
-    pub relay: Option<crate::base::relay::Relay>,
+    /// `relay=URL|URL`: a failover list.
+    pub relay: Option<crate::base::relay::Relays>,
     pub from: Vec<String>,
     pub rate: Option<crate::base::limit::Rate>,
     pub dkim: Option<(String, PathBuf)>,
@@ -137,11 +140,12 @@ pub fn parse_line(text: &str, path: &Path, line: usize) -> Result<Option<Entry>,
         }
         SenderSpec::Address(a)
     };
-    let sources = parse_sources(fields[2]).map_err(err)?;
+    let (sources, public) = parse_sources(fields[2]).map_err(err)?;
     let mut e = Entry {
         who,
         sender,
         sources,
+        public,
         helo: None,
         relay: None,
         from: Vec::new(),
@@ -172,7 +176,7 @@ pub fn parse_line(text: &str, path: &Path, line: usize) -> Result<Option<Entry>,
             }
             "relay" => {
                 e.relay = Some(
-                    crate::base::relay::Relay::parse(v)
+                    crate::base::relay::Relays::parse(v)
                         .map_err(|m| err(format!("relay=`{v}`: {m}")))?,
                 );
             }
@@ -236,28 +240,48 @@ pub fn parse_line(text: &str, path: &Path, line: usize) -> Result<Option<Entry>,
     Ok(Some(e))
 }
 
-fn parse_sources(f: &str) -> Result<Sources, String> {
+/// Field 3, and the public addresses of `PRIVATE=PUBLIC` sources.
+fn parse_sources(f: &str) -> Result<(Sources, Vec<(IpAddr, IpAddr)>), String> {
     if f == "-" {
-        return Ok(Sources::Kernel);
+        return Ok((Sources::Kernel, Vec::new()));
     }
     let parts: Vec<&str> = f.split(',').collect();
     if parts
         .iter()
-        .any(|p| p.parse::<IpAddr>().is_ok() || p.contains(':'))
+        .any(|p| p.parse::<IpAddr>().is_ok() || p.contains(':') || p.contains('='))
     {
-        let mut v = Vec::new();
-        for p in parts {
-            let ip: IpAddr = p
-                .trim_start_matches('[')
+        let ip_of = |p: &str| -> Result<IpAddr, String> {
+            p.trim_start_matches('[')
                 .trim_end_matches(']')
                 .parse()
-                .map_err(|_| format!("source `{p}` is not an IPv4 or IPv6 address"))?;
+                .map_err(|_| format!("source `{p}` is not an IPv4 or IPv6 address"))
+        };
+        let mut v = Vec::new();
+        let mut public = Vec::new();
+        for p in parts {
+            let (private, shown) = match p.split_once('=') {
+                Some((a, b)) => (a, Some(b)),
+                None => (p, None),
+            };
+            let ip = ip_of(private)?;
             if ip.is_unspecified() || ip.is_multicast() {
                 return Err(format!("source `{p}` cannot be bound as a sender address"));
             }
+            if let Some(b) = shown {
+                let pubip = ip_of(b).map_err(|_| {
+                    format!("source `{p}`: the public address `{b}` after = is not an IPv4 or IPv6 address (write PRIVATE=PUBLIC)")
+                })?;
+                if pubip.is_ipv4() != ip.is_ipv4() || pubip.is_unspecified() || pubip.is_multicast()
+                {
+                    return Err(format!(
+                        "source `{p}`: PRIVATE=PUBLIC needs two unicast addresses of one family"
+                    ));
+                }
+                public.push((ip, pubip));
+            }
             v.push(ip);
         }
-        return Ok(Sources::Addrs(v));
+        return Ok((Sources::Addrs(v), public));
     }
     if parts.len() > 1 {
         return Err(format!("source `{f}`: give IP addresses, or one host name"));
@@ -266,7 +290,7 @@ fn parse_sources(f: &str) -> Result<Sources, String> {
         .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
         && !f.chars().all(|c| c.is_ascii_digit() || c == '.')
     {
-        Ok(Sources::Host(f.to_ascii_lowercase()))
+        Ok((Sources::Host(f.to_ascii_lowercase()), Vec::new()))
     } else {
         Err(format!(
             "source `{f}` is not an IP address, a host name or -"

@@ -13,6 +13,7 @@
 //! respects; once it is spent, the recipients not yet settled are deferred
 //! with that reason.
 
+use crate::base::relay::Relay;
 use crate::deliver::context::Context;
 use crate::deliver::host::try_address;
 use crate::deliver::outcome::{Outcome, Outcomes, Report, TryError, record};
@@ -48,7 +49,6 @@ pub fn deliver(ctx: &mut Context, msg: &mut Locked) -> Report {
         }
     }
 
-    let relay = crate::deliver::route::relay_for(ctx.cfg, &identity);
     let sources = if !outcomes.is_empty() {
         Vec::new()
     } else {
@@ -64,38 +64,15 @@ pub fn deliver(ctx: &mut Context, msg: &mut Locked) -> Report {
         }
     };
     if outcomes.is_empty() {
-        let families = crate::deliver::route::families(&sources);
-        let v6_first = ctx.cfg.cfg.prefer == crate::config::conf::Prefer::Ipv6;
-        let mx_port = ctx.cfg.cfg.mx_port;
-        let needs_dns = relay
-            .as_ref()
-            .map(|r| r.host.parse::<IpAddr>().is_err())
-            .unwrap_or(true);
-        let (dests, bad) = {
-            let dns = if needs_dns { ctx.dns() } else { None };
-            let router = Router {
-                dns,
-                mx_port,
-                v6_first,
-                families,
-            };
-            router.plan(&pending, relay.as_ref())
-        };
-        for u in bad {
-            let o = if u.permanent {
-                Outcome::Failed(u.why)
-            } else {
-                Outcome::Deferred(u.why)
-            };
-            outcomes.insert(u.rcpt, (o, None, None));
-        }
-        for d in dests {
-            deliver_destination(
+        // Each route's part of the message is delivered, deferred or failed on its own.
+        for (choice, rcpts) in crate::deliver::route::split(ctx.cfg, &identity, &pending) {
+            deliver_route(
                 ctx,
                 msg,
                 &identity,
                 &sources,
-                &d,
+                choice.relays.as_ref(),
+                &rcpts,
                 &mut outcomes,
                 &mut report,
             );
@@ -104,6 +81,89 @@ pub fn deliver(ctx: &mut Context, msg: &mut Locked) -> Report {
 
     record(ctx, msg, &identity, outcomes, &mut report);
     report
+}
+
+/// The recipients of one route: by MX, or through its relays in order. The
+/// recipients a relay leaves deferred (it could not be reached or resolved,
+/// TLS failed, or it answered 4xx) go to the next relay of the list; what the
+/// last one leaves deferred keeps every relay's reason. A permanent refusal
+/// is final.
+#[allow(clippy::too_many_arguments)]
+fn deliver_route(
+    ctx: &mut Context,
+    msg: &Locked,
+    identity: &Identity,
+    sources: &[IpAddr],
+    relays: Option<&crate::base::relay::Relays>,
+    rcpts: &[(usize, String)],
+    outcomes: &mut Outcomes,
+    report: &mut Report,
+) {
+    let families = crate::deliver::route::families(sources);
+    let v6_first = ctx.cfg.cfg.prefer == crate::config::conf::Prefer::Ipv6;
+    let mx_port = ctx.cfg.cfg.mx_port;
+    let plan = |ctx: &mut Context, rcpts: &[(usize, String)], relay: Option<&Relay>| {
+        let needs_dns = relay.is_none_or(|r| r.host.parse::<IpAddr>().is_err());
+        let dns = if needs_dns { ctx.dns() } else { None };
+        Router {
+            dns,
+            mx_port,
+            v6_first,
+            families,
+        }
+        .plan(rcpts, relay)
+    };
+    let unroutable = |o: &mut Outcomes, u: crate::deliver::route::Unroutable| {
+        let why = if u.permanent {
+            Outcome::Failed(u.why)
+        } else {
+            Outcome::Deferred(u.why)
+        };
+        o.insert(u.rcpt, (why, None, None));
+    };
+    let Some(relays) = relays else {
+        let (dests, bad) = plan(ctx, rcpts, None);
+        for u in bad {
+            unroutable(outcomes, u);
+        }
+        for d in dests {
+            deliver_destination(ctx, msg, identity, sources, &d, outcomes, report);
+        }
+        return;
+    };
+    let list = relays.list();
+    let mut left: Vec<(usize, String)> = rcpts.to_vec();
+    let mut earlier: HashMap<usize, Vec<String>> = HashMap::new();
+    for (k, relay) in list.iter().enumerate() {
+        let (dests, bad) = plan(ctx, &left, Some(relay));
+        for u in bad {
+            unroutable(outcomes, u);
+        }
+        for d in dests {
+            deliver_destination(ctx, msg, identity, sources, &d, outcomes, report);
+        }
+        left.retain(|(i, _)| matches!(outcomes.get(i), Some((Outcome::Deferred(_), _, _))));
+        if left.is_empty() || k + 1 == list.len() {
+            break;
+        }
+        // Deferred here: note why, and try the next relay afresh.
+        for (i, _) in &left {
+            if let Some((Outcome::Deferred(why), _, _)) = outcomes.remove(i) {
+                earlier
+                    .entry(*i)
+                    .or_default()
+                    .push(format!("relay {}: {why}", relay.text));
+            }
+        }
+    }
+    let last = list.last().map(|r| r.text.as_str()).unwrap_or_default();
+    for (i, _) in &left {
+        if let (Some(notes), Some((Outcome::Deferred(why), _, _))) =
+            (earlier.get(i), outcomes.get_mut(i))
+        {
+            *why = format!("{}; relay {last}: {why}", notes.join("; "));
+        }
+    }
 }
 
 /// The message deadline of one delivery attempt, set while this lives

@@ -5,7 +5,8 @@
 //! `open` (a bound, greeted, TLS'd, authenticated session), `outcome` (per
 //! recipient, merged into the envelope), `context` (resolver, TLS, session
 //! pool); `bounce` (failure and delay reports); `https` (the HTTPS requests
-//! of delivery: MTA-STS policies, OAuth2 tokens). May use the stages before it.
+//! of delivery: MTA-STS policies, OAuth2 tokens); `oauth2` (relay access
+//! tokens: refresh, cache, one refresh at a time). May use the stages before it.
 
 pub mod attempt;
 pub mod bounce;
@@ -14,6 +15,7 @@ pub mod context;
 pub mod dns;
 pub mod host;
 pub mod https;
+pub mod oauth2;
 pub mod open;
 pub mod outcome;
 pub mod route;

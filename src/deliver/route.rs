@@ -1,24 +1,93 @@
-//! Routing: which hosts receive which recipients. A relay (the identity's
-//! `relay=`, else the global `relay`) takes every recipient; otherwise each
-//! recipient domain's MX hosts (preference order, random order among equal
+//! Routing: which hosts receive which recipients. Each recipient's route is
+//! chosen by [`choose`]: the identity's `relay=`, else the most specific
+//! `[routes]` entry for its domain, else the global `relay`, else MX; one
+//! message's recipients are grouped per route ([`split`]). A relay route is a
+//! failover list, tried in order by the caller; otherwise each recipient
+//! domain's MX hosts (preference order, random order among equal
 //! preferences), the domain itself when it has no MX, and a permanent failure
 //! for a null MX. Only address families the identity can bind are kept. A
 //! relay that cannot be resolved is a temporary failure, even NXDOMAIN.
 
-use crate::base::relay::Relay;
+use crate::base::relay::{Relay, Relays};
 use crate::config::conf::Loaded;
+use crate::config::routes::Target;
 use crate::deliver::dns::{Dns, Mx};
 use crate::identity::profile::Identity;
 use std::net::{IpAddr, SocketAddr};
 
-/// The relay that takes an identity's mail: its own `relay=`, else the
-/// global `relay`; `None`: direct delivery by MX. Its port is settled here
-/// (587 when the secrets file has a line for the host without a port, see
+/// The route of a recipient domain: a failover list of relays, or MX
+/// (`None`), and why it was chosen (the same text for every domain the same
+/// rule sends, so that [`split`] groups them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    pub relays: Option<Relays>,
+    pub why: String,
+}
+
+/// The route for mail of `identity` to `domain` (DESIGN.md, "Routes by
+/// recipient domain"). Each relay's port is settled here (587 when the
+/// secrets file has a line for the host without a port, see
 /// `secrets::relay_port`), so that route, AUTH and `-bv` agree on it.
-pub fn relay_for(cfg: &Loaded, identity: &Identity) -> Option<Relay> {
-    let mut r = identity.relay.as_ref().or(cfg.relay.as_ref())?.clone();
-    r.port = Some(crate::config::secrets::relay_port(&cfg.cfg.secrets, &r));
-    Some(r)
+pub fn choose(cfg: &Loaded, identity: &Identity, domain: &str) -> Choice {
+    let conf = cfg.path.display();
+    let (relays, why) = if let Some(r) = &identity.relay {
+        (
+            Some(r.clone()),
+            format!(
+                "the identity's relay= ({})",
+                identity.location.as_deref().unwrap_or("virtusers")
+            ),
+        )
+    } else if let Some((route, exact)) = cfg.routes.find(domain) {
+        let how = if exact { "exact domain" } else { "wildcard" };
+        let relays = match &route.target {
+            Target::Mx => None,
+            Target::Relays(r) => Some(r.clone()),
+        };
+        (
+            relays,
+            format!("[routes] \"{}\" ({conf}:{}, {how})", route.key, route.line),
+        )
+    } else if let Some(r) = &cfg.relay {
+        (Some(r.clone()), format!("the global relay ({conf})"))
+    } else {
+        (
+            None,
+            "no route or relay applies: direct delivery by MX".into(),
+        )
+    };
+    let relays = relays.map(|mut list| {
+        for r in list.list_mut() {
+            r.port = Some(crate::config::secrets::relay_port(&cfg.cfg.secrets, r));
+        }
+        list
+    });
+    Choice { relays, why }
+}
+
+/// The recipients `(index, address)` grouped per route, in first-seen order.
+pub fn split(
+    cfg: &Loaded,
+    identity: &Identity,
+    rcpts: &[(usize, String)],
+) -> Vec<(Choice, Vec<(usize, String)>)> {
+    let mut groups: Vec<(Choice, Vec<(usize, String)>)> = Vec::new();
+    // Chosen once per domain (choosing reads the secrets file for the port).
+    let mut by_domain: std::collections::HashMap<String, Choice> = Default::default();
+    for (i, a) in rcpts {
+        let d = crate::base::address::domain(a)
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let c = by_domain
+            .entry(d.clone())
+            .or_insert_with(|| choose(cfg, identity, &d))
+            .clone();
+        match groups.iter_mut().find(|g| g.0 == c) {
+            Some(g) => g.1.push((*i, a.clone())),
+            None => groups.push((c, vec![(*i, a.clone())])),
+        }
+    }
+    groups
 }
 
 /// One host to try, with its addresses.

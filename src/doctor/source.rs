@@ -1,7 +1,8 @@
 //! The checks of one source address: it can be bound here (`source`), its
 //! PTR and forward-confirmed reverse DNS (`ptr`, `fcrdns`), the HELO name
 //! (`helo`), and SPF for the identity's domain from it (`spf`, evaluated by
-//! mail-auth).
+//! mail-auth). Behind NAT (`PRIVATE=PUBLIC`) the binding is checked for
+//! PRIVATE and everything receivers see for PUBLIC.
 
 use crate::deliver::dns::DnsError;
 use crate::doctor::report::{DnsFail, Doctor, Status, dns_text};
@@ -12,7 +13,18 @@ pub fn address_checks(doc: &mut Doctor, label: &str, id: &Identity, ip: IpAddr, 
     let a = ip.to_string();
     // source
     match crate::deliver::connect::can_bind(ip) {
-        Ok(()) => doc.line(Status::Ok, "source", label, &a, "the address is configured on this host"),
+        Ok(()) => doc.line(
+            Status::Ok,
+            "source",
+            label,
+            &a,
+            &match id.public_for(ip) {
+                Some(p) => format!(
+                    "the address is configured on this host; receivers see the public address {p} (NAT)"
+                ),
+                None => "the address is configured on this host".to_string(),
+            },
+        ),
         Err(e) => doc.line(
             Status::Fail,
             "source",
@@ -24,6 +36,10 @@ pub fn address_checks(doc: &mut Doctor, label: &str, id: &Identity, ip: IpAddr, 
             ),
         ),
     }
+    // Behind 1:1 NAT receivers see the public address: PTR, FCrDNS, HELO
+    // and SPF are checked for it.
+    let ip = id.public_for(ip).unwrap_or(ip);
+    let a = ip.to_string();
     // ptr and fcrdns
     let rev = crate::deliver::dns::reverse_name(ip);
     if doc.out_of_time("ptr", label, &a) {

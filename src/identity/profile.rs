@@ -42,12 +42,17 @@ pub struct Identity {
     pub sender: String,
     /// Source addresses; empty = the kernel chooses.
     pub sources: Vec<std::net::IpAddr>,
+    /// Behind 1:1 NAT: (PRIVATE, PUBLIC) for the sources written
+    /// `PRIVATE=PUBLIC`; PRIVATE is bound, PUBLIC is what receivers see.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub public: Vec<(std::net::IpAddr, std::net::IpAddr)>,
     /// A host name to resolve at send time instead of literals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_host: Option<String>,
     pub helo: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub relay: Option<crate::base::relay::Relay>,
+    /// `relay=`: a failover list (an envelope from before lists holds one URL).
+    pub relay: Option<crate::base::relay::Relays>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub from: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,6 +71,11 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// The public address receivers see for the bound source `ip` (NAT).
+    pub fn public_for(&self, ip: std::net::IpAddr) -> Option<std::net::IpAddr> {
+        self.public.iter().find(|(p, _)| *p == ip).map(|x| x.1)
+    }
+
     /// The identity for `login` from its virtusers entry, or the host identity.
     pub fn resolve(entry: Option<&Entry>, login: &str, uid: u32, hostname: &str) -> Identity {
         let Some(e) = entry else {
@@ -74,6 +84,7 @@ impl Identity {
                 uid,
                 sender: format!("{login}@{hostname}"),
                 sources: Vec::new(),
+                public: Vec::new(),
                 source_host: None,
                 helo: hostname.into(),
                 relay: None,
@@ -95,11 +106,16 @@ impl Identity {
             Sources::Addrs(v) => (v.clone(), None),
             Sources::Host(h) => (Vec::new(), Some(h.clone())),
         };
+        let public = match &e.sources {
+            Sources::Addrs(_) => e.public.clone(),
+            _ => Vec::new(),
+        };
         Identity {
             login: login.into(),
             uid,
             sender,
             sources,
+            public,
             source_host,
             helo: e.helo.clone().unwrap_or(domain),
             relay: e.relay.clone(),

@@ -279,7 +279,7 @@ mod tests {
     #[test]
     fn round_trip_keeps_every_field() {
         let mut e = Envelope::new_for_test("ABC123");
-        e.identity.relay = Some(crate::base::relay::Relay::parse("smtp://u@[::1]:2525").unwrap());
+        e.identity.relay = Some(crate::base::relay::Relays::parse("smtp://u@[::1]:2525").unwrap());
         e.identity.rate = Some(crate::base::limit::Rate::parse("3/10s").unwrap());
         e.recipients[0].orig = Some("root".into());
         e.recipients.push(Recipient::new("b@y.test".into(), None));

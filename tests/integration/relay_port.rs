@@ -5,8 +5,6 @@
 
 use crate::support::sink::{Sink, SinkConfig, server_tls};
 use crate::support::vs::Env;
-use rcgen::{CertificateParams, KeyPair};
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
@@ -22,6 +20,8 @@ fn env_with_secrets(relay: &str, line: &str) -> Env {
     let p = env.write("secrets", line);
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
     env.conf(&format!("secrets = \"{}\"", p.display()));
+    let ca = crate::support::pki::shared_ca_file(env.dir());
+    env.conf(&format!("tls_ca_file = \"{}\"", ca.display()));
     env
 }
 
@@ -34,18 +34,12 @@ fn route(env: &Env) -> String {
 
 #[test]
 fn a_secrets_line_without_a_port_makes_smtp_use_587() {
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec![RELAY.to_string()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
+    // Credentials go only to a verified certificate: the shared test CA's.
+    let (chain, key) = crate::support::pki::shared().leaf(&[RELAY], false);
     let sink = Sink::start(SinkConfig {
         bind: RELAY.parse().unwrap(),
         port: 587,
-        tls: Some(server_tls(
-            vec![cert.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )),
+        tls: Some(server_tls(chain, key)),
         auth: vec![("relayuser".into(), "s3cret-587".into())],
         ..Default::default()
     });

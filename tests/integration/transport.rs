@@ -58,11 +58,14 @@ fn mx_env(sink: &Sink) -> (Env, DnsServer) {
     (env, dns)
 }
 
-/// Write the secrets file (mode 0640) and point the config at it.
+/// Write the secrets file (mode 0640) and point the config at it; trust the
+/// shared test CA that issued `auth_sink`'s certificate.
 fn secrets(env: &Env, text: &str, mode: u32) {
     let p = env.write("secrets", text);
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
     env.conf(&format!("secrets = \"{}\"", p.display()));
+    let ca = crate::support::pki::shared_ca_file(env.dir());
+    env.conf(&format!("tls_ca_file = \"{}\"", ca.display()));
 }
 
 fn queue(env: &Env) -> String {
@@ -313,10 +316,13 @@ fn implicit_tls_relay_with_verification() {
 
 // ---------------------------------------------------------------- AUTH
 
+/// A relay offering AUTH; with `tls`, its certificate (for 127.0.0.1) is
+/// issued by the shared test CA, which `secrets` trusts: credentials go only
+/// to a verified certificate.
 fn auth_sink(mechs: &[&str], tls: bool) -> Sink {
     Sink::start(SinkConfig {
         tls: if tls {
-            tls_cfg(self_signed(&["relay.test"]))
+            tls_cfg(crate::support::pki::shared().leaf(&["127.0.0.1"], false))
         } else {
             None
         },

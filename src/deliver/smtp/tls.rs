@@ -120,6 +120,25 @@ impl TlsContext {
         Ok(all)
     }
 
+    /// A context whose every policy uses `config` (a relay's own, from
+    /// `smtp::relay_tls`: a client certificate, a pinned or verified server
+    /// certificate); `verified`: it checks the server's certificate.
+    pub fn with_config(&self, config: Arc<ClientConfig>, verified: bool) -> TlsContext {
+        let v = OnceLock::new();
+        let _ = v.set(Ok(config.clone()));
+        TlsContext {
+            provider: self.provider.clone(),
+            ca_file: self.ca_file.clone(),
+            system_ca_file: self.system_ca_file.clone(),
+            untrusted: if verified {
+                self.untrusted.clone()
+            } else {
+                config
+            },
+            verified: v,
+        }
+    }
+
     /// The crypto provider every TLS client of the run uses (ring).
     pub fn provider(&self) -> Arc<CryptoProvider> {
         self.provider.clone()
@@ -146,8 +165,8 @@ impl TlsContext {
 /// Opportunistic TLS: any certificate is accepted (the handshake signatures
 /// are still checked, so the session is at least bound to the presented key).
 #[derive(Debug)]
-struct AcceptAny {
-    provider: Arc<CryptoProvider>,
+pub(super) struct AcceptAny {
+    pub(super) provider: Arc<CryptoProvider>,
 }
 
 impl ServerCertVerifier for AcceptAny {

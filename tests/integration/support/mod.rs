@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod dns;
+pub mod oauth;
 pub mod pki;
 pub mod postfix;
 pub mod sink;

@@ -32,6 +32,21 @@ pub fn leaf_params(names: &[&str], expired: bool) -> CertificateParams {
     p
 }
 
+/// One test CA for the whole test binary (relays that get credentials need a
+/// certificate vsendmail can verify: `tls_ca_file` = its `ca_pem`, written by
+/// [`shared_ca_file`]).
+pub fn shared() -> &'static Pki {
+    static CA: std::sync::OnceLock<Pki> = std::sync::OnceLock::new();
+    CA.get_or_init(Pki::new)
+}
+
+/// Write the shared CA's PEM into `dir` and return its path (for `tls_ca_file`).
+pub fn shared_ca_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let p = dir.join("shared-ca.pem");
+    std::fs::write(&p, shared().ca_pem()).unwrap();
+    p
+}
+
 impl Pki {
     pub fn new() -> Pki {
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -49,6 +64,17 @@ impl Pki {
 
     pub fn ca_pem(&self) -> String {
         self.ca.pem()
+    }
+
+    /// A client certificate for `name` (clientAuth), as PEM (cert, key), for
+    /// a relay URL's `?cert=&key=`.
+    pub fn client_pem(&self, name: &str) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, name);
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = p.signed_by(&key, &self.ca).unwrap();
+        (cert.pem(), key.serialize_pem())
     }
 
     /// A server certificate for `names` (DNS names or IP literals) issued by the CA.

@@ -52,6 +52,9 @@ pub struct SinkConfig {
     pub auth: Vec<(String, String)>,
     /// The AUTH mechanisms offered (default PLAIN, LOGIN).
     pub auth_mechs: Vec<String>,
+    /// With `XOAUTH2`/`OAUTHBEARER` in `auth_mechs`: the one access token
+    /// accepted now (shared with `support::oauth::TokenServer`, which issues it).
+    pub oauth_token: Option<Arc<Mutex<String>>>,
 }
 
 impl Default for SinkConfig {
@@ -78,6 +81,7 @@ impl Default for SinkConfig {
             starttls_broken: false,
             auth: Vec::new(),
             auth_mechs: vec!["PLAIN".to_string(), "LOGIN".to_string()],
+            oauth_token: None,
         }
     }
 }
@@ -179,12 +183,15 @@ pub struct Conn {
     pub tls: bool,
     /// Every AUTH exchange, in order.
     pub auth: Vec<AuthAttempt>,
+    /// The client presented a certificate (verified by [`server_tls_client_auth`]).
+    pub client_cert: bool,
 }
 
 /// One AUTH exchange as the sink decoded it.
 #[derive(Clone, Debug)]
 pub struct AuthAttempt {
-    /// `PLAIN` or `LOGIN`.
+    /// `PLAIN`, `LOGIN` or `EXTERNAL` (accepted when the client presented a
+    /// certificate).
     pub mech: String,
     pub user: String,
     pub password: String,
@@ -596,6 +603,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 closed: false,
                 tls: false,
                 auth: Vec::new(),
+                client_cert: false,
             });
             st.streams.push(stream.try_clone().ok());
             st.conns.len() - 1
@@ -807,8 +815,12 @@ impl Io {
                 return false;
             }
         }
+        let client_cert = conn.peer_certificates().is_some_and(|c| !c.is_empty());
         self.stream = Box::new(rustls::StreamOwned::new(conn, sock));
-        self.shared.with_conn(self.idx, |c| c.tls = true);
+        self.shared.with_conn(self.idx, |c| {
+            c.tls = true;
+            c.client_cert = client_cert;
+        });
         true
     }
 
@@ -875,6 +887,27 @@ impl Io {
                     _ => Some(cancelled()),
                 }
             }
+            // The credential is the TLS client certificate; the argument is
+            // the authorization identity (`=`: none).
+            "EXTERNAL" => Some(Ok((mech, String::new(), String::new()))),
+            // The user and the bearer token (RFC 7628; Google's XOAUTH2).
+            "XOAUTH2" | "OAUTHBEARER" => {
+                let Some(text) = initial.as_deref().and_then(decode) else {
+                    return Some(cancelled());
+                };
+                let mut user = String::new();
+                let mut token = String::new();
+                for part in text.split('\x01') {
+                    if let Some(u) = part.strip_prefix("user=") {
+                        user = u.to_string();
+                    } else if let Some(t) = part.strip_prefix("auth=Bearer ") {
+                        token = t.to_string();
+                    } else if let Some(gs2) = part.strip_prefix("n,a=") {
+                        user = gs2.trim_end_matches(',').to_string();
+                    }
+                }
+                Some(Ok((mech, user, token)))
+            }
             _ => Some(Err("504 5.5.4 Unrecognized authentication type".into())),
         }
     }
@@ -890,6 +923,31 @@ pub fn server_tls(
         .with_safe_default_protocol_versions()
         .expect("sink: TLS versions")
         .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("sink: certificate and key");
+    Arc::new(cfg)
+}
+
+/// As [`server_tls`], and the client must present a certificate issued by
+/// `client_ca` (DER): a relay that authenticates senders by certificate.
+pub fn server_tls_client_auth(
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+    client_ca: rustls::pki_types::CertificateDer<'static>,
+) -> Arc<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(client_ca).expect("sink: client CA");
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .expect("sink: client verifier");
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("sink: TLS versions")
+        .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .expect("sink: certificate and key");
     Arc::new(cfg)
@@ -1157,7 +1215,25 @@ fn serve(io: &mut Io, peer: SocketAddr) {
                 None => return,
                 Some(Err(r)) => Flow::Reply(r),
                 Some(Ok((mech, user, password))) => {
-                    let ok = cfg.auth.iter().any(|(u, p)| *u == user && *p == password);
+                    let oauth = mech == "XOAUTH2" || mech == "OAUTHBEARER";
+                    let ok = if mech == "EXTERNAL" {
+                        shared.lock().conns[io.idx].client_cert
+                    } else if oauth {
+                        cfg.oauth_token
+                            .as_ref()
+                            .is_some_and(|t| *t.lock().unwrap() == password)
+                    } else {
+                        cfg.auth.iter().any(|(u, p)| *u == user && *p == password)
+                    };
+                    // A refused bearer token gets the error challenge first.
+                    if oauth && !ok {
+                        if !io.send("334 eyJzdGF0dXMiOiI0MDEifQ==") {
+                            return;
+                        }
+                        if io.line().is_none() {
+                            return;
+                        }
+                    }
                     shared.with_conn(io.idx, |c| {
                         c.auth.push(AuthAttempt {
                             mech,

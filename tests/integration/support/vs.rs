@@ -432,6 +432,25 @@ impl Env {
     }
 
     /// The syslog datagrams received so far, whole and parsed.
+    /// Every line of the audit trail (`<spool>/audit/*.jsonl`), file by file.
+    pub fn audit_lines(&self) -> Vec<String> {
+        let mut files: Vec<PathBuf> = fs::read_dir(self.spool().join("audit"))
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        files
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+            .flat_map(|p| {
+                fs::read_to_string(p)
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     pub fn log_records(&self) -> Vec<LogLine> {
         let mut lines = self.syslog.lock();
         self.syslog.drain(&mut lines);
