@@ -5,7 +5,9 @@
 //! `open` (a bound, greeted, TLS'd, authenticated session), `outcome` (per
 //! recipient, merged into the envelope), `context` (resolver, TLS, session
 //! pool); `bounce` (failure and delay reports); `https` (the HTTPS requests
-//! of delivery: MTA-STS policies, OAuth2 tokens). May use the stages before it.
+//! of delivery: MTA-STS policies, OAuth2 tokens); `privsep` (run set-gid, the
+//! network part of an attempt in a child without the group) and `sockets`
+//! (where `connect` gets its sockets). May use the stages before it.
 
 pub mod attempt;
 pub mod bounce;
@@ -16,5 +18,7 @@ pub mod host;
 pub mod https;
 pub mod open;
 pub mod outcome;
+pub mod privsep;
 pub mod route;
 pub mod smtp;
+pub mod sockets;
