@@ -9,6 +9,7 @@ mod delivery_results;
 mod docs;
 mod dots;
 mod hostile_accountability;
+mod hostile_privileges;
 mod hostile_queue;
 mod first_hour_checks;
 mod layout;
