@@ -98,7 +98,7 @@ install: build
 	if [ -z "$$grp" ]; then echo "make install: note: group $(GROUP) not set (not root or no such group); fix ownership when packaging"; fi; \
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5; \
 	mode=0755; if [ -n "$$grp" ]; then mode=2755; fi; \
-	install -m $$mode $$grp $(BIN) $(DESTDIR)$(SBINDIR)/vsendmail; \
+	install -s -m $$mode $$grp $(BIN) $(DESTDIR)$(SBINDIR)/vsendmail; \
 	echo "installed $(DESTDIR)$(SBINDIR)/vsendmail (mode $$mode$${grp:+, group $(GROUP)})"; \
 	for m in man/*.8; do [ -e "$$m" ] && install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man8/; done; \
 	for m in man/*.5; do [ -e "$$m" ] && install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man5/; done; \

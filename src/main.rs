@@ -19,3 +19,27 @@ fn main() {
     };
     std::process::exit(code);
 }
+
+// The only two functions of libm.so the binary imports (hickory's server
+// statistics call `exp`, tokio's scheduler statistics `pow`; neither runs
+// in a plain send). Defined here from the `libm` crate (the Rust port of
+// musl's), the dynamic linker never maps libm.so: about 300 KB less RSS and
+// one library fewer to relocate per run. Not written by hand.
+#[unsafe(no_mangle)]
+pub extern "C" fn exp(x: f64) -> f64 {
+    libm::exp(x)
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn pow(x: f64, y: f64) -> f64 {
+    libm::pow(x, y)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn exp_and_pow_are_libm_s() {
+        assert_eq!(super::pow(2.0, 10.0), 1024.0);
+        assert!((super::exp(1.0) - std::f64::consts::E).abs() < 1e-15);
+    }
+}

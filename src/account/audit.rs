@@ -254,10 +254,48 @@ pub fn prepare(cfg: &Loaded) {
     }
 }
 
+/// The daily files opened by [`hold`], by name: what a delivery process
+/// without the group writes its records to.
+static HELD: std::sync::Mutex<Vec<(String, std::fs::File)>> = std::sync::Mutex::new(Vec::new());
+
+/// Open today's daily file (and tomorrow's, when a queue run made it) now,
+/// before the set-gid process gives up its group (`deliver::privsep`): the
+/// delivery process inherits the `O_APPEND` descriptors and writes its
+/// records, the write-ahead one included, through them. A record for a day
+/// not held cannot be written there, so its message is not sent.
+pub fn hold(cfg: &Loaded) -> std::io::Result<()> {
+    let dir = cfg.audit_dir();
+    let now = unix_now() as i64;
+    let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+    for (t, create) in [(now, true), (now + 86400, false)] {
+        let name = file_name(t);
+        let path = dir.join(&name);
+        if held.iter().any(|(n, _)| *n == name) || (!create && !path.exists()) {
+            continue;
+        }
+        held.push((
+            name,
+            shared::open(&dir, &path, shared::spool_gid(cfg), Access::Append)?,
+        ));
+    }
+    Ok(())
+}
+
 fn try_append(cfg: &Loaded, rec: &Record) -> std::io::Result<()> {
     let dir = cfg.audit_dir();
-    let path = dir.join(file_name(rec.connect as i64));
-    let f = shared::open(&dir, &path, shared::spool_gid(cfg), Access::Append)?;
+    let name = file_name(rec.connect as i64);
+    let path = dir.join(&name);
+    let kept = HELD
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, f)| f.try_clone())
+        .transpose()?;
+    let f = match kept {
+        Some(f) => f,
+        None => shared::open(&dir, &path, shared::spool_gid(cfg), Access::Append)?,
+    };
     let line = rec.to_line();
     // One write on an O_APPEND descriptor: concurrent writers never interleave.
     let n = (&f).write(&line)?;

@@ -13,9 +13,9 @@
 
 use crate::base::clock::unix_now;
 use crate::cli::invocation::{QueueFilter, QueueRun};
-use crate::deliver::attempt;
 use crate::deliver::context::Context;
 use crate::deliver::outcome::Report;
+use crate::deliver::privsep;
 use crate::exit::Result;
 use crate::identity::job::Job;
 use crate::identity::profile::Identity;
@@ -92,7 +92,7 @@ pub fn run(job: &Job, q: &QueueRun) -> Result<i32> {
                 ..Default::default()
             }
         } else {
-            attempt::deliver(&mut ctx, &mut locked)
+            privsep::deliver(&mut ctx, &mut locked)
         };
         if job.inv.verbose {
             crate::base::stderr::line(&format!(

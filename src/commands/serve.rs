@@ -8,8 +8,8 @@
 use crate::base::dsn::Dsn;
 use crate::base::dsn::ErrorMode;
 use crate::commands::submit::{self, Submission};
-use crate::deliver::attempt;
 use crate::deliver::context::Context;
+use crate::deliver::privsep;
 use crate::exit::{Error, Result};
 use crate::identity::job::Job;
 use crate::intake::lines::{Line, next_line};
@@ -212,7 +212,7 @@ fn transaction<R: BufRead>(
     }
     let mut locked = locked;
     let mut ctx = Context::new(&job.cfg, &job.log, job.inv.verbose, false);
-    let report = attempt::deliver(&mut ctx, &mut locked);
+    let report = privsep::deliver(&mut ctx, &mut locked);
     if report.sent.is_empty() && report.deferred.is_empty() && !report.failed.is_empty() {
         let why = report.failed[0].1.clone();
         let _ = locked.remove();

@@ -8,9 +8,9 @@
 use crate::base::clock::unix_now;
 use crate::base::dsn::{Dsn, ErrorMode};
 use crate::cli::invocation::DeliveryMode;
-use crate::deliver::attempt;
 use crate::deliver::context::Context;
 use crate::deliver::outcome::Report;
+use crate::deliver::privsep;
 use crate::exit::{Error, Result};
 use crate::identity::job::Job;
 use crate::identity::profile::Identity;
@@ -206,7 +206,7 @@ pub fn submit(job: &Job) -> Result<i32> {
         DeliveryMode::Interactive => {
             let mut locked = locked;
             let mut ctx = Context::new(&job.cfg, &job.log, inv.verbose, false);
-            let report = attempt::deliver(&mut ctx, &mut locked);
+            let report = privsep::deliver(&mut ctx, &mut locked);
             finish(job, &mut ctx, locked, &report, inv.errors).map(|()| 0)
         }
     }
@@ -234,7 +234,7 @@ fn background(job: &Job, locked: Locked) {
             }
             let mut locked = locked;
             let mut ctx = Context::new(&job.cfg, &job.log, false, false);
-            let report = attempt::deliver(&mut ctx, &mut locked);
+            let report = privsep::deliver(&mut ctx, &mut locked);
             let _ = finish(job, &mut ctx, locked, &report, Some(ErrorMode::Mail));
             std::process::exit(0);
         }

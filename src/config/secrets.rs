@@ -16,8 +16,6 @@
 
 use crate::base::relay::{Relay, Scheme};
 use std::fmt;
-use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -176,29 +174,19 @@ impl Secrets {
     /// Read the file. `Ok(None)`: it does not exist (no relay credentials).
     pub fn load(path: &Path) -> Result<Option<Secrets>, SecretsError> {
         let p = path.display().to_string();
-        let f = match std::fs::File::open(path) {
-            Ok(f) => f,
+        // Kept in memory when the set-gid process gave up its group (`hold`).
+        let c = match crate::config::held::read(path, 1 << 20) {
+            Ok(c) => c,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(SecretsError::Read { path: p, err }),
         };
-        let meta = f.metadata().map_err(|err| SecretsError::Read {
-            path: p.clone(),
-            err,
-        })?;
-        if meta.mode() & 0o007 != 0 {
+        if c.mode & 0o007 != 0 {
             return Err(SecretsError::WorldReadable {
                 path: p,
-                mode: meta.mode() & 0o7777,
+                mode: c.mode & 0o7777,
             });
         }
-        let mut text = String::new();
-        f.take(1 << 20)
-            .read_to_string(&mut text)
-            .map_err(|err| SecretsError::Read {
-                path: p.clone(),
-                err,
-            })?;
-        Secrets::parse(&text, &p).map(Some)
+        Secrets::parse(&c.text, &p).map(Some)
     }
 
     /// Parse the text of a secrets file named `path` (for messages).
@@ -334,6 +322,37 @@ pub fn relay_port(path: &Path, relay: &Relay) -> u16 {
         Ok(Some(s)) if s.has_portless_line(&relay.host) => 587,
         _ => relay.port(),
     }
+}
+
+/// Read the file now, before the set-gid process gives up its group, and
+/// keep only the lines for the hosts of `relays` (the relays this message's
+/// routes may use; none for MX): the delivery process never holds another
+/// relay's password. Line numbers stay
+/// as in the file (the other lines become blank).
+pub fn hold(path: &Path, relays: &[&Relay]) {
+    let hosts: Vec<String> = relays
+        .iter()
+        .map(|r| {
+            r.host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_ascii_lowercase()
+        })
+        .collect();
+    crate::config::held::keep(path, 1 << 20, |text| {
+        let mut kept = String::new();
+        for line in text.lines() {
+            let first = line.trim().split(char::is_whitespace).next().unwrap_or("");
+            let mine = hosts
+                .iter()
+                .any(|h| split_host_port(first).is_ok_and(|(lh, _)| lh.eq_ignore_ascii_case(h)));
+            if mine {
+                kept.push_str(line);
+            }
+            kept.push('\n');
+        }
+        kept
+    });
 }
 
 /// What delivery needs to know about a relay's credentials.

@@ -5,8 +5,8 @@
 
 use crate::base::clock::rfc5322_date;
 use crate::base::clock::unix_now;
-use crate::deliver::attempt;
 use crate::deliver::context::Context;
+use crate::deliver::privsep;
 use crate::spool::envelope::{Envelope, Recipient};
 use crate::spool::store::Spool;
 use std::io::{Read, Write};
@@ -83,7 +83,7 @@ fn send(ctx: &mut Context, env: &Envelope, rcpts: &[(String, String)], kind: Kin
         env.id,
         locked.env.id
     ));
-    let _ = attempt::deliver(ctx, &mut locked);
+    let _ = privsep::deliver(ctx, &mut locked);
     if locked.env.has_pending() {
         let _ = locked.save();
     } else {

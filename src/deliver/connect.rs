@@ -1,9 +1,9 @@
-//! The only place that opens outgoing sockets: create, bind the identity's
+//! The only place that opens outgoing sockets: create (`sockets`), bind the identity's
 //! source address before connect, connect with a timeout, then check with
 //! getsockname() that the kernel really used that address. There is no
 //! fallback to the host's own address, ever.
 
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use socket2::{Domain, SockAddr, Socket, Type};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -75,8 +75,7 @@ pub fn connect(
     } else {
         Domain::IPV6
     };
-    let sock = Socket::new(domain, Type::STREAM.cloexec(), Some(Protocol::TCP))
-        .map_err(ConnectError::Socket)?;
+    let sock = crate::deliver::sockets::tcp(domain).map_err(ConnectError::Socket)?;
     if let Some(ip) = src {
         let sa = SocketAddr::new(ip, 0);
         if let Err(err) = sock.bind(&SockAddr::from(sa)) {

@@ -97,6 +97,20 @@ impl<'a> Context<'a> {
         }
     }
 
+    /// In a queue run: the destinations noted by [`Context::unreachable`].
+    pub(super) fn unreachable_routes(&self) -> Vec<(Route, String)> {
+        self.pool
+            .as_ref()
+            .map(|p| {
+                p.unreachable
+                    .borrow()
+                    .iter()
+                    .map(|(r, w)| (*r, w.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub(super) fn init_tls(&mut self) -> Result<(), String> {
         if self.tls.is_none() {
             self.tls = Some(

@@ -6,7 +6,9 @@
 //! recipient, merged into the envelope), `context` (resolver, TLS, session
 //! pool); `bounce` (failure and delay reports); `https` (the HTTPS requests
 //! of delivery: MTA-STS policies, OAuth2 tokens); `oauth2` (relay access
-//! tokens: refresh, cache, one refresh at a time). May use the stages before it.
+//! tokens: refresh, cache, one refresh at a time); `privsep` (run set-gid, the
+//! network part of an attempt in a child without the group) and `sockets`
+//! (where `connect` gets its sockets). May use the stages before it.
 
 pub mod attempt;
 pub mod bounce;
@@ -18,5 +20,7 @@ pub mod https;
 pub mod oauth2;
 pub mod open;
 pub mod outcome;
+pub mod privsep;
 pub mod route;
 pub mod smtp;
+pub mod sockets;

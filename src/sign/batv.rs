@@ -80,14 +80,21 @@ pub fn parse_keys(text: &str) -> Result<Keys, String> {
 }
 
 /// Read and parse a key file.
+/// (Kept in memory by [`hold`] when the set-gid process gave up its group.)
 pub fn read_keys(path: &Path) -> Result<Keys, String> {
-    use std::io::Read;
-    let f = std::fs::File::open(path).map_err(|e| format!("cannot read the key file: {e}"))?;
-    let mut text = String::new();
-    f.take(1024 * 1024)
-        .read_to_string(&mut text)
+    let c = crate::config::held::read(path, KEY_FILE_LIMIT)
         .map_err(|e| format!("cannot read the key file: {e}"))?;
-    parse_keys(&text)
+    parse_keys(&c.text)
+}
+
+const KEY_FILE_LIMIT: u64 = 1024 * 1024;
+
+/// Read `identity`'s key file now, before the set-gid process gives up its
+/// group, for the envelope senders of this delivery.
+pub fn hold(identity: &Identity) {
+    if let Some(path) = &identity.batv {
+        crate::config::held::keep(path, KEY_FILE_LIMIT, str::to_string);
+    }
 }
 
 /// Days since 1970-01-01 (UTC).

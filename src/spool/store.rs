@@ -641,14 +641,19 @@ impl Locked {
         &self.env.id
     }
 
-    /// A fresh reader of the message bytes.
+    /// A reader of the message bytes from the start: the locked descriptor
+    /// itself (duplicated, one reader at a time), never the path again, so
+    /// that a delivery process that gave up the group can still read it.
     pub fn open_message(&self) -> Result<File, SpoolError> {
+        use std::io::Seek;
         let p = self.spool.msg_path(&self.env.id);
-        OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&p)
-            .map_err(|e| SpoolError::io("cannot open", &p, e))
+        let mut f = self
+            .msg
+            .try_clone()
+            .map_err(|e| SpoolError::io("cannot open", &p, e))?;
+        f.rewind()
+            .map_err(|e| SpoolError::io("cannot open", &p, e))?;
+        Ok(f)
     }
 
     pub fn message_path(&self) -> PathBuf {

@@ -11,6 +11,7 @@ mod dots;
 mod hostile_accountability;
 mod hostile_oracles;
 mod hostile_policies;
+mod hostile_privileges;
 mod hostile_queue;
 mod first_hour_checks;
 mod layout;

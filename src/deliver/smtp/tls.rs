@@ -41,12 +41,13 @@ pub enum TlsError {
     Setup(String),
 }
 
-/// Client configurations, built once per run (the verifying one on first use).
+/// Client configurations, each built on first use (a session whose server
+/// offers no STARTTLS never touches the TLS code: fewer pages per send).
 pub struct TlsContext {
-    provider: Arc<CryptoProvider>,
+    provider: OnceLock<Arc<CryptoProvider>>,
     ca_file: Option<PathBuf>,
     system_ca_file: PathBuf,
-    untrusted: Arc<ClientConfig>,
+    untrusted: OnceLock<Result<Arc<ClientConfig>, String>>,
     verified: OnceLock<Result<Arc<ClientConfig>, String>>,
 }
 
@@ -60,20 +61,11 @@ impl TlsContext {
         system_ca_file: &Path,
         ca_file: Option<&Path>,
     ) -> Result<TlsContext, TlsError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let untrusted = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Setup(e.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAny {
-                provider: provider.clone(),
-            }))
-            .with_no_client_auth();
         Ok(TlsContext {
-            provider,
+            provider: OnceLock::new(),
             ca_file: ca_file.map(Path::to_path_buf),
             system_ca_file: system_ca_file.to_path_buf(),
-            untrusted: Arc::new(untrusted),
+            untrusted: OnceLock::new(),
             verified: OnceLock::new(),
         })
     }
@@ -81,12 +73,27 @@ impl TlsContext {
     /// The configuration for `policy`, and whether it verifies certificates.
     fn config(&self, policy: TlsPolicy) -> Result<(Arc<ClientConfig>, bool), String> {
         if policy != TlsPolicy::Verify {
-            return Ok((self.untrusted.clone(), false));
+            return self
+                .untrusted
+                .get_or_init(|| self.build_untrusted())
+                .clone()
+                .map(|c| (c, false));
         }
         self.verified
             .get_or_init(|| self.build_verified())
             .clone()
             .map(|c| (c, true))
+    }
+
+    fn build_untrusted(&self) -> Result<Arc<ClientConfig>, String> {
+        let provider = self.provider();
+        let cfg = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Setup(e.to_string()).to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny { provider }))
+            .with_no_client_auth();
+        Ok(Arc::new(cfg))
     }
 
     /// The trusted CA certificates: the system bundle (when it exists) and
@@ -133,7 +140,7 @@ impl TlsContext {
             untrusted: if verified {
                 self.untrusted.clone()
             } else {
-                config
+                OnceLock::from(Ok(config))
             },
             verified: v,
         }
@@ -141,7 +148,9 @@ impl TlsContext {
 
     /// The crypto provider every TLS client of the run uses (ring).
     pub fn provider(&self) -> Arc<CryptoProvider> {
-        self.provider.clone()
+        self.provider
+            .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+            .clone()
     }
 
     fn build_verified(&self) -> Result<Arc<ClientConfig>, String> {
@@ -149,11 +158,11 @@ impl TlsContext {
         roots.add_parsable_certificates(self.roots()?);
         let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
             Arc::new(roots),
-            self.provider.clone(),
+            self.provider(),
         )
         .build()
         .map_err(|e| format!("TLS setup: {e}"))?;
-        let cfg = ClientConfig::builder_with_provider(self.provider.clone())
+        let cfg = ClientConfig::builder_with_provider(self.provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS setup: {e}"))?
             .with_webpki_verifier(verifier)
