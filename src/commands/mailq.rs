@@ -21,12 +21,17 @@ pub fn print(job: &Job) -> Result<i32> {
             shown.push(env);
         }
     }
-    print!("{}", render(&shown));
+    print!("{}", render_with(&shown, job.inv.verbose));
     Ok(0)
 }
 
 /// The listing text for these envelopes.
 pub fn render(envs: &[Envelope]) -> String {
+    render_with(envs, false)
+}
+
+/// The listing; `verbose` (`-bp -v`) adds each message's attribution.
+pub fn render_with(envs: &[Envelope], verbose: bool) -> String {
     if envs.is_empty() {
         return "Mail queue is empty\n".into();
     }
@@ -49,7 +54,15 @@ pub fn render(envs: &[Envelope]) -> String {
             crate::base::clock::mailq_stamp(e.created as i64),
             sender
         );
-        if e.held {
+        if verbose {
+            let a = e.attribution.log_fields();
+            if !a.is_empty() {
+                let _ = writeln!(s, "{:>44}({})", "", a.trim_start());
+            }
+        }
+        if e.held && e.suspended {
+            let _ = writeln!(s, "{:>44}(held (suspended))", "");
+        } else if e.held {
             let _ = writeln!(s, "{:>44}(held)", "");
         } else if e.rate_held {
             let _ = writeln!(s, "{:>44}(rate limited)", "");

@@ -198,7 +198,7 @@ pub fn who(job: &Job, query: &str, time: Option<&str>, window: Option<&str>) -> 
 }
 
 /// Every daily file in `dir`, oldest first. A missing directory is an empty trail.
-fn all_files(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn all_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -223,7 +223,7 @@ fn all_files(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Read `path` in large blocks and call `hit` with each whole line (without
 /// its newline) that contains the finder's needle. Lines without it are
 /// never looked at again, let alone parsed.
-fn scan_file(
+pub(crate) fn scan_file(
     path: &Path,
     finder: &memchr::memmem::Finder,
     mut hit: impl FnMut(&[u8]),
@@ -304,7 +304,7 @@ fn render(r: &Stored) -> String {
 /// `Z`, `UTC` or an offset (`+01:00`, `-0500`, `+01`); UTC when none.
 /// Returns the first and last second the text names: a date names its whole
 /// day, a minute its 60 seconds, a second itself.
-fn parse_time(s: &str) -> Option<(i64, i64)> {
+pub(crate) fn parse_time(s: &str) -> Option<(i64, i64)> {
     let s = s.trim();
     let b = s.as_bytes();
     if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
