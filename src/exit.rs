@@ -167,7 +167,9 @@ pub enum Error {
         "--since {shown}: use a duration (24h, 30m, 7d) or a time (2026-11-23T12:03, \"2026-11-23 12:03:04\", UTC unless an offset is given)"
     )]
     BadSince { shown: String },
-    #[error("--status {shown}: use one of sent, deferred, failed, held, bounced, suspended, refused")]
+    #[error(
+        "--status {shown}: use one of sent, deferred, failed, held, bounced, suspended, refused"
+    )]
     BadStatus { shown: String },
     #[error("cannot write the suspension of {login} ({err})")]
     SuspendWrite { login: String, err: std::io::Error },

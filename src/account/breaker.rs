@@ -83,9 +83,14 @@ impl Kind {
         let l = reply.to_ascii_lowercase();
         let unknown = l.contains("5.1.1")
             || (l.contains("550")
-                && ["no such user", "user unknown", "unknown user", "does not exist"]
-                    .iter()
-                    .any(|p| l.contains(p)));
+                && [
+                    "no such user",
+                    "user unknown",
+                    "unknown user",
+                    "does not exist",
+                ]
+                .iter()
+                .any(|p| l.contains(p)));
         if unknown {
             Kind::UnknownUser
         } else {
@@ -367,7 +372,10 @@ pub fn notification(
         t.push_str(l);
         t.push_str("\r\n");
     };
-    line(&format!("From: vsendmail breaker <postmaster@{}>", cfg.hostname));
+    line(&format!(
+        "From: vsendmail breaker <postmaster@{}>",
+        cfg.hostname
+    ));
     line(&format!("To: {}", to.join(", ")));
     line(&format!(
         "Subject: vsendmail: sending suspended for {} ({})",
@@ -414,10 +422,20 @@ pub fn notification(
     line(&format!("  unknown-user replies: {}", c.unknown));
     line("");
     line("Last recipients (at most 20), with their replies:");
-    for r in recent.iter().rev().take(20).collect::<Vec<_>>().into_iter().rev() {
+    for r in recent
+        .iter()
+        .rev()
+        .take(20)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+    {
         line(&format!(
             "  {} {} <{}> {}",
-            r.time, r.status, r.to, crate::base::syslog::text(&r.reply, 200)
+            r.time,
+            r.status,
+            r.to,
+            crate::base::syslog::text(&r.reply, 200)
         ));
     }
     line("");
@@ -538,7 +556,11 @@ mod tests {
         };
         assert_eq!(tripped(&c, &b), None);
         c.distinct = 4;
-        assert!(tripped(&c, &b).unwrap().contains("4 distinct recipients in 1h (limit 3)"));
+        assert!(
+            tripped(&c, &b)
+                .unwrap()
+                .contains("4 distinct recipients in 1h (limit 3)")
+        );
         let c = Counts {
             tried: 4,
             failed: 1,

@@ -115,7 +115,12 @@ fn layers(cfg: &Loaded, identity: &Identity) -> Vec<(&'static str, bool, Limit)>
             v.push((key, group, *l));
         }
     };
-    add(&mut v, "rate", false, identity.rate.as_ref().or(cfg.rate.as_ref()));
+    add(
+        &mut v,
+        "rate",
+        false,
+        identity.rate.as_ref().or(cfg.rate.as_ref()),
+    );
     add(
         &mut v,
         "rcpt_rate",
@@ -374,9 +379,8 @@ impl Counters {
     fn store(&self) -> std::io::Result<()> {
         self.own.store()?;
         if let Some(g) = &self.group {
-            g.store().map_err(|e| {
-                std::io::Error::new(e.kind(), format!("{}: {e}", g.path.display()))
-            })?;
+            g.store()
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", g.path.display())))?;
         }
         Ok(())
     }
@@ -519,7 +523,13 @@ pub fn release(cfg: &Loaded, log: &Syslog, env: &mut Envelope, current: Option<&
         format!(
             " ({} counted in the last {})",
             c.own.stamps.len(),
-            period_text(c.layers.iter().map(|l| l.2.period).max().unwrap_or_default())
+            period_text(
+                c.layers
+                    .iter()
+                    .map(|l| l.2.period)
+                    .max()
+                    .unwrap_or_default()
+            )
         )
     };
     c.own.forget(&env.id);

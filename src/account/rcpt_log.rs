@@ -153,7 +153,12 @@ pub fn append(cfg: &Loaded, env: &Envelope, events: &[Event]) -> std::io::Result
 }
 
 /// [`append`], a failure logged (the act it records has happened already).
-pub fn append_logged(cfg: &Loaded, log: &crate::base::syslog::Syslog, env: &Envelope, events: &[Event]) {
+pub fn append_logged(
+    cfg: &Loaded,
+    log: &crate::base::syslog::Syslog,
+    env: &Envelope,
+    events: &[Event],
+) {
     if let Err(e) = append(cfg, env, events) {
         log.err(&format!(
             "{}: cannot write the per-recipient log in {}: {e}",
@@ -283,12 +288,27 @@ mod tests {
         let r = record(&env, &ev);
         let line = serde_json::to_string(&r).unwrap();
         let keys = [
-            "time", "queue_id", "uid", "user", "identity", "to", "status", "message_id", "from",
-            "reply", "src", "dst", "cwd", "script", "v",
+            "time",
+            "queue_id",
+            "uid",
+            "user",
+            "identity",
+            "to",
+            "status",
+            "message_id",
+            "from",
+            "reply",
+            "src",
+            "dst",
+            "cwd",
+            "script",
+            "v",
         ];
         let mut at = 0;
         for k in keys {
-            let p = line[at..].find(&format!("\"{k}\":")).unwrap_or_else(|| panic!("{k} in {line}"));
+            let p = line[at..]
+                .find(&format!("\"{k}\":"))
+                .unwrap_or_else(|| panic!("{k} in {line}"));
             at += p;
         }
         let back: Rec = serde_json::from_str(&line).unwrap();

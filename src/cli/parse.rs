@@ -11,8 +11,8 @@
 
 use crate::base::dsn::ErrorMode;
 use crate::cli::invocation::{
-    BodyType, CliError, DeliveryMode, Invocation, LogQuery, MAX_FULL_NAME, Mode, Own, ProgName, QueueFilter,
-    QueueRun,
+    BodyType, CliError, DeliveryMode, Invocation, LogQuery, MAX_FULL_NAME, Mode, Own, ProgName,
+    QueueFilter, QueueRun,
 };
 use std::path::PathBuf;
 
@@ -648,9 +648,17 @@ mod tests {
     #[test]
     fn abuse_desk_commands_take_their_options_anywhere() {
         assert_eq!(
-            p(&["--log", "--json", "--user=alice", "--since", "2h", "--status", "sent"])
-                .unwrap()
-                .mode,
+            p(&[
+                "--log",
+                "--json",
+                "--user=alice",
+                "--since",
+                "2h",
+                "--status",
+                "sent"
+            ])
+            .unwrap()
+            .mode,
             Mode::Own(Own::Log(LogQuery {
                 user: Some("alice".into()),
                 since: Some("2h".into()),
@@ -660,9 +668,16 @@ mod tests {
             }))
         );
         assert_eq!(
-            p(&["--suspend", "--reason", "spam run", "alice", "--action", "hold"])
-                .unwrap()
-                .mode,
+            p(&[
+                "--suspend",
+                "--reason",
+                "spam run",
+                "alice",
+                "--action",
+                "hold"
+            ])
+            .unwrap()
+            .mode,
             Mode::Own(Own::Suspend {
                 login: "alice".into(),
                 action: Some("hold".into()),

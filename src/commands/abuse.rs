@@ -73,12 +73,7 @@ pub fn stops(job: &Job, trusted: bool, env: &mut Envelope) -> Result<Option<(Sus
 
 /// The `refused` records of a message that is not accepted.
 pub fn refused(job: &Job, env: &Envelope, why: &str) {
-    rcpt_log::append_logged(
-        &job.cfg,
-        &job.log,
-        env,
-        &rcpt_log::all(env, "refused", why),
-    );
+    rcpt_log::append_logged(&job.cfg, &job.log, env, &rcpt_log::all(env, "refused", why));
 }
 
 /// The `suspended` or `held` records of a message accepted but held; when

@@ -92,7 +92,10 @@ pub fn run(job: &Job, q: &LogQuery) -> Result<i32> {
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     let mut found = 0usize;
     let mut gone = false;
-    for f in files(&job.cfg.audit_dir(), from.map_or(i64::MIN, |t| t.div_euclid(86400)))? {
+    for f in files(
+        &job.cfg.audit_dir(),
+        from.map_or(i64::MIN, |t| t.div_euclid(86400)),
+    )? {
         let res = crate::commands::who::scan_file(&f, &finder, |line| {
             if gone {
                 return;
@@ -103,7 +106,9 @@ pub fn run(job: &Job, q: &LogQuery) -> Result<i32> {
             if uid.is_some_and(|u| u != r.uid)
                 || q.user.as_deref().is_some_and(|u| u != r.user)
                 || q.status.as_deref().is_some_and(|s| s != r.status)
-                || rcpt.as_deref().is_some_and(|a| !r.to.eq_ignore_ascii_case(a))
+                || rcpt
+                    .as_deref()
+                    .is_some_and(|a| !r.to.eq_ignore_ascii_case(a))
                 || from_stamp.as_deref().is_some_and(|s| *r.time < *s)
             {
                 return;
@@ -188,7 +193,11 @@ fn render(r: &Rec) -> String {
         v(&r.message_id),
         v(&r.user),
         v(&r.identity),
-        if r.from.is_empty() { "<>".into() } else { v(&r.from) },
+        if r.from.is_empty() {
+            "<>".into()
+        } else {
+            v(&r.from)
+        },
         v(&r.to),
         v(&r.status),
         v(&r.reply),

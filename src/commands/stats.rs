@@ -216,7 +216,13 @@ mod tests {
         let f = super::fields(line).unwrap();
         assert_eq!(
             (f.uid, f.user, f.identity, f.to, f.status),
-            (1001, &b"alice"[..], &b"a@x.test"[..], &b"b@y.test"[..], &b"sent"[..])
+            (
+                1001,
+                &b"alice"[..],
+                &b"a@x.test"[..],
+                &b"b@y.test"[..],
+                &b"sent"[..]
+            )
         );
         let esc = br#"{"time":"2026-11-23T12:03:04Z","queue_id":"ABC","uid":1,"user":"a","identity":"a@x","to":"\"q\"@y","status":"sent"}"#;
         assert!(super::fields(esc).is_none());

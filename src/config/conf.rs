@@ -395,7 +395,18 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
             let ok = !n.is_empty()
                 && n.len() <= 76
                 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-            let ours = ["received", "from", "to", "cc", "bcc", "date", "message-id", "subject", "sender", "dkim-signature"];
+            let ours = [
+                "received",
+                "from",
+                "to",
+                "cc",
+                "bcc",
+                "date",
+                "message-id",
+                "subject",
+                "sender",
+                "dkim-signature",
+            ];
             if !ok || ours.contains(&n.to_ascii_lowercase().as_str()) {
                 return Err(bad(
                     h,
@@ -505,11 +516,14 @@ fn parse_breaker(
             let n = v.get_ref();
             if n.is_empty()
                 || n.starts_with('-')
-                || n.chars().any(|c| c.is_control() || c.is_whitespace() || c == ',')
+                || n.chars()
+                    .any(|c| c.is_control() || c.is_whitespace() || c == ',')
             {
                 return Err(bad(
                     v,
-                    format!("[breaker] notify = \"{n}\": use one address or local name (e.g. \"postmaster\")"),
+                    format!(
+                        "[breaker] notify = \"{n}\": use one address or local name (e.g. \"postmaster\")"
+                    ),
                 ));
             }
             n.clone()

@@ -22,19 +22,43 @@ pub fn gather() -> Attribution {
         .unwrap_or_default();
     let argv = cmdline("/proc/self/cmdline");
     let ppid = std::os::unix::process::parent_id();
-    let exe = parent_exe(ppid);
-    let args = cmdline(&format!("/proc/{ppid}/cmdline"));
-    let caller = match (exe.is_empty(), args.is_empty()) {
-        (true, _) => args,
-        (false, true) => exe,
-        (false, false) => clean(&format!("{exe} ({args})")),
-    };
+    let mut caller = process(ppid);
+    // popen() (PHP's mail(), many others) runs us through `sh -c`: the
+    // shell's own parent is the one that matters.
+    let exe = caller.split(' ').next().unwrap_or("");
+    if ["sh", "dash", "bash"].contains(&exe.rsplit('/').next().unwrap_or(""))
+        && let Some(gp) = parent_of(ppid)
+    {
+        let above = process(gp);
+        if !above.is_empty() {
+            caller = clean(&format!("{caller} < {above}"));
+        }
+    }
     Attribution {
         cwd,
         argv,
         caller,
         script: String::new(),
     }
+}
+
+/// `EXE (ARGS)` of process `pid`, what of it is readable.
+fn process(pid: u32) -> String {
+    let exe = parent_exe(pid);
+    let args = cmdline(&format!("/proc/{pid}/cmdline"));
+    match (exe.is_empty(), args.is_empty()) {
+        (true, _) => args,
+        (false, true) => exe,
+        (false, false) => clean(&format!("{exe} ({args})")),
+    }
+}
+
+/// The parent of `pid`, from `/proc/PID/stat` (the field after the
+/// parenthesised command name, which may itself hold spaces and parentheses).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// A `cmdline` file's arguments, joined by spaces, printable and bounded.
@@ -50,7 +74,7 @@ fn cmdline(path: &str) -> String {
     clean(text.trim_end_matches('\0').replace('\0', " ").trim())
 }
 
-/// `readlink /proc/PPID/exe`, with the file system gid set to the real gid
+/// `readlink /proc/PID/exe`, with the file system gid set to the real gid
 /// for the call (and back after).
 fn parent_exe(ppid: u32) -> String {
     let path = format!("/proc/{ppid}/exe");
