@@ -79,25 +79,39 @@ pub struct Hit {
     pub key: &'static str,
 }
 
-impl std::fmt::Display for Hit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl Hit {
+    /// `sent 3 messages in the last 1h (limit 3)`, `(limit 5, rcpt_rate)`.
+    pub fn counts(&self) -> String {
         let unit = if self.key.contains("rcpt") {
             "recipients"
         } else {
             "messages"
         };
-        write!(
-            f,
-            "{} sent {} {unit} in the last {} (limit {}",
-            self.who,
+        let key = if self.key == "rate" {
+            String::new()
+        } else {
+            format!(", {}", self.key)
+        };
+        format!(
+            "sent {} {unit} in the last {} (limit {}{key})",
             self.sent,
             period_text(self.limit.period),
             self.limit.count
-        )?;
-        if self.key != "rate" {
-            write!(f, ", {}", self.key)?;
-        }
-        write!(f, ")")
+        )
+    }
+}
+
+impl std::fmt::Display for Hit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.who, self.counts())
+    }
+}
+
+/// ` (group %NAME)` when the limit hit was a group's, for the log line.
+fn group_note(hit: &Hit) -> String {
+    match hit.who.strip_prefix("group ") {
+        Some(g) => format!(" (group {g})"),
+        None => String::new(),
     }
 }
 
@@ -428,7 +442,11 @@ pub fn admit(
     if cfg.cfg.over_rate == OverRate::Refuse {
         if let Some(hit) = hit {
             drop(c);
-            log.warning(&format!("{head} rate: {hit}: refused (over_rate=refuse)"));
+            log.warning(&format!(
+                "{head} rate: {}{}: refused (over_rate=refuse)",
+                hit.counts(),
+                group_note(&hit)
+            ));
             return Err(RateError::Over { hit });
         }
         c.count(now, n);
@@ -451,7 +469,9 @@ pub fn admit(
             key: layers(cfg, id)[0].0,
         });
         log.warning(&format!(
-            "{head} rate: {hit}, {held} held (max_queued {max}): refused"
+            "{head} rate: {}{}, {held} held (max_queued {max}): refused",
+            hit.counts(),
+            group_note(&hit)
         ));
         return Err(RateError::QueueFull { hit, held, max });
     }
@@ -465,7 +485,9 @@ pub fn admit(
     match hit {
         Some(hit) => {
             log.warning(&format!(
-                "{head} rate: {hit}, {waiting} held before it: held for the rate (over_rate=defer)"
+                "{head} rate: {}{}, {waiting} held before it: held for the rate (over_rate=defer)",
+                hit.counts(),
+                group_note(&hit)
             ));
             crate::base::stderr::line(&format!(
                 "vsendmail: warning: {hit}; message {} is queued and will be sent when the rate allows",
