@@ -31,8 +31,11 @@ use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
-/// How long a check waits for the identity's breaker lock.
-const WAIT: Duration = Duration::from_secs(10);
+/// How long a submission waits for the user's breaker lock (then 75).
+const SUBMIT_WAIT: Duration = Duration::from_secs(10);
+/// How long recording an outcome waits (a queue run must not stall on a
+/// stopped process of the user; the outcome then goes uncounted, logged).
+const OUTCOME_WAIT: Duration = Duration::from_secs(2);
 /// The failure share is taken over this window.
 const FAILURE_WINDOW: Duration = Duration::from_secs(3600);
 
@@ -117,7 +120,7 @@ struct State {
 }
 
 impl State {
-    fn open(cfg: &Loaded, login: &str) -> std::io::Result<State> {
+    fn open(cfg: &Loaded, login: &str, wait: Duration) -> std::io::Result<State> {
         let spool = &cfg.cfg.spool;
         let path = state_path(cfg, login);
         let mut file = shared::open(
@@ -126,7 +129,7 @@ impl State {
             shared::spool_gid(cfg),
             Access::ReadWrite,
         )?;
-        shared::lock(&file, WAIT)?;
+        shared::lock(&file, wait)?;
         let mut text = String::new();
         file.read_to_string(&mut text)?;
         let (mut rcpts, mut outcomes) = (Vec::new(), Vec::new());
@@ -263,6 +266,7 @@ fn check(
     cfg: &Loaded,
     log: &Syslog,
     identity: &Identity,
+    wait: Duration,
     add: impl FnOnce(&mut State, u64),
 ) -> std::io::Result<Verdict> {
     let Some(b) = &cfg.breaker else {
@@ -271,12 +275,13 @@ fn check(
     if cfg.is_trusted(&identity.login) {
         return Ok(Verdict::Fine);
     }
-    let mut st = State::open(cfg, &identity.login)?;
+    let mut st = State::open(cfg, &identity.login, wait)?;
     let now = unix_ms();
     add(&mut st, now);
     st.slide(now, b);
     let counts = st.counts(now, b);
-    let verdict = match suspend::get(cfg, &identity.login) {
+    // Nothing is logged while the lock is held (`suspend::peek`).
+    let verdict = match suspend::peek(cfg, &identity.login) {
         Some(s) => Verdict::Suspended(s),
         None => match tripped(&counts, b) {
             None => Verdict::Fine,
@@ -316,7 +321,7 @@ fn check(
 
 /// A message of `env`'s identity is being submitted to its recipients.
 pub fn submitted(cfg: &Loaded, log: &Syslog, env: &Envelope) -> std::io::Result<Verdict> {
-    check(cfg, log, &env.identity, |st, now| {
+    check(cfg, log, &env.identity, SUBMIT_WAIT, |st, now| {
         for r in &env.recipients {
             st.rcpts.push((now, fnv(&r.addr)));
         }
@@ -329,7 +334,7 @@ pub fn outcomes(cfg: &Loaded, log: &Syslog, identity: &Identity, kinds: &[Kind])
     if kinds.is_empty() || cfg.breaker.is_none() {
         return Verdict::Fine;
     }
-    match check(cfg, log, identity, |st, now| {
+    match check(cfg, log, identity, OUTCOME_WAIT, |st, now| {
         for k in kinds {
             st.outcomes.push((now, k.letter()));
         }

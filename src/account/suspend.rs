@@ -46,16 +46,27 @@ fn path(cfg: &Loaded, login: &str) -> PathBuf {
 /// The user's suspension, if any. A breaker suspension whose cooldown has
 /// passed is lifted now (and `None` returned).
 pub fn get(cfg: &Loaded, login: &str) -> Option<Suspension> {
+    read(cfg, login, true)
+}
+
+/// [`get`], logging nothing (for callers that hold a lock).
+pub fn peek(cfg: &Loaded, login: &str) -> Option<Suspension> {
+    read(cfg, login, false)
+}
+
+fn read(cfg: &Loaded, login: &str, log: bool) -> Option<Suspension> {
     let p = path(cfg, login);
     let data = std::fs::read(&p).ok()?;
     let s: Suspension = serde_json::from_slice(&data).ok()?;
     if s.breaker && s.until > 0 && unix_now() >= s.until {
         let _ = std::fs::remove_file(&p);
-        let log = crate::base::syslog::Syslog::open(&cfg.cfg.syslog_socket, "vsendmail");
-        log.info(&format!(
-            "user={} breaker suspension lifted by its cooldown",
-            crate::base::syslog::value(login)
-        ));
+        if log {
+            let log = crate::base::syslog::Syslog::open(&cfg.cfg.syslog_socket, "vsendmail");
+            log.info(&format!(
+                "user={} breaker suspension lifted by its cooldown",
+                crate::base::syslog::value(login)
+            ));
+        }
         return None;
     }
     Some(s)
@@ -124,5 +135,53 @@ impl Suspension {
             crate::base::clock::rfc3339_utc(self.since as i64),
             crate::base::attribution::clean(&self.reason)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_list_lift_and_cooldown() {
+        let dir = std::env::temp_dir().join(format!(
+            "vs-susp-{}-{}",
+            std::process::id(),
+            crate::base::clock::unix_ms()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = crate::config::conf::parse(
+            &format!(
+                "spool = \"{}\"\nsyslog_socket = \"/nonexistent\"\n",
+                dir.display()
+            ),
+            std::path::Path::new("t.conf"),
+        )
+        .unwrap();
+        let mut s = Suspension {
+            v: 1,
+            login: "alice".into(),
+            since: 1,
+            reason: "r".into(),
+            by: "root".into(),
+            action: SuspendAction::Hold,
+            breaker: false,
+            until: 0,
+        };
+        set(&cfg, &s).unwrap();
+        assert_eq!(get(&cfg, "alice"), Some(s.clone()));
+        assert_eq!(list(&cfg).len(), 1);
+        assert!(lift(&cfg, "alice").unwrap());
+        assert!(!lift(&cfg, "alice").unwrap());
+        // A breaker suspension whose cooldown has passed lifts itself.
+        s.breaker = true;
+        s.until = 2;
+        set(&cfg, &s).unwrap();
+        assert_eq!(peek(&cfg, "alice"), None);
+        assert!(list(&cfg).is_empty());
+        s.until = unix_now() + 3600;
+        set(&cfg, &s).unwrap();
+        assert!(get(&cfg, "alice").is_some(), "not yet");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
