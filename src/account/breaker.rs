@@ -115,6 +115,8 @@ pub fn fnv(s: &str) -> u64 {
 
 struct State {
     file: std::fs::File,
+    /// The file's length as read (it is truncated only when it shrinks).
+    len: u64,
     rcpts: Vec<(u64, u64)>,
     outcomes: Vec<(u64, char)>,
 }
@@ -151,6 +153,7 @@ impl State {
         }
         Ok(State {
             file,
+            len: text.len() as u64,
             rcpts,
             outcomes,
         })
@@ -199,15 +202,21 @@ impl State {
     }
 
     fn store(&self) -> std::io::Result<()> {
-        let mut s = String::with_capacity(32 * (self.rcpts.len() + self.outcomes.len()));
+        use std::fmt::Write;
+        let mut s = String::with_capacity(40 * (self.rcpts.len() + self.outcomes.len()));
         for (t, h) in &self.rcpts {
-            s.push_str(&format!("r {t} {h}\n"));
+            let _ = writeln!(s, "r {t} {h}");
         }
         for (t, k) in &self.outcomes {
-            s.push_str(&format!("o {t} {k}\n"));
+            let _ = writeln!(s, "o {t} {k}");
         }
         self.file.write_all_at(s.as_bytes(), 0)?;
-        self.file.set_len(s.len() as u64)
+        // Growing (the usual case) needs no truncate, which costs a journal
+        // transaction on some file systems.
+        if (s.len() as u64) < self.len {
+            self.file.set_len(s.len() as u64)?;
+        }
+        Ok(())
     }
 }
 

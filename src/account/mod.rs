@@ -7,4 +7,6 @@ pub mod audit;
 pub mod breaker;
 pub mod rate;
 pub mod rcpt_log;
+pub mod scan;
 pub mod suspend;
+pub mod tally;

@@ -261,7 +261,14 @@ pub fn expire(cfg: &Loaded) {
     let today = unix_now() as i64 / 86400;
     let keep = i64::from(cfg.cfg.audit_days.max(1));
     for e in rd.flatten() {
-        if let Some(day) = e.file_name().to_str().and_then(file_day)
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        // The day's --stats summary (account::tally) goes with it.
+        let log_name = name
+            .strip_prefix("stats-")
+            .and_then(|r| r.strip_suffix(".bin"))
+            .map(|d| format!("log-{d}.jsonl"));
+        if let Some(day) = file_day(log_name.as_deref().unwrap_or(name))
             && day < today - keep
         {
             let _ = std::fs::remove_file(e.path());

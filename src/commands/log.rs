@@ -96,7 +96,7 @@ pub fn run(job: &Job, q: &LogQuery) -> Result<i32> {
         &job.cfg.audit_dir(),
         from.map_or(i64::MIN, |t| t.div_euclid(86400)),
     )? {
-        let res = crate::commands::who::scan_file(&f, &finder, |line| {
+        let res = crate::account::scan::scan_file(&f, &finder, |line| {
             if gone {
                 return;
             }
