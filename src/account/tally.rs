@@ -13,7 +13,9 @@
 //! (messages, recipients, distinct recipients) each as `u32 n` + `n` `u64`.
 //! Written to a temporary name and renamed (a reader sees a whole one or
 //! none), 0660 of the spool's group; removed with the log after `audit_days`.
-//! A day is finished five minutes after its UTC midnight.
+//! A day is finished five minutes after its UTC midnight; queue runs write
+//! the summary of the last two finished days ([`prepare`]), the first
+//! `--stats` to read a day without one writes it.
 
 use crate::account::breaker::fnv;
 use crate::account::rcpt_log::Rec;
@@ -243,6 +245,20 @@ pub fn day(cfg: &Loaded, log: &Path, day: i64) -> std::io::Result<Tally> {
     Ok(t)
 }
 
+/// Queue runs (as root) summarise yesterday's log once it is finished, so
+/// that `--stats` never has to count a whole past day itself.
+pub fn prepare(cfg: &Loaded) {
+    let today = crate::base::clock::unix_now() as i64 / 86400;
+    for d in [today - 2, today - 1] {
+        let log = cfg
+            .audit_dir()
+            .join(crate::account::rcpt_log::file_name(d * 86400));
+        if log.is_file() {
+            let _ = day(cfg, &log, d);
+        }
+    }
+}
+
 fn write_summary(cfg: &Loaded, path: &Path, stamp: (u64, i128), t: &Tally) -> std::io::Result<()> {
     let mut b: Vec<u8> = format!("vsendmail-stats 1 {} {}\n", stamp.0, stamp.1).into_bytes();
     let s = |b: &mut Vec<u8>, x: &[u8]| {
@@ -291,8 +307,7 @@ fn read_summary(path: &Path, stamp: (u64, i128)) -> Option<Tally> {
         Some(x)
     };
     let mut t: Tally = HashMap::new();
-    loop {
-        let Some(l) = take(4) else { break };
+    while let Some(l) = take(4) {
         let l = u32::from_le_bytes(l.try_into().ok()?) as usize;
         let id = take(l)?.to_vec();
         let l = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
