@@ -152,7 +152,10 @@ fn abuse_breaker_unknown_users_trip() {
         )],
         ..Default::default()
     });
-    let env = setup(&sink, "unknown_users = \"1/h\"\naction = \"refuse\"");
+    let env = setup(
+        &sink,
+        "unknown_users = \"1/h\"\naction = \"refuse\"\nnotify_user = true",
+    );
     send(
         &env,
         &[
@@ -169,7 +172,13 @@ fn abuse_breaker_unknown_users_trip() {
             && list.stdout.contains("by=breaker"),
         "{list}"
     );
-    assert_eq!(notifications(&sink).len(), 1);
+    let n = notifications(&sink);
+    assert_eq!(n.len(), 1);
+    assert!(
+        n[0].rcpts.iter().any(|r| r == "a@shop.example"),
+        "notify_user: {:?}",
+        n[0].rcpts
+    );
     send(&env, &["ok@dest.example"]).expect_code(77);
 }
 
