@@ -16,7 +16,8 @@
 //! process that finds a threshold passed and no suspension in place writes
 //! the suspension before it lets go, so eight processes racing past a
 //! threshold trip it once, and only that process queues the notification.
-//! A trip clears the counters, so after an unsuspend or a cooldown counting
+//! The file stays bounded: one `r` line per distinct recipient (its
+//! latest), at most 100,000 `o` lines. A trip clears the counters, so after an unsuspend or a cooldown counting
 //! starts afresh. Root and `trusted_users` are never counted.
 
 use crate::account::suspend::{self, Suspension};
@@ -36,6 +37,8 @@ const SUBMIT_WAIT: Duration = Duration::from_secs(10);
 /// How long recording an outcome waits (a queue run must not stall on a
 /// stopped process of the user; the outcome then goes uncounted, logged).
 const OUTCOME_WAIT: Duration = Duration::from_secs(2);
+/// The most outcome lines a state file keeps (the newest).
+const MAX_OUTCOMES: usize = 100_000;
 /// The failure share is taken over this window.
 const FAILURE_WINDOW: Duration = Duration::from_secs(3600);
 
@@ -172,6 +175,22 @@ impl State {
         let from = now.saturating_sub(longest.as_millis() as u64);
         self.rcpts.retain(|r| r.0 > from);
         self.outcomes.retain(|o| o.0 > from);
+        // Bounded whatever the user sends: one line per distinct recipient
+        // (its latest), and at most MAX_OUTCOMES outcomes (the newest).
+        let mut seen = std::collections::HashSet::with_capacity(self.rcpts.len());
+        let mut keep: Vec<(u64, u64)> = self
+            .rcpts
+            .iter()
+            .rev()
+            .filter(|r| seen.insert(r.1))
+            .copied()
+            .collect();
+        keep.reverse();
+        self.rcpts = keep;
+        if self.outcomes.len() > MAX_OUTCOMES {
+            let cut = self.outcomes.len() - MAX_OUTCOMES;
+            self.outcomes.drain(..cut);
+        }
     }
 
     fn counts(&self, now: u64, b: &Breaker) -> Counts {
