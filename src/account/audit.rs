@@ -240,6 +240,7 @@ pub fn prepare(cfg: &Loaded) {
     crate::account::rate::prepare(cfg);
     crate::account::rcpt_log::prepare(cfg);
     crate::account::suspend::prepare(cfg);
+    crate::account::breaker::prepare(cfg);
     crate::account::tally::prepare(cfg);
     let dir = cfg.audit_dir();
     let now = unix_now() as i64;

@@ -247,6 +247,18 @@ fn state_path(cfg: &Loaded, login: &str) -> std::path::PathBuf {
         .join(crate::account::rate::key(login))
 }
 
+/// Create the state directory (as root, in queue runs: an installation
+/// that predates it gets it at the first run), so no user owns it.
+pub fn prepare(cfg: &Loaded) {
+    let d = cfg.cfg.spool.join("breaker");
+    if !d.is_dir() {
+        let probe = d.join(".probe");
+        if shared::open(&d, &probe, shared::spool_gid(cfg), Access::ReadWrite).is_ok() {
+            let _ = std::fs::remove_file(probe);
+        }
+    }
+}
+
 /// Forget a user's counts (`--unsuspend`: counting starts afresh).
 pub fn reset(cfg: &Loaded, login: &str) {
     let _ = std::fs::remove_file(state_path(cfg, login));

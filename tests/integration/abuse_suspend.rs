@@ -118,3 +118,48 @@ fn abuse_suspend_hold_queues_and_queue_runs_never_send_it() {
     env.run(&["-q"], b"").expect_code(0);
     assert_eq!(sink.wait_messages(1, WAIT).len(), 1);
 }
+
+/// As installed: the set-gid binary, run by users who are not in its group.
+/// The breaker's state and the suspensions live in directories only root
+/// made; a user can send, be tripped, be refused, and cannot lift it.
+#[test]
+fn abuse_setgid_breaker_trips_and_the_user_cannot_lift_it() {
+    use crate::support::setgid::SetGid;
+    users::user(UA);
+    let sink = Sink::start_default();
+    let env = Env::new();
+    let sg = SetGid::install();
+    sg.attach(&env);
+    env.relay(sink.addr());
+    env.virtusers(&format!("{UA} a@shop.example 127.0.0.2\n"));
+    env.conf("[breaker]\ndistinct_rcpts = \"1/h\"\naction = \"refuse\"");
+    env.set_timeout(Duration::from_secs(90));
+    let one = sg.run(
+        &env,
+        Some(UA),
+        &["-i", "r1@dest.example"],
+        b"Subject: s\n\nhi\n",
+    );
+    one.expect_code(0);
+    let two = sg.run(
+        &env,
+        Some(UA),
+        &["-i", "r2@dest.example"],
+        b"Subject: s\n\nhi\n",
+    );
+    two.expect_code(77);
+    assert!(
+        two.stderr.contains("breaker: 2 distinct recipients"),
+        "{two}"
+    );
+    sg.run(&env, Some(UA), &["--unsuspend", UA], b"")
+        .expect_code(77);
+    let own = sg.run(&env, Some(UA), &["--log"], b"");
+    own.expect_code(0);
+    assert!(own.stdout.contains("status=refused"), "{own}");
+    // Not even through the file system.
+    let f = sg.spool().join("suspended").join(UA);
+    let rm = crate::support::setgid::as_user(UA, "rm", &["-f", &f.display().to_string()]);
+    assert!(f.exists(), "the user removed its suspension: {rm}");
+    sink.wait_messages(1, WAIT);
+}
