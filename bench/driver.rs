@@ -15,6 +15,10 @@
 //!   each a copy of the template record with new connect/close times, source
 //!   port, queue id and Message-ID (needle records for the queries are listed
 //!   on stdout).
+//! - `gen-log --template LINE_FILE --out DIR --records N --days D --end YYYY-MM-DD --users U`:
+//!   the same for the per-recipient log (`log-YYYY-MM-DD.jsonl`): copies of
+//!   the template record with new time, queue id, recipient, and one of U
+//!   users (`bench0`..; uid 20000+k, identity `benchK@bench.example`).
 //!
 //! Options of rr and par: `--input FILE` (stdin of every run), `--stderr FILE`
 //! (appended stderr of every run), `--uid N --gid N` (run as that user, no
@@ -489,16 +493,72 @@ fn cmd_gen_audit(args: &[String]) {
     println!("generated records={n} days={days}");
 }
 
+fn cmd_gen_log(args: &[String]) {
+    let (mut template, mut out, mut end) = (None, None, None);
+    let (mut records, mut days, mut users) = (1_000_000usize, 90usize, 100usize);
+    let mut i = 0;
+    while i + 1 < args.len() {
+        let v = args[i + 1].clone();
+        match args[i].as_str() {
+            "--template" => template = Some(v),
+            "--out" => out = Some(v),
+            "--records" => records = num(&v) as usize,
+            "--days" => days = num(&v) as usize,
+            "--users" => users = num(&v).max(1) as usize,
+            "--end" => end = Some(v),
+            a => die(&format!("gen-log: unknown {a}")),
+        }
+        i += 2;
+    }
+    let mut tpl = String::new();
+    File::open(template.unwrap_or_else(|| die("--template")))
+        .and_then(|mut f| f.read_to_string(&mut tpl))
+        .unwrap_or_else(|e| die(&format!("template: {e}")));
+    let tpl = tpl.lines().next().unwrap_or_else(|| die("empty template")).to_string();
+    let out = out.unwrap_or_else(|| die("--out"));
+    let end = end.unwrap_or_else(|| die("--end YYYY-MM-DD"));
+    let p: Vec<u32> = end.split('-').map(num).collect();
+    let end_day = days_from_civil(p[0] as i64, p[1], p[2]);
+    let per_day = records.div_ceil(days);
+    let mut n = 0usize;
+    for dd in 0..days {
+        let day = end_day - (days - 1 - dd) as i64;
+        let (y, m, d) = civil(day);
+        let path = format!("{out}/log-{y:04}-{m:02}-{d:02}.jsonl");
+        let mut w = BufWriter::with_capacity(
+            1 << 20,
+            File::create(&path).unwrap_or_else(|e| die(&format!("{path}: {e}"))),
+        );
+        let count = per_day.min(records - n);
+        for k in 0..count {
+            let t = day * 86_400 + (k as i64 * 86_400) / count as i64;
+            let u = n % users;
+            let mut r = set_json(&tpl, "time", &format!("\"{}\"", rfc3339(t)));
+            r = set_json(&r, "queue_id", &format!("\"{:014X}\"", n / 2));
+            r = set_json(&r, "uid", &format!("{}", 20_000 + u));
+            r = set_json(&r, "user", &format!("\"bench{u}\""));
+            r = set_json(&r, "identity", &format!("\"bench{u}@bench.example\""));
+            r = set_json(&r, "to", &format!("\"r{}@dest{}.example\"", n % 5000, n % 7));
+            w.write_all(r.as_bytes()).unwrap();
+            w.write_all(b"\n").unwrap();
+            n += 1;
+        }
+        w.flush().unwrap();
+    }
+    println!("generated records={n} days={days} users={users}");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(sub) = args.first() else {
-        die("usage: driver rr|par|stat|gen-audit ...")
+        die("usage: driver rr|par|stat|gen-audit|gen-log ...")
     };
     match sub.as_str() {
         "rr" => cmd_rr(&args[1..]),
         "par" => cmd_par(&args[1..]),
         "stat" => cmd_stat(&args[1..]),
         "gen-audit" => cmd_gen_audit(&args[1..]),
-        _ => die("usage: driver rr|par|stat|gen-audit ..."),
+        "gen-log" => cmd_gen_log(&args[1..]),
+        _ => die("usage: driver rr|par|stat|gen-audit|gen-log ..."),
     }
 }

@@ -104,7 +104,7 @@ fn execute(inv: Invocation, socket: &mut Option<PathBuf>) -> Result<i32> {
             );
             println!("{}", crate::cli::invocation::USAGE);
             println!(
-                "own commands: --who QUERY [TIME] [--window D], --hold|--release|--delete SEL, --batv-check ADDR, --policy, --doctor [LOGIN...], --version, --help"
+                "own commands: --who QUERY [TIME] [--window D], --log [--user L] [--since T] [--status S] [--rcpt A] [--json], --stats [--since D] [--json], --suspend LOGIN [--action hold|refuse] [--reason TEXT], --unsuspend LOGIN, --suspended, --hold|--release|--delete SEL, --batv-check ADDR, --policy, --doctor [LOGIN...], --version, --help"
             );
             println!("see vsendmail(8), virtusers(5), vsendmail.conf(5)");
             return Ok(0);
@@ -182,6 +182,15 @@ fn own_command(job: &Job, own: Own) -> Result<i32> {
             time,
             window,
         } => crate::commands::who::who(job, &query, time.as_deref(), window.as_deref()),
+        Own::Log(q) => crate::commands::log::run(job, &q),
+        Own::Stats { since, json } => crate::commands::stats::run(job, since.as_deref(), json),
+        Own::Suspend {
+            login,
+            action,
+            reason,
+        } => crate::commands::suspend::suspend(job, &login, action.as_deref(), reason.as_deref()),
+        Own::Unsuspend(login) => crate::commands::suspend::unsuspend(job, &login),
+        Own::Suspended => crate::commands::suspend::list(job),
         Own::Hold(sel) => crate::commands::admin::hold(job, &sel),
         Own::Release(sel) => crate::commands::admin::release(job, &sel),
         Own::Delete(sel) => crate::commands::admin::delete(job, &sel),

@@ -151,6 +151,39 @@ pub enum Error {
     #[error("{ids}: busy (being delivered by another process); try again")]
     Busy { ids: String },
 
+    /// The user is suspended (`--suspend`, or the breaker) with `refuse`.
+    #[error("{text}")]
+    Suspended { text: String },
+    #[error(
+        "cannot use the breaker counters of {identity} ({err}); the message was not accepted, try again later"
+    )]
+    Breaker {
+        identity: String,
+        err: std::io::Error,
+    },
+    #[error(
+        "cannot write the per-recipient log in {path} ({err}); the message was not accepted, try again later"
+    )]
+    LogWrite { path: String, err: std::io::Error },
+    #[error(
+        "--suspend, --unsuspend: only root and trusted_users may change suspensions (user {login})"
+    )]
+    SuspendNotAllowed { login: String },
+    #[error("{login}: no such user; give the login name of a local account")]
+    UnknownLogin { login: String },
+    #[error("--action {shown}: use hold or refuse")]
+    BadAction { shown: String },
+    #[error(
+        "--since {shown}: use a duration (24h, 30m, 7d) or a time (2026-11-23T12:03, \"2026-11-23 12:03:04\", UTC unless an offset is given)"
+    )]
+    BadSince { shown: String },
+    #[error(
+        "--status {shown}: use one of sent, deferred, failed, held, bounced, suspended, refused"
+    )]
+    BadStatus { shown: String },
+    #[error("cannot write the suspension of {login} ({err})")]
+    SuspendWrite { login: String, err: std::io::Error },
+
     /// A query or selector matched nothing (exit 1, as grep); prints nothing.
     #[error("nothing matched")]
     NoMatch,
@@ -206,6 +239,11 @@ pub fn code(err: &Error) -> i32 {
         Error::DoctorFailed => 1,
         Error::AuditRead { .. } | Error::Client { .. } => IOERR,
         Error::NoMatch => 1,
+        Error::Suspended { .. } | Error::SuspendNotAllowed { .. } => NOPERM,
+        Error::Breaker { .. } | Error::LogWrite { .. } => TEMPFAIL,
+        Error::UnknownLogin { .. } => NOUSER,
+        Error::BadAction { .. } | Error::BadSince { .. } | Error::BadStatus { .. } => USAGE,
+        Error::SuspendWrite { .. } => CANTCREAT,
         Error::Quiet(e) => code(e),
     }
 }
@@ -273,10 +311,15 @@ mod tests {
             (DkimError::Key("k".into()).into(), CONFIG),
             (
                 RateError::Over {
-                    identity: "a@b".into(),
-                    sent: 3,
-                    period: "1h".into(),
-                    limit: 3,
+                    hit: crate::account::rate::Hit {
+                        who: "a@b".into(),
+                        sent: 3,
+                        limit: crate::base::limit::Limit {
+                            count: 3,
+                            period: std::time::Duration::from_secs(3600),
+                        },
+                        key: "rate",
+                    },
                 }
                 .into(),
                 TEMPFAIL,

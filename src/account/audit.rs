@@ -22,7 +22,8 @@
 //! count), `result` (`sent (250 …)`, `deferred (…)` or `failed (…)`, the
 //! reply's first line, bounded; `""` in an `open` record), `phase` (`open`
 //! or `close`; absent in records of earlier releases, which are `close`
-//! records). The directory is mode 2770 and the files 0660, both of the
+//! records), then, when the caller gave them, the message's attribution
+//! `cwd` and `script` (`base::attribution`, bounded). The directory is mode 2770 and the files 0660, both of the
 //! spool's group (the set-gid group), so users reach the trail only through
 //! the binary. No setting turns the trail off. Queue runs remove the daily
 //! files older than `audit_days` ([`expire`]) and create today's and
@@ -64,6 +65,9 @@ pub struct Record {
     pub rcpts: usize,
     pub result: String,
     pub phase: Phase,
+    /// The message's attribution (`cwd`, `script`), as the caller gave it.
+    pub cwd: String,
+    pub script: String,
 }
 
 /// Which of a transaction's two records: written before it, or after.
@@ -106,6 +110,8 @@ impl Record {
             rcpts,
             result,
             phase: Phase::Close,
+            cwd: env.attribution.cwd.clone(),
+            script: env.attribution.script.clone(),
         }
     }
 
@@ -129,6 +135,10 @@ impl Record {
             rcpts: usize,
             result: &'a str,
             phase: Phase,
+            #[serde(skip_serializing_if = "str::is_empty")]
+            cwd: &'a str,
+            #[serde(skip_serializing_if = "str::is_empty")]
+            script: &'a str,
         }
         let mut v = serde_json::to_vec(&Line {
             connect: rfc3339_utc(self.connect as i64),
@@ -145,6 +155,8 @@ impl Record {
             rcpts: self.rcpts,
             result: &crate::base::syslog::text(&self.result, crate::base::syslog::MAX_REPLY),
             phase: self.phase,
+            cwd: &self.cwd,
+            script: &self.script,
         })
         .expect("audit record serialises");
         v.push(b'\n');
@@ -240,6 +252,10 @@ pub fn prepare(cfg: &Loaded) {
         return;
     }
     crate::account::rate::prepare(cfg);
+    crate::account::rcpt_log::prepare(cfg);
+    crate::account::suspend::prepare(cfg);
+    crate::account::breaker::prepare(cfg);
+    crate::account::tally::prepare(cfg);
     let dir = cfg.audit_dir();
     let now = unix_now() as i64;
     for t in [now, now + 86400] {
@@ -334,6 +350,7 @@ pub fn sessions_failed(
 
 /// Remove daily files older than `audit_days` (queue runs call this).
 pub fn expire(cfg: &Loaded) {
+    crate::account::rcpt_log::expire(cfg);
     let dir = cfg.audit_dir();
     let Ok(rd) = std::fs::read_dir(&dir) else {
         return;
@@ -398,6 +415,8 @@ pub(crate) mod tests {
             rcpts: 1,
             result: "sent (250 2.0.0 Ok)".into(),
             phase: Phase::Close,
+            cwd: String::new(),
+            script: String::new(),
         }
     }
 

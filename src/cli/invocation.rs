@@ -70,6 +70,21 @@ pub enum Own {
         time: Option<String>,
         window: Option<String>,
     },
+    /// `--log [--user L] [--since T] [--status S] [--rcpt A] [--json]`.
+    Log(LogQuery),
+    /// `--stats [--since D] [--json]`.
+    Stats {
+        since: Option<String>,
+        json: bool,
+    },
+    /// `--suspend LOGIN [--action hold|refuse] [--reason TEXT]`.
+    Suspend {
+        login: String,
+        action: Option<String>,
+        reason: Option<String>,
+    },
+    Unsuspend(String),
+    Suspended,
     Hold(String),
     Release(String),
     Delete(String),
@@ -78,6 +93,16 @@ pub enum Own {
     Doctor(Vec<String>),
     Version,
     Help,
+}
+
+/// `--log`'s filters, as typed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LogQuery {
+    pub user: Option<String>,
+    pub since: Option<String>,
+    pub status: Option<String>,
+    pub rcpt: Option<String>,
+    pub json: bool,
 }
 
 /// The program name we were called by.

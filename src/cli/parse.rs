@@ -11,8 +11,8 @@
 
 use crate::base::dsn::ErrorMode;
 use crate::cli::invocation::{
-    BodyType, CliError, DeliveryMode, Invocation, MAX_FULL_NAME, Mode, Own, ProgName, QueueFilter,
-    QueueRun,
+    BodyType, CliError, DeliveryMode, Invocation, LogQuery, MAX_FULL_NAME, Mode, Own, ProgName,
+    QueueFilter, QueueRun,
 };
 use std::path::PathBuf;
 
@@ -358,9 +358,22 @@ fn parse_queue(rest: &str) -> Result<QueueRun, CliError> {
     Ok(q)
 }
 
+/// The options of vsendmail's own commands that take a value, and the
+/// commands each belongs to.
+const VALUE_OPTIONS: [(&str, &[&str]); 7] = [
+    ("--window", &["--who"]),
+    ("--user", &["--log"]),
+    ("--since", &["--log", "--stats"]),
+    ("--status", &["--log"]),
+    ("--rcpt", &["--log"]),
+    ("--action", &["--suspend"]),
+    ("--reason", &["--suspend"]),
+];
+
 fn parse_own(cmd: &str, rest: &[String]) -> Result<Own, CliError> {
     let mut pos: Vec<String> = Vec::new();
-    let mut window = None;
+    let mut opts: std::collections::HashMap<&'static str, String> = Default::default();
+    let mut json = false;
     let mut i = 0;
     let mut only_pos = false;
     while i < rest.len() {
@@ -368,21 +381,39 @@ fn parse_own(cmd: &str, rest: &[String]) -> Result<Own, CliError> {
         i += 1;
         if !only_pos && a == "--" {
             only_pos = true;
-        } else if !only_pos && (a == "--window" || a.starts_with("--window=")) {
-            let v = if let Some(v) = a.strip_prefix("--window=") {
-                v.to_string()
-            } else {
+            continue;
+        }
+        if only_pos || !a.starts_with('-') || a.len() == 1 {
+            pos.push(a.clone());
+            continue;
+        }
+        if a == "--json" {
+            if cmd != "--log" && cmd != "--stats" {
+                return Err(usage("--json belongs to --log and --stats"));
+            }
+            json = true;
+            continue;
+        }
+        let (name, glued) = match a.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (a.as_str(), None),
+        };
+        let Some((key, cmds)) = VALUE_OPTIONS.iter().find(|(k, _)| *k == name) else {
+            return Err(usage(format!("{cmd}: unknown option {a}")));
+        };
+        if !cmds.contains(&cmd) {
+            return Err(usage(format!("{key} belongs to {}", cmds.join(", "))));
+        }
+        let v = match glued {
+            Some(v) => v,
+            None => {
                 i += 1;
                 rest.get(i - 1)
                     .cloned()
-                    .ok_or_else(|| usage("--window needs a value"))?
-            };
-            window = Some(v);
-        } else if !only_pos && a.starts_with('-') && a.len() > 1 {
-            return Err(usage(format!("{cmd}: unknown option {a}")));
-        } else {
-            pos.push(a.clone());
-        }
+                    .ok_or_else(|| usage(format!("{key} needs a value")))?
+            }
+        };
+        opts.insert(key, v);
     }
     let one = |what: &str| -> Result<String, CliError> {
         if pos.len() != 1 {
@@ -397,9 +428,7 @@ fn parse_own(cmd: &str, rest: &[String]) -> Result<Own, CliError> {
             Err(usage(format!("{cmd} takes no arguments")))
         }
     };
-    if window.is_some() && cmd != "--who" {
-        return Err(usage("--window belongs to --who"));
-    }
+    let mut opt = |k: &str| opts.remove(k);
     Ok(match cmd {
         "--who" => {
             if pos.is_empty() || pos.len() > 2 {
@@ -408,8 +437,35 @@ fn parse_own(cmd: &str, rest: &[String]) -> Result<Own, CliError> {
             Own::Who {
                 query: pos[0].clone(),
                 time: pos.get(1).cloned(),
-                window,
+                window: opt("--window"),
             }
+        }
+        "--log" => {
+            none()?;
+            Own::Log(LogQuery {
+                user: opt("--user"),
+                since: opt("--since"),
+                status: opt("--status"),
+                rcpt: opt("--rcpt"),
+                json,
+            })
+        }
+        "--stats" => {
+            none()?;
+            Own::Stats {
+                since: opt("--since"),
+                json,
+            }
+        }
+        "--suspend" => Own::Suspend {
+            login: one("login name")?,
+            action: opt("--action"),
+            reason: opt("--reason"),
+        },
+        "--unsuspend" => Own::Unsuspend(one("login name")?),
+        "--suspended" => {
+            none()?;
+            Own::Suspended
         }
         "--hold" => Own::Hold(one("selector (queue id, user=LOGIN or ALL)")?),
         "--release" => Own::Release(one("selector (queue id, user=LOGIN or ALL)")?),
@@ -587,6 +643,59 @@ mod tests {
         assert_eq!(i.config, Some(PathBuf::from("/tmp/c.conf")));
         assert!(p(&["a@x", "--who", "x"]).is_err());
         assert_eq!(parse(ProgName::Mailq, &[]).unwrap().mode, Mode::PrintQueue);
+    }
+
+    #[test]
+    fn abuse_desk_commands_take_their_options_anywhere() {
+        assert_eq!(
+            p(&[
+                "--log",
+                "--json",
+                "--user=alice",
+                "--since",
+                "2h",
+                "--status",
+                "sent"
+            ])
+            .unwrap()
+            .mode,
+            Mode::Own(Own::Log(LogQuery {
+                user: Some("alice".into()),
+                since: Some("2h".into()),
+                status: Some("sent".into()),
+                rcpt: None,
+                json: true,
+            }))
+        );
+        assert_eq!(
+            p(&[
+                "--suspend",
+                "--reason",
+                "spam run",
+                "alice",
+                "--action",
+                "hold"
+            ])
+            .unwrap()
+            .mode,
+            Mode::Own(Own::Suspend {
+                login: "alice".into(),
+                action: Some("hold".into()),
+                reason: Some("spam run".into()),
+            })
+        );
+        assert_eq!(
+            p(&["--stats"]).unwrap().mode,
+            Mode::Own(Own::Stats {
+                since: None,
+                json: false
+            })
+        );
+        assert!(p(&["--stats", "--user", "a"]).is_err());
+        assert!(p(&["--suspend"]).is_err());
+        assert!(p(&["--suspended", "x"]).is_err());
+        assert!(p(&["--who", "x", "--json"]).is_err());
+        assert!(p(&["--log", "--since"]).is_err());
     }
 
     #[test]

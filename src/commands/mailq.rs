@@ -55,7 +55,7 @@ pub fn print(job: &Job) -> Result<i32> {
         }
         shown.push(env);
     }
-    print!("{}", render(&shown));
+    print!("{}", render_with(&shown, job.inv.verbose));
     for e in &at_limit {
         if let crate::spool::store::SpoolError::UserLimit {
             what,
@@ -75,6 +75,11 @@ pub fn print(job: &Job) -> Result<i32> {
 
 /// The listing text for these envelopes.
 pub fn render(envs: &[Envelope]) -> String {
+    render_with(envs, false)
+}
+
+/// The listing; `verbose` (`-bp -v`) adds each message's attribution.
+pub fn render_with(envs: &[Envelope], verbose: bool) -> String {
     if envs.is_empty() {
         return "Mail queue is empty\n".into();
     }
@@ -105,7 +110,16 @@ pub fn render(envs: &[Envelope]) -> String {
             crate::base::clock::mailq_stamp(e.created as i64),
             sender
         );
+        if verbose {
+            let a = e.attribution.log_fields();
+            if !a.is_empty() {
+                let _ = writeln!(s, "{:>ind$}({})", "", a.trim_start());
+            }
+        }
         match (e.held, e.held_by) {
+            (true, _) if e.suspended => {
+                let _ = writeln!(s, "{:>ind$}(held (suspended))", "");
+            }
             (true, None) => {
                 let _ = writeln!(s, "{:>ind$}(held)", "");
             }

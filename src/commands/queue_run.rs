@@ -30,6 +30,8 @@ pub fn run(job: &Job, q: &QueueRun) -> Result<i32> {
     let mut rate_released = 0usize;
     // Rate-held messages are released oldest first: ids sort by arrival.
     let mut current: std::collections::HashMap<String, Current> = Default::default();
+    // Whose mail is suspended (looked up once per login and run).
+    let mut suspended: std::collections::HashMap<String, bool> = Default::default();
     for id in spool.list()? {
         // Whose it is and whether it is due, read without the lock: a user's
         // run never takes (and so never pins) another user's message.
@@ -53,6 +55,14 @@ pub fn run(job: &Job, q: &QueueRun) -> Result<i32> {
                 continue;
             }
         };
+        // Queue runs never send a suspended user's mail.
+        let login = locked.env.identity.login.clone();
+        if *suspended
+            .entry(login.clone())
+            .or_insert_with(|| crate::account::suspend::get(&job.cfg, &login).is_some())
+        {
+            continue;
+        }
         let now_identity = match current_identity(job, &locked.env, &mut current) {
             Err(()) => {
                 job.log.err(&format!(
@@ -101,6 +111,21 @@ pub fn run(job: &Job, q: &QueueRun) -> Result<i32> {
                 report.deferred.len(),
                 report.failed.len()
             ));
+        }
+        crate::commands::abuse::flush(&mut ctx, &report.notifications);
+        if expired {
+            let events: Vec<crate::account::rcpt_log::Event> = report
+                .failed
+                .iter()
+                .map(|(to, why)| crate::account::rcpt_log::Event {
+                    to,
+                    status: "bounced",
+                    reply: why,
+                    src: String::new(),
+                    dst: String::new(),
+                })
+                .collect();
+            crate::account::rcpt_log::append_logged(&job.cfg, &job.log, &locked.env, &events);
         }
         if !report.failed.is_empty() {
             crate::deliver::bounce::send_failure(&mut ctx, &locked.env, &report.failed);

@@ -207,6 +207,9 @@ fn transaction<R: BufRead>(
         }
     };
     let id = locked.env.id.clone();
+    if locked.env.held {
+        return format!("250 2.0.0 Ok: queued as {id} (held)");
+    }
     if locked.env.rate_held {
         return format!("250 2.0.0 Ok: queued as {id} (rate limited, held)");
     }

@@ -51,6 +51,8 @@ pub fn accept<R: BufRead>(
             identity.uid, identity.login
         ));
     }
+    // Attribution first: what the caller's process shows now.
+    let mut attribution = crate::intake::attribution::gather();
     let spool = Spool::of(&job.cfg)?;
     let mut draft = spool.draft()?;
     let taken = message::take(
@@ -68,6 +70,8 @@ pub fn accept<R: BufRead>(
             trusted,
             limits: Limits::of(&job.cfg),
             now: unix_now() as i64,
+            keep_php_header: job.cfg.cfg.keep_php_header,
+            identity_header: job.cfg.identity_header.as_deref(),
         },
     )?;
     let recipients = expand_recipients(
@@ -92,15 +96,25 @@ pub fn accept<R: BufRead>(
     env.utf8_headers = taken.utf8_headers;
     env.dsn = sub.dsn.clone();
     env.errors = sub.errors;
+    attribution.script = taken.script.clone();
+    env.attribution = attribution;
+    // The abuse desk's stops: a suspension, then the breaker (which may
+    // suspend now); both before anything is counted or committed.
+    let trip = crate::commands::abuse::stops(job, trusted, &mut env)?;
     if let Some(sig) =
         crate::sign::dkim::sign_draft(identity, taken.from_domain.as_deref(), &mut draft)?
     {
         env.prepend = sig;
     }
-    crate::account::rate::admit(&job.cfg, &job.log, trusted, &mut env)?;
+    if let Err(e) = crate::account::rate::admit(&job.cfg, &job.log, trusted, &mut env) {
+        crate::commands::abuse::refused(job, &env, &e.to_string());
+        return Err(e.into());
+    }
+    // Written ahead: a held message's records exist before it is accepted.
+    crate::commands::abuse::held_records(job, &env)?;
     // Delivered at once: the message need not wait for the disk first; if it
     // stays queued, `finish` makes it durable before the caller hears 0.
-    let at_once = sub.deliver_now && !env.rate_held;
+    let at_once = sub.deliver_now && !env.rate_held && !env.held;
     let locked = if at_once {
         draft.commit_for_delivery(&env)?
     } else {
@@ -108,7 +122,7 @@ pub fn accept<R: BufRead>(
     };
     // From here on the mail is safe: delivered or made durable before exit 0.
     job.log.info(&format!(
-        "{}: uid={} user={} identity={} from=<{}> size={} nrcpt={} msgid={}{}",
+        "{}: uid={} user={} identity={} from=<{}> size={} nrcpt={} msgid={}{}{}",
         env.id,
         identity.uid,
         identity.login,
@@ -117,12 +131,18 @@ pub fn accept<R: BufRead>(
         env.size,
         env.recipients.len(),
         crate::base::syslog::value(&taken.message_id),
-        if env.rate_held {
+        env.attribution.log_fields(),
+        if env.suspended {
+            " (suspended, held)"
+        } else if env.rate_held {
             " (rate limited, held)"
         } else {
             ""
         }
     ));
+    if let Some((s, counts)) = trip {
+        crate::commands::abuse::notify(job, &env.identity, &s, &counts);
+    }
     Ok(locked)
 }
 
@@ -194,7 +214,7 @@ pub fn submit(job: &Job) -> Result<i32> {
     let stdin = std::io::stdin();
     let mut input = std::io::BufReader::with_capacity(64 * 1024, stdin.lock());
     let locked = accept(job, &identity, &sub, &mut input)?;
-    if locked.env.rate_held {
+    if locked.env.rate_held || locked.env.held {
         return Ok(0);
     }
     match inv.delivery {
@@ -258,6 +278,7 @@ pub fn finish(
     report: &Report,
     errors: Option<ErrorMode>,
 ) -> Result<()> {
+    crate::commands::abuse::flush(ctx, &report.notifications);
     for e in &report.local_errors {
         crate::base::stderr::line(&format!("vsendmail: {e}; the message stays queued"));
     }

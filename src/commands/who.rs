@@ -21,11 +21,12 @@
 //! when they could pass for more than one field (`syslog::value`).
 
 use crate::account::audit::{Phase, Stored, file_day, file_name};
+use crate::account::scan::scan_file;
 use crate::base::clock::utc_midnight;
 use crate::base::syslog::{MAX_REPLY, text, value};
 use crate::exit::{Error, Result};
 use crate::identity::job::Job;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -210,7 +211,7 @@ pub fn who(job: &Job, query: &str, time: Option<&str>, window: Option<&str>) -> 
 }
 
 /// Every daily file in `dir`, oldest first. A missing directory is an empty trail.
-fn all_files(dir: &Path) -> Result<Vec<PathBuf>> {
+pub(crate) fn all_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -230,56 +231,6 @@ fn all_files(dir: &Path) -> Result<Vec<PathBuf>> {
         .collect();
     v.sort();
     Ok(v.into_iter().map(|(_, p)| p).collect())
-}
-
-/// Read `path` in large blocks and call `hit` with each whole line (without
-/// its newline) that contains the finder's needle. Lines without it are
-/// never looked at again, let alone parsed.
-fn scan_file(
-    path: &Path,
-    finder: &memchr::memmem::Finder,
-    mut hit: impl FnMut(&[u8]),
-) -> std::io::Result<()> {
-    const BLOCK: usize = 4 << 20;
-    let mut f = std::fs::File::open(path)?;
-    let mut buf: Vec<u8> = Vec::with_capacity(BLOCK * 2);
-    loop {
-        let start = buf.len();
-        buf.resize(start + BLOCK, 0);
-        let n = loop {
-            match f.read(&mut buf[start..]) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        };
-        buf.truncate(start + n);
-        let eof = n == 0;
-        // Search only up to the last complete line; keep the rest for later.
-        let end = if eof {
-            buf.len()
-        } else {
-            match memchr::memrchr(b'\n', &buf) {
-                Some(p) => p + 1,
-                None => continue,
-            }
-        };
-        let mut pos = 0;
-        while let Some(i) = finder.find(&buf[pos..end]) {
-            let at = pos + i;
-            let ls = memchr::memrchr(b'\n', &buf[..at]).map_or(0, |p| p + 1);
-            let le = memchr::memchr(b'\n', &buf[at..end]).map_or(end, |p| at + p);
-            hit(&buf[ls..le]);
-            pos = (le + 1).min(end);
-            if pos >= end {
-                break;
-            }
-        }
-        if eof {
-            return Ok(());
-        }
-        buf.drain(..end);
-    }
 }
 
 /// The public address of a record's source behind NAT.
@@ -321,7 +272,7 @@ fn render(r: &Stored) -> String {
 /// `Z`, `UTC` or an offset (`+01:00`, `-0500`, `+01`); UTC when none.
 /// Returns the first and last second the text names: a date names its whole
 /// day, a minute its 60 seconds, a second itself.
-fn parse_time(s: &str) -> Option<(i64, i64)> {
+pub(crate) fn parse_time(s: &str) -> Option<(i64, i64)> {
     let s = s.trim();
     let b = s.as_bytes();
     if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {

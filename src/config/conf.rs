@@ -5,7 +5,7 @@
 //! line of its value (from `toml::Spanned`), never a silent default later.
 
 use crate::base::duration::parse_duration;
-use crate::base::limit::Rate;
+use crate::base::limit::{Limit, Rate, Share};
 use crate::base::relay::Relays;
 use crate::config::routes::{RelaySpec, Routes};
 use serde::Deserialize;
@@ -67,6 +67,63 @@ pub enum OverRate {
     #[default]
     Defer,
     Refuse,
+}
+
+/// What a suspension does to the user's new messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SuspendAction {
+    /// Exit 77 with the suspension's text.
+    #[default]
+    Refuse,
+    /// Accepted (exit 0) and queued as held, until `--release`.
+    Hold,
+}
+
+impl SuspendAction {
+    pub fn parse(s: &str) -> Option<SuspendAction> {
+        match s {
+            "refuse" => Some(SuspendAction::Refuse),
+            "hold" => Some(SuspendAction::Hold),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SuspendAction::Refuse => "refuse",
+            SuspendAction::Hold => "hold",
+        }
+    }
+}
+
+/// `[breaker]` as written (raw values keep their line for errors).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConf {
+    pub distinct_rcpts: Option<Spanned<String>>,
+    pub failures: Option<Spanned<String>>,
+    pub unknown_users: Option<Spanned<String>>,
+    pub action: Option<Spanned<String>>,
+    pub cooldown: Option<Spanned<String>>,
+    pub notify: Option<Spanned<String>>,
+    pub notify_user: bool,
+}
+
+/// The circuit breaker, parsed: what trips it and what it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Breaker {
+    /// Distinct recipient addresses per identity per period.
+    pub distinct_rcpts: Option<Limit>,
+    /// Failed + deferred share of the recipients tried in the last hour.
+    pub failures: Option<Share>,
+    /// "No such user" replies per period.
+    pub unknown_users: Option<Limit>,
+    pub action: SuspendAction,
+    /// `None` ("0"): only an administrator lifts a breaker suspension.
+    pub cooldown: Option<Duration>,
+    /// Who is told (an address or a local name; aliases apply).
+    pub notify: String,
+    pub notify_user: bool,
 }
 
 /// RFC 5321 section 4.5.3.2 timeouts, in seconds.
@@ -146,6 +203,8 @@ pub struct Config {
     pub audit_days: u32,
     /// Raw: read [`Loaded::rate`].
     pub rate: Option<Spanned<String>>,
+    /// Raw: read [`Loaded::rcpt_rate`].
+    pub rcpt_rate: Option<Spanned<String>>,
     pub over_rate: OverRate,
     pub max_queued: u32,
     pub batv_days: u32,
@@ -172,6 +231,12 @@ pub struct Config {
     pub policy_users: Vec<String>,
     /// Raw: read [`Loaded::policy_rate`].
     pub policy_rate: Option<Spanned<String>>,
+    /// Leave PHP's `X-PHP-Originating-Script:` in the message.
+    pub keep_php_header: bool,
+    /// Raw: read [`Loaded::identity_header`].
+    pub identity_header: Option<Spanned<String>>,
+    /// Raw: read [`Loaded::breaker`].
+    pub breaker: Option<BreakerConf>,
 }
 
 impl Default for Config {
@@ -200,6 +265,7 @@ impl Default for Config {
             audit_dir: None,
             audit_days: 90,
             rate: None,
+            rcpt_rate: None,
             over_rate: OverRate::Defer,
             max_queued: 1000,
             batv_days: 7,
@@ -218,6 +284,9 @@ impl Default for Config {
             max_user_drafts: 20,
             policy_users: Vec::new(),
             policy_rate: None,
+            keep_php_header: false,
+            identity_header: None,
+            breaker: None,
         }
     }
 }
@@ -242,6 +311,12 @@ pub struct Loaded {
     pub routes: Routes,
     /// The global `rate`; `None` (absent or `none`): no limit.
     pub rate: Option<Rate>,
+    /// The global `rcpt_rate` (recipients); `None`: no limit.
+    pub rcpt_rate: Option<Rate>,
+    /// `identity_header`: the header naming the identity, when set.
+    pub identity_header: Option<String>,
+    /// `[breaker]`, when present.
+    pub breaker: Option<Breaker>,
     /// The `dns` nameservers (empty: /etc/resolv.conf).
     pub nameservers: Vec<std::net::SocketAddr>,
     /// How long one delivery attempt of one message may take in all;
@@ -335,8 +410,51 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
             .map_err(|m| bad(r, format!("policy_rate = \"{}\": {m}", r.get_ref())))?,
         None => Rate::parse("600/m").expect("the default parses"),
     }
-    .limit();
+    .limits()
+    .first()
+    .copied();
     relative_paths(text, &p)?;
+    let rcpt_rate = match &cfg.rcpt_rate {
+        Some(r) => Some(
+            Rate::parse(r.get_ref())
+                .map_err(|m| bad(r, format!("rcpt_rate = \"{}\": {m}", r.get_ref())))?,
+        ),
+        None => None,
+    };
+    let identity_header = match &cfg.identity_header {
+        Some(h) => {
+            let n = h.get_ref();
+            let ok = !n.is_empty()
+                && n.len() <= 76
+                && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            let ours = [
+                "received",
+                "from",
+                "to",
+                "cc",
+                "bcc",
+                "date",
+                "message-id",
+                "subject",
+                "sender",
+                "dkim-signature",
+            ];
+            if !ok || ours.contains(&n.to_ascii_lowercase().as_str()) {
+                return Err(bad(
+                    h,
+                    format!(
+                        "identity_header = \"{n}\": use a header field name of letters, digits and '-' that is not a standard one (e.g. \"X-AuthUser\")"
+                    ),
+                ));
+            }
+            Some(n.clone())
+        }
+        None => None,
+    };
+    let breaker = match &cfg.breaker {
+        Some(b) => Some(parse_breaker(b, &bad)?),
+        None => None,
+    };
     let relay = match &cfg.relay {
         Some(r) => Some(r.get_ref().relays().map_err(|m| ConfigError::Syntax {
             path: p.clone(),
@@ -389,6 +507,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
         relay,
         routes,
         rate: rate.filter(|r| *r != Rate::Unlimited),
+        rcpt_rate: rcpt_rate.filter(|r| *r != Rate::Unlimited),
+        identity_header,
+        breaker,
         nameservers,
         message_time_budget: (!budget.is_zero()).then_some(budget),
         policy_rate,
@@ -442,6 +563,85 @@ fn relative_paths(text: &str, p: &str) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// `[breaker]`'s values, each error with the line of its value.
+fn parse_breaker(
+    b: &BreakerConf,
+    bad: &dyn Fn(&Spanned<String>, String) -> ConfigError,
+) -> Result<Breaker, ConfigError> {
+    let limit = |key: &str, v: &Option<Spanned<String>>| match v {
+        None => Ok(None),
+        Some(v) if v.get_ref() == "none" => Ok(None),
+        Some(v) => Limit::parse(v.get_ref())
+            .map(Some)
+            .map_err(|m| bad(v, format!("[breaker] {key} = \"{}\": {m}", v.get_ref()))),
+    };
+    let distinct_rcpts = limit("distinct_rcpts", &b.distinct_rcpts)?;
+    let unknown_users = limit("unknown_users", &b.unknown_users)?;
+    let failures = match &b.failures {
+        None => None,
+        Some(v) if v.get_ref() == "none" => None,
+        Some(v) => Some(
+            Share::parse(v.get_ref())
+                .map_err(|m| bad(v, format!("[breaker] failures = \"{}\": {m}", v.get_ref())))?,
+        ),
+    };
+    let action = match &b.action {
+        None => SuspendAction::Hold,
+        Some(v) => SuspendAction::parse(v.get_ref()).ok_or_else(|| {
+            bad(
+                v,
+                format!(
+                    "[breaker] action = \"{}\": use \"hold\" or \"refuse\"",
+                    v.get_ref()
+                ),
+            )
+        })?,
+    };
+    let cooldown = match &b.cooldown {
+        None => None,
+        Some(v) => {
+            let d = parse_duration(v.get_ref()).ok_or_else(|| {
+                bad(
+                    v,
+                    format!(
+                        "[breaker] cooldown = \"{}\" is not a duration (\"0\" for none, or e.g. \"2h\")",
+                        v.get_ref()
+                    ),
+                )
+            })?;
+            (!d.is_zero()).then_some(d)
+        }
+    };
+    let notify = match &b.notify {
+        None => "postmaster".to_string(),
+        Some(v) => {
+            let n = v.get_ref();
+            if n.is_empty()
+                || n.starts_with('-')
+                || n.chars()
+                    .any(|c| c.is_control() || c.is_whitespace() || c == ',')
+            {
+                return Err(bad(
+                    v,
+                    format!(
+                        "[breaker] notify = \"{n}\": use one address or local name (e.g. \"postmaster\")"
+                    ),
+                ));
+            }
+            n.clone()
+        }
+    };
+    Ok(Breaker {
+        distinct_rcpts,
+        failures,
+        unknown_users,
+        action,
+        cooldown,
+        notify,
+        notify_user: b.notify_user,
+    })
 }
 
 /// `"127.0.0.1:5353"`, `"127.0.0.1"` (port 53), `"[::1]:53"`, `"::1"`.
@@ -547,6 +747,33 @@ mod tests {
         assert!(e.to_string().starts_with("c:3: [routes]"), "{e}");
         let e = parse("[routes]\n\"a.example\" = [\n]\n", Path::new("c")).unwrap_err();
         assert!(e.to_string().starts_with("c:2: [routes]"), "{e}");
+    }
+
+    #[test]
+    fn breaker_values_are_checked_with_their_line() {
+        let l = parse(
+            "[breaker]\ndistinct_rcpts = \"300/h\"\nfailures = \"50%/20\"\nunknown_users = \"20/h\"\naction = \"refuse\"\ncooldown = \"2h\"\nnotify = \"abuse\"\n",
+            Path::new("c"),
+        )
+        .unwrap();
+        let b = l.breaker.unwrap();
+        assert_eq!(b.distinct_rcpts.unwrap().count, 300);
+        assert_eq!(b.failures.unwrap().min, 20);
+        assert_eq!(b.action, SuspendAction::Refuse);
+        assert_eq!(b.cooldown, Some(Duration::from_secs(7200)));
+        for (text, line) in [
+            ("[breaker]\n\nfailures = \"50/20\"\n", 3),
+            ("[breaker]\naction = \"drop\"\n", 2),
+            ("[breaker]\ndistinct_rcpts = \"0/h\"\n", 2),
+            ("[breaker]\ncooldown = \"soon\"\n", 2),
+            ("[breaker]\nnotify = \"a b\"\n", 2),
+            ("[breaker]\nbogus = 1\n", 2),
+        ] {
+            let e = parse(text, Path::new("c")).unwrap_err().to_string();
+            assert!(e.starts_with(&format!("c:{line}: ")), "{text}: {e}");
+        }
+        let e = parse("identity_header = \"From\"\n", Path::new("c")).unwrap_err();
+        assert!(e.to_string().starts_with("c:1: identity_header"), "{e}");
     }
 
     #[test]

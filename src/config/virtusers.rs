@@ -61,6 +61,11 @@ pub struct Entry {
     pub relay: Option<crate::base::relay::Relays>,
     pub from: Vec<String>,
     pub rate: Option<crate::base::limit::Rate>,
+    /// `rcpt_rate=`: recipients (not messages) per window.
+    pub rcpt_rate: Option<crate::base::limit::Rate>,
+    /// `group_rate=` / `group_rcpt_rate=` of a `%group` line: every member together.
+    pub group_rate: Option<crate::base::limit::Rate>,
+    pub group_rcpt_rate: Option<crate::base::limit::Rate>,
     pub dkim: Option<(String, PathBuf)>,
     /// `dkim=DOMAIN=SELECTOR:PATH` entries: (domain, selector, key) for
     /// messages whose From: is at that domain (addon domains).
@@ -150,6 +155,9 @@ pub fn parse_line(text: &str, path: &Path, line: usize) -> Result<Option<Entry>,
         relay: None,
         from: Vec::new(),
         rate: None,
+        rcpt_rate: None,
+        group_rate: None,
+        group_rcpt_rate: None,
         dkim: None,
         dkim_domains: Vec::new(),
         batv: None,
@@ -188,11 +196,21 @@ pub fn parse_line(text: &str, path: &Path, line: usize) -> Result<Option<Entry>,
                     e.from.push(p.to_string());
                 }
             }
-            "rate" => {
-                e.rate = Some(
-                    crate::base::limit::Rate::parse(v)
-                        .map_err(|m| err(format!("rate=`{v}`: {m}")))?,
-                );
+            "rate" | "rcpt_rate" | "group_rate" | "group_rcpt_rate" => {
+                let r = crate::base::limit::Rate::parse(v)
+                    .map_err(|m| err(format!("{k}=`{v}`: {m}")))?;
+                if k.starts_with("group_") && !matches!(e.who, Who::Group(_)) {
+                    return Err(err(format!(
+                        "{k}= belongs on a %group line (it counts every member together)"
+                    )));
+                }
+                let slot = match k {
+                    "rate" => &mut e.rate,
+                    "rcpt_rate" => &mut e.rcpt_rate,
+                    "group_rate" => &mut e.group_rate,
+                    _ => &mut e.group_rcpt_rate,
+                };
+                *slot = Some(r);
             }
             "dkim" => {
                 // SELECTOR:PATH (the identity's own domain) and/or
@@ -232,7 +250,7 @@ pub fn parse_line(text: &str, path: &Path, line: usize) -> Result<Option<Entry>,
             "batv" => e.batv = Some(PathBuf::from(v)),
             _ => {
                 return Err(err(format!(
-                    "unknown option `{k}` (known: helo, relay, from, rate, dkim, batv)"
+                    "unknown option `{k}` (known: helo, relay, from, rate, rcpt_rate, group_rate, group_rcpt_rate, dkim, batv)"
                 )));
             }
         }
@@ -592,7 +610,7 @@ www-blog       noreply@blog.example    192.0.2.11,2001:db8::11\n\
         let e = t.lookup("alice", &[]).unwrap_err().to_string();
         assert_eq!(
             e,
-            "/etc/virtusers:1: unknown option `colour` (known: helo, relay, from, rate, dkim, batv)"
+            "/etc/virtusers:1: unknown option `colour` (known: helo, relay, from, rate, rcpt_rate, group_rate, group_rcpt_rate, dkim, batv)"
         );
         let (_, errs) =
             table("ok a@x.example -\nbad a@x.example 999.1.1.1\nbad2 nodomain -\n").check_all();

@@ -131,6 +131,8 @@ pub fn try_address(
         rcpts: remaining.len(),
         result: String::new(),
         phase: crate::account::audit::Phase::Close,
+        cwd: env.attribution.cwd.clone(),
+        script: env.attribution.script.clone(),
     };
     // Written ahead: no MAIL FROM before the trail holds this connection.
     if let Err(why) = crate::account::audit::append_open(ctx.cfg, &record) {

@@ -30,6 +30,9 @@ pub struct Report {
     pub failed: Vec<(String, String)>,
     /// Problems of this host's own configuration (source not configured...).
     pub local_errors: Vec<String>,
+    /// Breaker notifications this attempt's outcomes queued (queue ids), for
+    /// the caller to try at once.
+    pub notifications: Vec<String>,
 }
 
 /// Each recipient's outcome in this attempt (by index into the envelope's
@@ -61,6 +64,8 @@ pub fn record(
     let now = unix_now();
     let delay_precise = precise_delay(&msg.env);
     let mut any_deferred = false;
+    // (to, status, reply, src, dst) for the per-recipient log and the breaker.
+    let mut events: Vec<(String, &'static str, String, String, String)> = Vec::new();
     for (i, r) in msg.env.recipients.iter_mut().enumerate() {
         let Some((o, src, relay_name)) = outcomes.remove(&i) else {
             continue;
@@ -92,6 +97,14 @@ pub fn record(
             }
         };
         r.reply = Some(detail.clone());
+        events.push((
+            r.addr.clone(),
+            status,
+            detail.clone(),
+            src.map(|a| crate::base::syslog::addr_port(&a))
+                .unwrap_or_default(),
+            relay_name.clone().unwrap_or_default(),
+        ));
         ctx.log.info(&attempt_line(&Attempt {
             queue_id: &msg.env.id,
             uid: identity.uid,
@@ -105,10 +118,49 @@ pub fn record(
             detail: &detail,
         }));
     }
+    if !msg.env.is_bounce {
+        account(ctx, &msg.env, &events, report);
+    }
     msg.env.attempts += 1;
     msg.env.last_try = now;
     if any_deferred {
         msg.env.next_try = now + backoff(ctx.cfg, msg.env.attempts).as_secs();
+    }
+}
+
+/// The attempt's per-recipient records (written as the outcome is
+/// recorded, before the envelope is saved) and the breaker's count of them.
+fn account(
+    ctx: &Context,
+    env: &Envelope,
+    events: &[(String, &'static str, String, String, String)],
+    report: &mut Report,
+) {
+    use crate::account::breaker::{self, Kind, Verdict};
+    use crate::account::rcpt_log::{Event, append_logged};
+    let evs: Vec<Event> = events
+        .iter()
+        .map(|(to, status, reply, src, dst)| Event {
+            to,
+            status,
+            reply,
+            src: src.clone(),
+            dst: dst.clone(),
+        })
+        .collect();
+    append_logged(ctx.cfg, ctx.log, env, &evs);
+    let kinds: Vec<Kind> = events
+        .iter()
+        .map(|(_, status, reply, _, _)| match *status {
+            "sent" => Kind::Sent,
+            "deferred" => Kind::Deferred,
+            _ => Kind::of_failure(reply),
+        })
+        .collect();
+    if let Verdict::Tripped(s, c) = breaker::outcomes(ctx.cfg, ctx.log, &env.identity, &kinds)
+        && let Some(l) = breaker::queue_notification(ctx.cfg, ctx.log, &env.identity, &s, &c)
+    {
+        report.notifications.push(l.env.id.clone());
     }
 }
 

@@ -57,6 +57,13 @@ pub struct Identity {
     pub from: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<crate::base::limit::Rate>,
+    /// `rcpt_rate=`: recipients per window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rcpt_rate: Option<crate::base::limit::Rate>,
+    /// The `%group` line it came from, with `group_rate=`/`group_rcpt_rate=`
+    /// when that line sets them (counted over every member together).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupLimits>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dkim: Option<(String, PathBuf)>,
     /// Keys of further From: domains, `(domain, selector, key)`; envelopes
@@ -68,6 +75,16 @@ pub struct Identity {
     /// `file:line` of the virtusers entry; `None` for the host identity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+}
+
+/// A `%group` line's shared limits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GroupLimits {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<crate::base::limit::Rate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rcpt_rate: Option<crate::base::limit::Rate>,
 }
 
 impl Identity {
@@ -90,6 +107,8 @@ impl Identity {
                 relay: None,
                 from: Vec::new(),
                 rate: None,
+                rcpt_rate: None,
+                group: None,
                 dkim: None,
                 dkim_domains: Vec::new(),
                 batv: None,
@@ -120,7 +139,20 @@ impl Identity {
             helo: e.helo.clone().unwrap_or(domain),
             relay: e.relay.clone(),
             from: e.from.clone(),
-            rate: e.rate,
+            rate: e.rate.clone(),
+            rcpt_rate: e.rcpt_rate.clone(),
+            group: match &e.who {
+                crate::config::virtusers::Who::Group(g)
+                    if e.group_rate.is_some() || e.group_rcpt_rate.is_some() =>
+                {
+                    Some(GroupLimits {
+                        name: g.clone(),
+                        rate: e.group_rate.clone(),
+                        rcpt_rate: e.group_rcpt_rate.clone(),
+                    })
+                }
+                _ => None,
+            },
             dkim: e.dkim.clone(),
             dkim_domains: e.dkim_domains.clone(),
             batv: e.batv.clone(),

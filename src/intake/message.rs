@@ -129,6 +129,10 @@ pub struct IntakeOptions<'a> {
     pub trusted: bool,
     pub limits: Limits,
     pub now: i64,
+    /// `keep_php_header`: leave `X-PHP-Originating-Script:` in the message.
+    pub keep_php_header: bool,
+    /// `identity_header`: a header naming the identity, replacing any copy.
+    pub identity_header: Option<&'a str>,
 }
 
 /// What the intake learned about the message.
@@ -147,6 +151,8 @@ pub struct Taken {
     /// The domain of the (first) From: address as sent, lower case: whose
     /// DKIM key signs it.
     pub from_domain: Option<String>,
+    /// `X-PHP-Originating-Script:` (`UID:FILE`), printable and bounded.
+    pub script: String,
 }
 
 fn io(e: std::io::Error) -> IntakeError {
@@ -240,6 +246,18 @@ pub fn take<R: BufRead>(
         }
     }
     fields.retain(|f| !f.is("Bcc") && !f.is("Resent-Bcc"));
+    // Attribution from PHP's mail.add_x_header (the first one: PHP writes it
+    // first), removed unless keep_php_header: it names a file of the site.
+    if let Some(f) = fields.iter().find(|f| f.is("X-PHP-Originating-Script")) {
+        t.script = crate::base::attribution::clean(f.value().trim());
+    }
+    if !o.keep_php_header {
+        fields.retain(|f| !f.is("X-PHP-Originating-Script"));
+    }
+    // No user forges another's identity header: every copy goes, ours is added.
+    if let Some(h) = o.identity_header {
+        fields.retain(|f| !f.is(h));
+    }
 
     let domain = o.identity.domain();
     for f in fields.iter_mut() {
@@ -277,6 +295,9 @@ pub fn take<R: BufRead>(
             id
         }
     };
+    if let Some(h) = o.identity_header {
+        added.push(Field::new(h, &o.identity.sender));
+    }
     if !has("From") {
         let v = match o.full_name {
             Some(n) => format!("{} <{}>", display_name(n), o.identity.sender),
@@ -516,6 +537,8 @@ mod tests {
                         max_line_length: 998,
                     },
                     now: 1_795_435_384,
+                    keep_php_header: false,
+                    identity_header: None,
                 },
             )?;
             let f = d.file();

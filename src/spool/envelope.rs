@@ -141,6 +141,12 @@ pub struct Envelope {
     /// The message is a bounce we generated (never bounce a bounce).
     #[serde(default)]
     pub is_bounce: bool,
+    /// Held because its user was suspended with `--action hold`.
+    #[serde(default)]
+    pub suspended: bool,
+    /// Where the caller says it came from (cwd, argv, caller, script).
+    #[serde(default)]
+    pub attribution: crate::base::attribution::Attribution,
 }
 
 impl Envelope {
@@ -254,6 +260,8 @@ impl Envelope {
             warned: false,
             prepend: String::new(),
             is_bounce: false,
+            suspended: false,
+            attribution: Default::default(),
         }
     }
 

@@ -42,6 +42,36 @@ pub fn open(dir: &Path, path: &Path, gid: Option<u32>, access: Access) -> std::i
     Ok(f)
 }
 
+/// `flock(LOCK_EX)` on `file`, waiting at most `wait` for another process's
+/// lock: retried without blocking, so a stopped process cannot hang this one.
+pub fn lock(file: &File, wait: std::time::Duration) -> std::io::Result<()> {
+    let end = std::time::Instant::now() + wait;
+    loop {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(file);
+        // SAFETY: flock on a valid descriptor we own.
+        if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EWOULDBLOCK) if std::time::Instant::now() < end => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Some(libc::EWOULDBLOCK) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::WouldBlock,
+                    format!(
+                        "locked by another process for more than {}s",
+                        wait.as_secs()
+                    ),
+                ));
+            }
+            _ => return Err(e),
+        }
+    }
+}
+
 /// Create `dir` (mode 2770, group `gid`) when it is missing.
 fn ensure_dir(dir: &Path, gid: Option<u32>) -> std::io::Result<()> {
     if dir.is_dir() {

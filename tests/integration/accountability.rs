@@ -389,6 +389,8 @@ fn accountability_trail_files_failed_sessions_and_reused_connections() {
     let files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .flatten()
+        // The per-recipient log (issue 15) lives beside the trail.
+        .filter(|e| !e.file_name().to_string_lossy().starts_with("log-"))
         .map(|e| e.path())
         .collect();
     assert!(!files.is_empty());
@@ -428,7 +430,8 @@ fn accountability_trail_files_failed_sessions_and_reused_connections() {
                     "message_id",
                     "rcpts",
                     "result",
-                    "phase"
+                    "phase",
+                    "cwd"
                 ],
                 "{line}"
             );
@@ -455,6 +458,8 @@ fn accountability_queue_runs_expire_old_trail_files() {
     let today: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .flatten()
+        // The per-recipient log (issue 15) lives beside the trail.
+        .filter(|e| !e.file_name().to_string_lossy().starts_with("log-"))
         .map(|e| e.path())
         .collect();
     assert_eq!(today.len(), 1);
@@ -462,10 +467,17 @@ fn accountability_queue_runs_expire_old_trail_files() {
         std::fs::write(dir.join(name), "{}\n").unwrap();
     }
     std::fs::write(dir.join("notes.txt"), "not a trail file\n").unwrap();
+    std::fs::write(dir.join("log-2001-01-01.jsonl"), "{}\n").unwrap();
     env.run(&["-q"], b"").expect_code(0);
+    assert!(
+        !dir.join("log-2001-01-01.jsonl").exists(),
+        "old per-recipient log files go with the trail's"
+    );
     let mut left: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .flatten()
+        // The per-recipient log (issue 15) lives beside the trail.
+        .filter(|e| !e.file_name().to_string_lossy().starts_with("log-"))
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     left.sort();

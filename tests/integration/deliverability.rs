@@ -37,7 +37,7 @@ fn run_ok(cmd: &mut Command, what: &str) -> Vec<u8> {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum KeyKind {
+pub(crate) enum KeyKind {
     Rsa(u32),
     Ed25519,
 }
@@ -125,15 +125,15 @@ fn dkimpy(dns: &DnsServer, dir: &Path, msg: &[u8]) -> String {
 
 /// A signing setup: DNS with the public key, a sink as relay, root's identity
 /// alice@shop.test signing with `kind`.
-struct Signing {
-    env: Env,
+pub(crate) struct Signing {
+    pub(crate) env: Env,
     dns: DnsServer,
-    sink: Sink,
+    pub(crate) sink: Sink,
     key: PathBuf,
     txt: String,
 }
 
-fn signing(kind: KeyKind) -> Signing {
+pub(crate) fn signing(kind: KeyKind) -> Signing {
     let env = Env::new();
     let (key, txt) = make_key(env.dir(), "dkim.pem", kind);
     let dns = DnsServer::start(Zone::new().txt("sel._domainkey.shop.test", &txt));
@@ -154,13 +154,13 @@ fn signing(kind: KeyKind) -> Signing {
 }
 
 impl Signing {
-    fn send(&self, args: &[&str], msg: &[u8]) -> crate::support::sink::Msg {
+    pub(crate) fn send(&self, args: &[&str], msg: &[u8]) -> crate::support::sink::Msg {
         let before = self.sink.messages().len();
         self.env.run(args, msg).expect_code(0);
         self.sink.wait_messages(before + 1, T).pop().unwrap()
     }
 
-    fn verify(&self, msg: &[u8]) -> String {
+    pub(crate) fn verify(&self, msg: &[u8]) -> String {
         dkimpy(&self.dns, self.env.dir(), msg)
     }
 }

@@ -65,6 +65,18 @@ fn every_flag_is_in_vsendmail_8() {
         "--version",
         "--help",
         "--window",
+        "--log",
+        "--stats",
+        "--suspend",
+        "--unsuspend",
+        "--suspended",
+        "--user",
+        "--since",
+        "--status",
+        "--rcpt",
+        "--json",
+        "--action",
+        "--reason",
         "mailq",
         "newaliases",
     ];
@@ -101,7 +113,11 @@ fn every_config_key_is_in_vsendmail_conf_5() {
             .unwrap();
     // Fields of `pub struct Config` and `pub struct Timeouts`.
     let mut keys = Vec::new();
-    for strukt in ["pub struct Config {", "pub struct Timeouts {"] {
+    for strukt in [
+        "pub struct Config {",
+        "pub struct Timeouts {",
+        "pub struct BreakerConf {",
+    ] {
         let body = src
             .split(strukt)
             .nth(1)

@@ -2,6 +2,11 @@
 //! for `support_selftest`, the harness itself) against real receivers on
 //! loopback. `support` is the shared harness.
 
+mod abuse_attribution;
+mod abuse_breaker;
+mod abuse_limits;
+mod abuse_log;
+mod abuse_suspend;
 mod accountability;
 mod core;
 mod deliverability;

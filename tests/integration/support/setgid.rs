@@ -54,7 +54,7 @@ impl SetGid {
         fs::set_permissions(&bin, fs::Permissions::from_mode(0o2755)).expect("setgid: chmod 2755");
         let sg = SetGid { dir, gid };
         // As `make install`: the audit trail's and the rate counters' too.
-        for sub in ["", "tmp", "queue", "rate", "audit"] {
+        for sub in ["", "tmp", "queue", "rate", "audit", "breaker", "suspended"] {
             mkdir_owned(&sg.spool().join(sub), gid, 0o2770);
         }
         sg
