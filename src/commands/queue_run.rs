@@ -155,6 +155,7 @@ pub fn run(job: &Job, q: &QueueRun) -> Result<i32> {
     spool.sweep();
     crate::account::audit::expire(&job.cfg);
     crate::account::audit::prepare(&job.cfg);
+    crate::deliver::oauth2::prepare(&job.cfg);
     if job.inv.verbose {
         crate::base::stderr::line(&format!(
             "vsendmail: queue run done: {tried} message(s) tried, {rate_released} released from the rate hold"

@@ -243,6 +243,11 @@ impl Secrets {
         Ok(Secrets { entries })
     }
 
+    /// Every line's host and credentials, in file order.
+    pub fn accounts(&self) -> impl Iterator<Item = (&str, &Credentials)> {
+        self.entries.iter().map(|e| (e.host.as_str(), &e.creds))
+    }
+
     /// The credentials for a relay (see the module documentation).
     pub fn lookup(&self, host: &str, port: u16, user: Option<&str>) -> Option<&Credentials> {
         let host = host.trim_start_matches('[').trim_end_matches(']');

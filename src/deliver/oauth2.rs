@@ -66,13 +66,13 @@ pub fn token(
     stale: Option<&str>,
 ) -> Result<String, TokenError> {
     let dir = ctx.cfg.cfg.spool.join("oauth2");
-    let name = crate::deliver::smtp::relay_tls::fingerprint(
-        format!("{relay_host}\0{}\0{}", creds.user, oauth.token_url).as_bytes(),
-    );
-    let file_name: String = name[..12].iter().map(|b| format!("{b:02x}")).collect();
-    let path = dir.join(format!("{file_name}.json"));
+    let path = cache_path(ctx.cfg, relay_host, creds, oauth);
     let gid = crate::spool::shared::spool_gid(ctx.cfg);
-    let mut f = match open_cache(&dir, &path, gid) {
+    let opened = match held(&path) {
+        Some(f) => Ok(f),
+        None => open_cache(&dir, &path, gid),
+    };
+    let mut f = match opened {
         Ok(f) => f,
         Err(e) => {
             // No cache (its directory is root's to make): refresh for this
@@ -128,6 +128,81 @@ pub fn token(
         }
     }
     Ok(grant.access_token)
+}
+
+/// The cache file of one relay account.
+fn cache_path(
+    cfg: &crate::config::conf::Loaded,
+    relay_host: &str,
+    creds: &Credentials,
+    oauth: &OAuth,
+) -> std::path::PathBuf {
+    let name = crate::deliver::smtp::relay_tls::fingerprint(
+        format!("{relay_host}\0{}\0{}", creds.user, oauth.token_url).as_bytes(),
+    );
+    let file_name: String = name[..12].iter().map(|b| format!("{b:02x}")).collect();
+    cfg.cfg
+        .spool
+        .join("oauth2")
+        .join(format!("{file_name}.json"))
+}
+
+/// Cache files opened before the set-gid process gave up its group
+/// (`deliver::privsep`): the network child refreshes and rewrites them
+/// through these descriptors.
+static HELD: std::sync::Mutex<Vec<(std::path::PathBuf, std::fs::File)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn held(path: &std::path::Path) -> Option<std::fs::File> {
+    let held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+    held.iter()
+        .find(|(p, _)| p == path)
+        .and_then(|(_, f)| f.try_clone().ok())
+}
+
+/// Open now, with the group, the cache file of every OAuth2 account of
+/// `relays` (their secrets lines already held), for the network child.
+pub fn hold(cfg: &crate::config::conf::Loaded, relays: &[&crate::base::relay::Relay]) {
+    let Ok(Some(secrets)) = crate::config::secrets::Secrets::load(&cfg.cfg.secrets) else {
+        return;
+    };
+    let dir = cfg.cfg.spool.join("oauth2");
+    let gid = crate::spool::shared::spool_gid(cfg);
+    let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+    for r in relays {
+        let Some(c) = secrets.lookup(&r.host, r.port(), r.user.as_deref()) else {
+            continue;
+        };
+        let Some(o) = &c.oauth else { continue };
+        let host = r.host.trim_start_matches('[').trim_end_matches(']');
+        let path = cache_path(cfg, host, c, o);
+        if held.iter().any(|(p, _)| *p == path) {
+            continue;
+        }
+        if let Ok(f) = open_cache(&dir, &path, gid) {
+            held.push((path, f));
+        }
+    }
+}
+
+/// Create (as root, in queue runs) the cache file of every OAuth2 line of
+/// the secrets file, so that it is root's and may keep tokens even when a
+/// user's send is the first to use it.
+pub fn prepare(cfg: &crate::config::conf::Loaded) {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let Ok(Some(secrets)) = crate::config::secrets::Secrets::load(&cfg.cfg.secrets) else {
+        return;
+    };
+    let dir = cfg.cfg.spool.join("oauth2");
+    let gid = crate::spool::shared::spool_gid(cfg);
+    for (host, c) in secrets.accounts() {
+        if let Some(o) = &c.oauth {
+            let _ = open_cache(&dir, &cache_path(cfg, host, c, o), gid);
+        }
+    }
 }
 
 /// Open (root: create, replacing a file a user's run made) the cache file.

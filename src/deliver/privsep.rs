@@ -10,7 +10,8 @@
 //! Before the fork the parent opens, with the group, everything the child
 //! needs and may not open itself: the message (the locked descriptor), the
 //! audit trail's daily files (`O_APPEND`, for the write-ahead records),
-//! the secrets lines of the relays its routes may use and its BATV key (read into
+//! the secrets lines of the relays its routes may use (and their OAuth2
+//! token caches, opened) and its BATV key (read into
 //! memory, nothing of other relays), and a bounded number of unconnected
 //! sockets, which the firewall (`dist/nftables.conf`) lets out because they
 //! were made with the group. The DKIM signature was made at submission.
@@ -94,6 +95,7 @@ fn split(ctx: &mut Context, msg: &mut Locked) -> Report {
         .flat_map(|l| l.list())
         .collect();
     crate::config::secrets::hold(&ctx.cfg.cfg.secrets, &relays);
+    crate::deliver::oauth2::hold(ctx.cfg, &relays);
     crate::sign::batv::hold(&msg.env.identity);
     crate::deliver::sockets::provide(sockets_needed(ctx, &routes, msg));
     let mut fds = [0; 2];
