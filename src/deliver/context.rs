@@ -53,6 +53,9 @@ pub struct Context<'a> {
     dns_err: Option<String>,
     pub pool: Option<Pool>,
     pub(super) tls: Option<TlsContext>,
+    /// Root's queue runs: the connection slots held per destination host
+    /// (`deliver::backoff::slot`); `None`: not counted.
+    pub slots: Option<HashMap<String, crate::deliver::backoff::Slot>>,
 }
 
 impl<'a> Context<'a> {
@@ -65,6 +68,7 @@ impl<'a> Context<'a> {
             dns_err: None,
             pool: reuse.then(Pool::default),
             tls: None,
+            slots: None,
         }
     }
 

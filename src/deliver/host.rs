@@ -193,6 +193,7 @@ pub fn try_address(
                     Outcome::Sent(d) => format!("sent ({d})"),
                     Outcome::Deferred(d) => format!("deferred ({d})"),
                     Outcome::Failed(d) => format!("failed ({d})"),
+                    Outcome::Waiting(d, _) => format!("deferred ({d})"),
                 });
                 outcomes.insert(*idx, (o, src, Some(peer_name.clone())));
             }

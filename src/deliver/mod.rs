@@ -5,9 +5,11 @@
 //! `open` (a bound, greeted, TLS'd, authenticated session), `outcome` (per
 //! recipient, merged into the envelope), `context` (resolver, TLS, session
 //! pool); `bounce` (failure and delay reports); `https` (the HTTPS requests
-//! of delivery: MTA-STS policies, OAuth2 tokens). May use the stages before it.
+//! of delivery: MTA-STS policies, OAuth2 tokens); `backoff` (destinations that
+//! said slow down, connection slots per host). May use the stages before it.
 
 pub mod attempt;
+pub mod backoff;
 pub mod bounce;
 pub mod connect;
 pub mod context;

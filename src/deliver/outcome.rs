@@ -20,6 +20,9 @@ pub enum Outcome {
     Sent(String),
     Deferred(String),
     Failed(String),
+    /// Not tried: every host is backing off (`deliver::backoff`) until the
+    /// time given. Not an attempt: the tries and attempts are not counted.
+    Waiting(String, u64),
 }
 
 /// The result of one delivery attempt of a message.
@@ -61,11 +64,18 @@ pub fn record(
     let now = unix_now();
     let delay_precise = precise_delay(&msg.env);
     let mut any_deferred = false;
+    let mut tried = false;
+    let mut wait_until: Option<u64> = None;
     for (i, r) in msg.env.recipients.iter_mut().enumerate() {
         let Some((o, src, relay_name)) = outcomes.remove(&i) else {
             continue;
         };
-        r.tries += 1;
+        if let Outcome::Waiting(_, until) = &o {
+            wait_until = Some(wait_until.map_or(*until, |w| w.min(*until)));
+        } else {
+            r.tries += 1;
+            tried = true;
+        }
         // A hostile server's reply is kept bounded (its first line, at most
         // MAX_REPLY bytes): in the envelope every -bp and -q re-reads, in the
         // log, in the report and the bounce.
@@ -73,6 +83,7 @@ pub fn record(
             Outcome::Sent(d) => Outcome::Sent(text(&d, MAX_REPLY)),
             Outcome::Deferred(d) => Outcome::Deferred(text(&d, MAX_REPLY)),
             Outcome::Failed(d) => Outcome::Failed(text(&d, MAX_REPLY)),
+            Outcome::Waiting(d, t) => Outcome::Waiting(text(&d, MAX_REPLY), t),
         };
         let (status, detail) = match &o {
             Outcome::Sent(d) => {
@@ -90,6 +101,10 @@ pub fn record(
                 report.failed.push((r.addr.clone(), d.clone()));
                 ("failed", d.clone())
             }
+            Outcome::Waiting(d, _) => {
+                report.deferred.push((r.addr.clone(), d.clone()));
+                ("deferred", d.clone())
+            }
         };
         r.reply = Some(detail.clone());
         ctx.log.info(&attempt_line(&Attempt {
@@ -105,10 +120,20 @@ pub fn record(
             detail: &detail,
         }));
     }
-    msg.env.attempts += 1;
-    msg.env.last_try = now;
+    // Waiting for a destination is not an attempt.
+    if tried || wait_until.is_none() {
+        msg.env.attempts += 1;
+        msg.env.last_try = now;
+    }
     if any_deferred {
         msg.env.next_try = now + backoff(ctx.cfg, msg.env.attempts).as_secs();
+    }
+    if let Some(w) = wait_until {
+        msg.env.next_try = if any_deferred {
+            msg.env.next_try.min(w)
+        } else {
+            w
+        };
     }
 }
 

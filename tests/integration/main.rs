@@ -3,6 +3,7 @@
 //! loopback. `support` is the shared harness.
 
 mod accountability;
+mod backoff;
 mod core;
 mod deliverability;
 mod delivery_results;
