@@ -16,8 +16,10 @@
 use crate::deliver::context::Context;
 use crate::deliver::host::try_address;
 use crate::deliver::outcome::{Outcome, Outcomes, Report, TryError, record};
+use crate::deliver::peer_tls::HostTls;
 use crate::deliver::route::{Destination, Router};
 use crate::deliver::smtp::session;
+use crate::deliver::tls_choice::{self, Choice};
 use crate::identity::profile::Identity;
 use crate::spool::envelope::RcptState;
 use crate::spool::store::Locked;
@@ -194,6 +196,7 @@ fn deliver_destination(
     // Hosts not tried: backing off (the one ending first), or no free slot.
     let mut waiting: Option<(String, u64)> = None;
     let (mut addresses, mut sessions) = (0u32, 0u32);
+    let sts = tls_choice::sts_policy(ctx, dest);
     'hosts: for host in &dest.hosts {
         if remaining.is_empty() {
             break;
@@ -204,6 +207,22 @@ fn deliver_destination(
                 waiting = Some((w.describe(), w.until));
             }
             continue 'hosts;
+        }
+        match tls_choice::for_host(ctx, dest, sts.as_ref(), &host.name) {
+            Choice::Skip(why) => {
+                if ctx.verbose {
+                    crate::base::stderr::line(&format!("*** {}: {why}", host.name));
+                }
+                ctx.log.warning(&format!("{}: {why}", msg.env.id));
+                last = Some((why, false));
+                continue 'hosts;
+            }
+            Choice::Use(t, why) => {
+                if ctx.verbose {
+                    crate::base::stderr::line(&format!("*** {}: {why}", host.name));
+                }
+                ctx.peer_tls = t;
+            }
         }
         if let Err(why) = take_slot(ctx, &host.name) {
             waiting.get_or_insert((why, now));
@@ -264,6 +283,7 @@ fn deliver_destination(
             }
         }
     }
+    ctx.peer_tls = HostTls::Configured;
     if last.is_none()
         && let Some((why, until)) = waiting
     {

@@ -56,6 +56,10 @@ pub struct Context<'a> {
     /// Root's queue runs: the connection slots held per destination host
     /// (`deliver::backoff::slot`); `None`: not counted.
     pub slots: Option<HashMap<String, crate::deliver::backoff::Slot>>,
+    /// The MTA-STS policy of each domain seen in this run (`tls_choice`).
+    pub(super) sts: HashMap<String, Option<crate::deliver::mta_sts::Policy>>,
+    /// The TLS the host being tried gets (set by `attempt` per host).
+    pub(super) peer_tls: crate::deliver::peer_tls::HostTls,
 }
 
 impl<'a> Context<'a> {
@@ -69,6 +73,8 @@ impl<'a> Context<'a> {
             pool: reuse.then(Pool::default),
             tls: None,
             slots: None,
+            sts: HashMap::new(),
+            peer_tls: Default::default(),
         }
     }
 
@@ -99,6 +105,13 @@ impl<'a> Context<'a> {
         if let Some(pool) = self.pool.as_ref() {
             pool.unreachable.borrow_mut().insert(route, why.to_string());
         }
+    }
+
+    /// The resolver and the TLS configuration, both made on first use.
+    pub(super) fn dns_and_tls(&mut self) -> (Option<&Dns>, Option<&TlsContext>) {
+        let _ = self.dns();
+        let _ = self.init_tls();
+        (self.dns.as_ref(), self.tls.as_ref())
     }
 
     pub(super) fn init_tls(&mut self) -> Result<(), String> {

@@ -6,17 +6,24 @@
 //! recipient, merged into the envelope), `context` (resolver, TLS, session
 //! pool); `bounce` (failure and delay reports); `https` (the HTTPS requests
 //! of delivery: MTA-STS policies, OAuth2 tokens); `backoff` (destinations that
-//! said slow down, connection slots per host). May use the stages before it.
+//! said slow down, connection slots per host); the authenticated TLS of direct
+//! delivery: `tls_choice` (DANE, MTA-STS or the `tls` policy, per host, into
+//! `peer_tls`), `dane` (TLSA records and their check), `mta_sts` (policies
+//! and their cache). May use the stages before it.
 
 pub mod attempt;
 pub mod backoff;
 pub mod bounce;
 pub mod connect;
 pub mod context;
+pub mod dane;
 pub mod dns;
 pub mod host;
 pub mod https;
+pub mod mta_sts;
 pub mod open;
 pub mod outcome;
+pub mod peer_tls;
 pub mod route;
 pub mod smtp;
+pub mod tls_choice;

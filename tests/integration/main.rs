@@ -5,6 +5,7 @@
 mod accountability;
 mod backoff;
 mod core;
+mod dane;
 mod deliverability;
 mod delivery_results;
 mod docs;
@@ -13,6 +14,7 @@ mod hostile_accountability;
 mod hostile_queue;
 mod first_hour_checks;
 mod layout;
+mod mta_sts;
 mod queue;
 mod queue_unreachable;
 mod relay_port;
