@@ -1,6 +1,8 @@
 //! `-bv`: for each recipient, what would happen — the identity, the source
 //! address that would be bound (checked by binding it), the route, DKIM and
-//! BATV — without sending anything or reading stdin.
+//! BATV, which of DANE, MTA-STS or the `tls` policy applies to each host
+//! and why (and a backoff in force) — without sending anything or reading
+//! stdin.
 
 use crate::deliver::route::Router;
 use crate::exit::{Error, Result};
@@ -115,8 +117,39 @@ pub fn run(job: &Job) -> Result<i32> {
         v6_first: job.cfg.cfg.prefer == crate::config::conf::Prefer::Ipv6,
         families: crate::deliver::route::families(&id.sources),
     };
+    let mut ctx = crate::deliver::context::Context::new(&job.cfg, &job.log, false, false);
+    let now = crate::base::clock::unix_now();
     for (_, addr) in &rcpts {
         let (dests, bad) = router.plan(&[(0, addr.clone())], relay);
+        let tls = match dests.first() {
+            Some(d) => {
+                let sts = crate::deliver::tls_choice::sts_policy(&mut ctx, d);
+                let per_host: Vec<String> = d
+                    .hosts
+                    .iter()
+                    .map(|h| {
+                        use crate::deliver::tls_choice::Choice;
+                        let mut t = match crate::deliver::tls_choice::for_host(
+                            &mut ctx,
+                            d,
+                            sts.as_ref(),
+                            &h.name,
+                        ) {
+                            Choice::Use(_, why) => format!("{}: {why}", h.name),
+                            Choice::Skip(why) => format!("{}: not used: {why}", h.name),
+                        };
+                        if let Some(w) =
+                            crate::deliver::backoff::waiting(&job.cfg, &h.name, &id.sources, now)
+                        {
+                            t.push_str(&format!(" ({})", w.describe()));
+                        }
+                        t
+                    })
+                    .collect();
+                per_host.join("; ")
+            }
+            None => "-".into(),
+        };
         let route = if let Some(d) = dests.first() {
             let hosts: Vec<String> = d
                 .hosts
@@ -145,7 +178,7 @@ pub fn run(job: &Job) -> Result<i32> {
             "none".into()
         };
         println!(
-            "<{addr}>: identity {} ({}), user {} uid {}, sender {}, source {}, helo {}, route {}, dkim {}, batv {}",
+            "<{addr}>: identity {} ({}), user {} uid {}, sender {}, source {}, helo {}, route {}, tls {}, dkim {}, batv {}",
             id.sender,
             id.location.clone().unwrap_or_else(|| "host default".into()),
             id.login,
@@ -154,6 +187,7 @@ pub fn run(job: &Job) -> Result<i32> {
             src_text,
             id.helo,
             route,
+            tls,
             dkim,
             batv
         );

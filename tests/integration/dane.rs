@@ -135,6 +135,13 @@ fn unauthenticated_is_no_tlsa_and_unusable_defers() {
         log(&env)
     );
 
+    let bv = env.run(&["-bv", "bob@example.test"], b"").stdout;
+    assert!(bv.contains("are not authenticated (no AD bit"), "{bv}");
+    assert!(
+        bv.contains("no MTA-STS policy; tls = \"opportunistic\""),
+        "{bv}"
+    );
+
     // Authenticated but only PKIX usages (0, 1), unusable for SMTP: deferred.
     dns.set_zone(
         base_zone()
@@ -181,6 +188,14 @@ fn dane_wins_over_mta_sts() {
         https.port(),
         ca.display()
     ));
+    // -bv says which applies, and why.
+    let bv = env.run(&["-bv", "bob@example.test"], b"");
+    bv.expect_code(0);
+    assert!(
+        bv.stdout
+            .contains("tls mx.example.test: DANE: authenticated TLSA records at _25._tcp.mx.example.test (3 1 1)"),
+        "{bv}"
+    );
     let o = env.run(&["-v", "-i", "bob@example.test"], MSG);
     o.expect_code(0);
     assert_eq!(sink.wait_messages(1, WAIT).len(), 1, "{o}");

@@ -91,6 +91,8 @@ fn enforce_delivers_over_verified_tls_and_defers_a_wrong_name() {
         ["GET /.well-known/mta-sts.txt HTTP/1.1"]
     );
     assert!(w.env.spool().join("mta-sts/example.test").exists());
+    let bv = w.env.run(&["-bv", "bob@example.test"], b"").stdout;
+    assert!(bv.contains("MTA-STS: MTA-STS policy of example.test (mode enforce, mx mx.example.test, id 1); only TLS with a certificate verified for mx.example.test"), "{bv}");
 
     // The same policy, a receiver whose certificate names another host: deferred.
     let w = world(&["other.example.test"], Answer::ok(&policy("enforce", MX)));
