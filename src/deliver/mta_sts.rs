@@ -250,18 +250,16 @@ fn txt_id(ctx: &Context, domain: &str) -> Result<Option<String>, String> {
     })
 }
 
-/// Fetch the policy file of `domain`.
-fn fetch(ctx: &Context, domain: &str) -> Result<String, String> {
+/// Fetch the policy file of `domain` from `https://mta-sts.DOMAIN:PORT/`
+/// (also `--doctor`'s check of the identity's own domain).
+pub fn fetch(dns: &Dns, tls: &TlsContext, domain: &str, port: u16) -> Result<String, String> {
     let host = format!("mta-sts.{domain}");
-    let port = ctx.cfg.cfg.mta_sts_port;
-    let addrs: Vec<std::net::SocketAddr> = ctx
-        .dns
+    let addrs: Vec<std::net::SocketAddr> = dns
         .addrs(&host, true, true, false)
         .map_err(|e| e.to_string())?
         .into_iter()
         .map(|ip| std::net::SocketAddr::new(ip, port))
         .collect();
-    let tls = ctx.tls;
     let url = if port == 443 {
         format!("https://{host}/.well-known/mta-sts.txt")
     } else {
@@ -305,7 +303,7 @@ pub fn find(ctx: &Context, domain: &str) -> Option<Policy> {
     {
         return fresh;
     }
-    let fetched = fetch(ctx, domain).and_then(|body| {
+    let fetched = fetch(ctx.dns, ctx.tls, domain, ctx.cfg.cfg.mta_sts_port).and_then(|body| {
         let (mode, mx, max_age) = parse(&body).map_err(|e| format!("malformed policy: {e}"))?;
         Ok((body, mode, mx, max_age))
     });

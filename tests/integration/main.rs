@@ -9,6 +9,7 @@ mod dane;
 mod deliverability;
 mod delivery_results;
 mod docs;
+mod doctor_more;
 mod dots;
 mod hostile_accountability;
 mod hostile_queue;
