@@ -153,3 +153,22 @@ fn root_queue_runs_share_destination_concurrency_slots() {
     env.run(&["-q"], b"").expect_code(0);
     assert_eq!(sink.wait_messages(1, WAIT).len(), 1);
 }
+
+#[test]
+fn bi_refuses_a_cap_of_zero_and_warns_of_a_remote_validating_resolver() {
+    let env = Env::new();
+    env.conf("destination_concurrency = 0");
+    let bi = env.run(&["-bi"], b"");
+    assert_eq!(bi.code, 78, "{bi}");
+    assert!(bi.stderr.contains("destination_concurrency = 0"), "{bi}");
+    env.conf("destination_concurrency = 2\ndnssec = \"trust-ad\"\ndns = [\"192.0.2.53\"]");
+    let bi = env.run(&["-bi"], b"");
+    assert!(
+        bi.stderr
+            .contains("dnssec = \"trust-ad\" trusts the AD bit"),
+        "{bi}"
+    );
+    env.conf("dns = [\"127.0.0.1:5353\"]");
+    let bi = env.run(&["-bi"], b"");
+    assert!(!bi.stderr.contains("trusts the AD bit"), "{bi}");
+}
