@@ -172,3 +172,19 @@ fn bi_refuses_a_cap_of_zero_and_warns_of_a_remote_validating_resolver() {
     let bi = env.run(&["-bi"], b"");
     assert!(!bi.stderr.contains("trusts the AD bit"), "{bi}");
 }
+
+#[test]
+fn an_idle_pooled_session_closed_with_421_is_no_backoff() {
+    let sink = Sink::start(SinkConfig {
+        rules: vec![Rule::reply(Step::Rset, "421 4.4.2 idle too long, closing").times(1)],
+        ..Default::default()
+    });
+    let (env, _dns) = mx_env(&sink);
+    for _ in 0..3 {
+        env.run(&["-odq", "-i", "bob@example.test"], MSG)
+            .expect_code(0);
+    }
+    env.run(&["-q"], b"").expect_code(0);
+    assert_eq!(sink.wait_messages(3, WAIT).len(), 3, "{}", sink.dump());
+    assert!(!env.spool().join("backoff/mx.test@127.0.0.2").exists());
+}
