@@ -188,3 +188,35 @@ fn an_idle_pooled_session_closed_with_421_is_no_backoff() {
     assert_eq!(sink.wait_messages(3, WAIT).len(), 3, "{}", sink.dump());
     assert!(!env.spool().join("backoff/mx.test@127.0.0.2").exists());
 }
+
+#[test]
+fn a_users_set_gid_run_records_the_wait_and_roots_queue_run_respects_it() {
+    use crate::support::setgid::{self, SetGid};
+    use std::os::unix::fs::MetadataExt;
+    let sg = SetGid::install();
+    let env = Env::new();
+    sg.attach(&env);
+    let sink = Sink::start(SinkConfig {
+        rules: vec![Rule::reply(Step::Mail, "421 4.7.0 slow down").times(1)],
+        ..Default::default()
+    });
+    env.relay(sink.addr());
+    let user = "vsbackoff";
+    crate::support::users::user(user);
+    env.virtusers(&format!("{user} {user}@shop.test 127.0.0.2\n"));
+    sg.run(&env, Some(user), &["-i", "bob@example.org"], MSG)
+        .expect_code(0);
+    let rec = sg.spool().join("backoff/127.0.0.1@127.0.0.2");
+    let m = std::fs::metadata(&rec).expect("the user's run recorded the wait");
+    assert_eq!((m.gid(), m.mode() & 0o777), (sg.gid(), 0o660));
+    // The user cannot reach it but through the binary.
+    let o = setgid::as_user(user, "cat", &[&rec.display().to_string()]);
+    assert_ne!(o.code, 0, "{o}");
+    // A second send of the user and root's queue run: no new connection.
+    sg.run(&env, Some(user), &["-i", "bob@example.org"], MSG)
+        .expect_code(0);
+    sg.run(&env, None, &["-q"], b"").expect_code(0);
+    assert_eq!(sink.connections().len(), 1, "{}", sink.dump());
+    let q = sg.run(&env, None, &["-bp"], b"").stdout;
+    assert!(q.contains("destination 127.0.0.1 backing off until"), "{q}");
+}
