@@ -459,7 +459,7 @@ pub fn peer_verifies(ctx: &TlsContext, s: &Session, host: &str) -> Result<(), St
     roots.add_parsable_certificates(ctx.roots()?);
     let v = rustls::client::WebPkiServerVerifier::builder_with_provider(
         Arc::new(roots),
-        ctx.provider.clone(),
+        ctx.provider(),
     )
     .build()
     .map_err(|e| format!("TLS setup: {e}"))?;
