@@ -103,11 +103,11 @@ install: build
 	for m in man/*.8; do [ -e "$$m" ] && install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man8/; done; \
 	for m in man/*.5; do [ -e "$$m" ] && install -m 0644 "$$m" $(DESTDIR)$(MANDIR)/man5/; done; \
 	echo "installed man pages in $(DESTDIR)$(MANDIR)/man8 and man5"; \
-	for d in "" /tmp /queue /rate /audit /oauth2 /breaker /suspended; do \
+	for d in "" /tmp /queue /rate /audit /oauth2 /breaker /suspended /backoff /mta-sts; do \
 		install -d -m 2770 $$([ "$$root" -eq 0 ] && echo "-o root") $$grp $(DESTDIR)$(SPOOLDIR)$$d; \
 		chmod 2770 $(DESTDIR)$(SPOOLDIR)$$d; \
 	done; \
-	echo "spool $(DESTDIR)$(SPOOLDIR) with tmp, queue, rate, audit, oauth2, breaker, suspended (mode 2770$${grp:+, root:$(GROUP)})"; \
+	echo "spool $(DESTDIR)$(SPOOLDIR) with tmp, queue, rate, audit, oauth2, breaker, suspended, backoff, mta-sts (mode 2770$${grp:+, root:$(GROUP)})"; \
 	install -d $(DESTDIR)$(SYSTEMDDIR) $(DESTDIR)$(CRONDIR) $(DESTDIR)$(EXAMPLESDIR); \
 	for f in dist/systemd/*; do \
 		n=$$(basename "$$f" .in); \

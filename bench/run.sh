@@ -7,8 +7,10 @@
 #
 # Pieces: bench/sink.rs (the receiver; counts connections and messages),
 # bench/driver.rs (runs commands with stdin from a file and times them, no
-# shell in between), bench/floor.rs (the floor client). sink and
-# driver are std-only and built with plain rustc into target/bench-tools.
+# shell in between), bench/floor.rs (the floor client), bench/dns.rs (the
+# DNS of section 8, with the AD bit). sink, driver and dns are std-only and
+# built with plain rustc into target/bench-tools. BENCH_SKIP_STS=1 skips
+# section 8 (MTA-STS + TLSA against the plain MX path).
 #
 # Sizes can be shrunk for a quick look (e.g. BENCH_QUICK=1 make bench);
 # the defaults keep a full run under about 10 minutes on 2 cores:
@@ -126,7 +128,7 @@ if [ -z "${BENCH_SKIP_BUILD:-}" ] && ! { cargo build --profile dist --bins -q &&
     exit 70
 fi
 mkdir -p "$TOOLS"
-for t in sink driver; do
+for t in sink driver dns; do
     if [ ! -x "$TOOLS/$t" ] || [ "bench/$t.rs" -nt "$TOOLS/$t" ]; then
         rustc --edition 2024 -C opt-level=3 -o "$TOOLS/$t" "bench/$t.rs" || { say "bench: cannot build bench/$t.rs"; exit 70; }
     fi
@@ -641,6 +643,49 @@ unknown_users = "1000000/h"')
         rm -rf "$W/log-big"
     else
         note "7d: no per-recipient log record to copy"
+    fi
+fi
+
+# ---------------------------------------------------------------- 8. MTA-STS + TLSA
+# Direct delivery (MX, from bench/dns.rs) to the receiver: the plain path
+# (mta_sts = false, dnssec = "off") against the same send with a cached
+# MTA-STS policy (mode testing; its TXT id is asked each time) and a TLSA
+# lookup at _25._tcp.MX with the AD bit (dnssec = "trust-ad"; no records).
+if [ "$VS_OK" = 1 ] && [ -z "${BENCH_SKIP_STS:-}" ]; then
+    say "8. MTA-STS policy (cached) and TLSA lookup against the plain MX path, $RUNS rounds ..."
+    "$TOOLS/dns" >"$W/dns.port" 2>/dev/null &
+    PIDS+=("$!")
+    for _ in $(seq 1 500); do [ -s "$W/dns.port" ] && break; sleep 0.01; done
+    DPORT=$(head -1 "$W/dns.port")
+    mx_conf() { # mx_conf NAME EXTRA: direct delivery, no relay
+        local f=$W/$1.conf
+        mkdir -p "$W/$1-spool"
+        {
+            echo "hostname  = \"bench.example\""
+            echo "virtusers = \"$W/virtusers\""
+            echo "aliases   = \"$W/aliases\""
+            echo "spool     = \"$W/$1-spool\""
+            echo "dns       = [\"127.0.0.1:$DPORT\"]"
+            echo "mx_port   = $PORT"
+            printf '%s\n' "$2"
+        } >"$f"
+        chmod 644 "$f"
+        echo "$f"
+    }
+    C_PLAIN=$(mx_conf mxplain $'mta_sts = false\ndnssec = "off"')
+    C_STS=$(mx_conf mxsts $'mta_sts = true\ndnssec = "trust-ad"')
+    mkdir -p "$W/mxsts-spool/mta-sts"
+    printf 'bench1 %s\nversion: STSv1\nmode: testing\nmx: mx.dest.example\nmax_age: 86400\n' "$(date +%s)" \
+        >"$W/mxsts-spool/mta-sts/dest.example"
+    if one_shot "mx plain" $BIN -C "$C_PLAIN" -i $RCPTS && one_shot "mx sts+tlsa" $BIN -C "$C_STS" -i $RCPTS; then
+        bg_run "$W/rr8.out" "$DRIVER" rr --runs "$RUNS" --warmup "$WARMUP" --input "$MSG" \
+            --stderr "$W/runs8.stderr" "mxplain=$BIN -C $C_PLAIN -i $RCPTS" "mxsts=$BIN -C $C_STS -i $RCPTS"
+        check_phase "MTA-STS + TLSA" "$(total_ok "$W/rr8.out")"
+        M_P=$(med "$W/rr8.out" mxplain); M_S=$(med "$W/rr8.out" mxsts)
+        row "8 MTA-STS (cached) + TLSA, direct" "plain MX path median ms" "$M_P"
+        row "8 MTA-STS (cached) + TLSA, direct" "with policy + TLSA median ms" "$M_S"
+        D=$(calc "$M_S - $M_P")
+        row "8 MTA-STS (cached) + TLSA, direct" "added ms per message" "$D" "< 0.5" "$(verdict "$D" '<' 0.5)"
     fi
 fi
 

@@ -216,6 +216,7 @@ pub fn run(job: &Job) -> Result<i32> {
         ));
     }
     runner_checks(&mut problems);
+    direct_delivery_checks(cfg, &mut problems, &mut warnings);
     if let Some(p) = job.log.problem() {
         warnings.push(format!(
             "{conf}: warning: syslog_socket: {p}; nothing is logged: start the system logger (rsyslog, systemd-journald) or point syslog_socket at its socket"
@@ -364,6 +365,47 @@ fn config_line(path: &Path, key: &str) -> Option<usize> {
                 .is_some_and(|r| r.trim_start().starts_with('='))
         })
         .map(|i| i + 1)
+}
+
+/// The keys of direct delivery's manners and authenticated TLS: a cap of
+/// 0 connections, DANE trusting a resolver that is not local, the spool
+/// directories of backoffs and MTA-STS policies.
+fn direct_delivery_checks(
+    cfg: &crate::config::conf::Loaded,
+    problems: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) {
+    let conf = cfg.path.display();
+    if cfg.cfg.destination_concurrency == 0 {
+        let at = config_line(&cfg.path, "destination_concurrency")
+            .map(|n| format!("{conf}:{n}"))
+            .unwrap_or_else(|| conf.to_string());
+        problems.push(format!(
+            "{at}: destination_concurrency = 0: root's queue runs would never connect to any host; set it to 1 or more (default 2)"
+        ));
+    }
+    if cfg.cfg.dnssec == crate::config::conf::Dnssec::TrustAd
+        && (cfg.nameservers.is_empty() || cfg.nameservers.iter().any(|n| !n.ip().is_loopback()))
+    {
+        let at = config_line(&cfg.path, "dnssec")
+            .map(|n| format!("{conf}:{n}"))
+            .unwrap_or_else(|| conf.to_string());
+        warnings.push(format!(
+            "{at}: warning: dnssec = \"trust-ad\" trusts the AD bit of the dns nameservers, but {} not on this host (anyone on the path can set it): run a validating resolver (unbound) on 127.0.0.1 and set dns = [\"127.0.0.1\"]",
+            if cfg.nameservers.is_empty() { "none is set (resolv.conf's are used, maybe" } else { "one is" }
+        ));
+    }
+    for d in ["backoff", "mta-sts"] {
+        let p = cfg.cfg.spool.join(d);
+        if cfg.cfg.spool.is_dir() && !p.exists() {
+            warnings.push(format!(
+                "{}: warning: missing; until root's next run (the queue runner) creates it, users' deliveries cannot record {}: create it: install -d -m 2770 -g vsendmail {}",
+                p.display(),
+                if d == "backoff" { "the waits of hosts that said slow down" } else { "MTA-STS policies (each delivery fetches them again)" },
+                p.display()
+            ));
+        }
+    }
 }
 
 /// The queue runners (cron line, systemd unit) must run this binary: one

@@ -98,6 +98,9 @@ pub fn run(job: &Job, logins: &[String]) -> Result<i32> {
         .map_err(|e| Error::DoctorSetup(format!("cannot set up the SPF resolver: {e}")))?;
     let group = crate::config::access::ServiceGroup::find(&job.cfg.cfg.spool);
     let mut doc = Doctor::new(dns, spf, group, BUDGET);
+    doc.dnsbl = job.cfg.cfg.dnsbl.clone();
+    doc.mta_sts_port = job.cfg.cfg.mta_sts_port;
+    doc.tls = crate::deliver::smtp::tls::TlsContext::new(&job.cfg).ok();
     for (label, id) in &ids {
         crate::doctor::identity::identity(&mut doc, label, id);
     }

@@ -1,6 +1,8 @@
 //! `-bv`: for each recipient, what would happen — the identity, the source
 //! address that would be bound (checked by binding it), the route, DKIM and
-//! BATV — without sending anything or reading stdin.
+//! BATV, which of DANE, MTA-STS or the `tls` policy applies to each host
+//! and why (and a backoff in force) — without sending anything or reading
+//! stdin.
 
 use crate::deliver::route::Router;
 use crate::exit::{Error, Result};
@@ -114,6 +116,8 @@ pub fn run(job: &Job) -> Result<i32> {
         families: crate::deliver::route::families(&id.sources),
     };
     let mut warned: Vec<String> = Vec::new();
+    let mut ctx = crate::deliver::context::Context::new(&job.cfg, &job.log, false, false);
+    let now = crate::base::clock::unix_now();
     for (_, addr) in &rcpts {
         let d = crate::base::address::domain(addr).unwrap_or_default();
         let choice = crate::deliver::route::choose(&job.cfg, &id, &d);
@@ -133,8 +137,10 @@ pub fn run(job: &Job) -> Result<i32> {
             parts.push(route_text(&router, &job.cfg.cfg.secrets, addr, relay));
         }
         let route = format!("{} (chosen by {})", parts.join(", then "), choice.why);
+        let first = choice.relays.as_ref().map(|l| &l.list()[0]);
+        let tls = tls_text(&mut ctx, &router, addr, first, &id.sources, now);
         println!(
-            "<{addr}>: identity {} ({}), user {} uid {}, sender {}, source {}, helo {}, route {}, dkim {}, batv {}",
+            "<{addr}>: identity {} ({}), user {} uid {}, sender {}, source {}, helo {}, route {}, tls {}, dkim {}, batv {}",
             id.sender,
             id.location.clone().unwrap_or_else(|| "host default".into()),
             id.login,
@@ -143,6 +149,7 @@ pub fn run(job: &Job) -> Result<i32> {
             src_text,
             id.helo,
             route,
+            tls,
             dkim,
             batv
         );
@@ -154,6 +161,39 @@ pub fn run(job: &Job) -> Result<i32> {
         return Err(Error::VerifyFailed { count: fails.len() });
     }
     Ok(0)
+}
+
+/// Which of DANE, MTA-STS or the `tls` policy applies to each host of the
+/// (first) destination of `addr`, and why; a backoff in force is named.
+fn tls_text(
+    ctx: &mut crate::deliver::context::Context,
+    router: &Router,
+    addr: &str,
+    relay: Option<&crate::base::relay::Relay>,
+    sources: &[std::net::IpAddr],
+    now: u64,
+) -> String {
+    use crate::deliver::tls_choice::Choice;
+    let (dests, _) = router.plan(&[(0, addr.to_string())], relay);
+    let Some(d) = dests.first() else {
+        return "-".into();
+    };
+    let sts = crate::deliver::tls_choice::sts_policy(ctx, d);
+    let per_host: Vec<String> = d
+        .hosts
+        .iter()
+        .map(|h| {
+            let mut t = match crate::deliver::tls_choice::for_host(ctx, d, sts.as_ref(), &h.name) {
+                Choice::Use(_, why) => format!("{}: {why}", h.name),
+                Choice::Skip(why) => format!("{}: not used: {why}", h.name),
+            };
+            if let Some(w) = crate::deliver::backoff::waiting(ctx.cfg, &h.name, sources, now) {
+                t.push_str(&format!(" ({})", w.describe()));
+            }
+            t
+        })
+        .collect();
+    per_host.join("; ")
 }
 
 /// One route of `-bv`: `relay URL -> host[addr:port]`, `mx host[addr], …`,

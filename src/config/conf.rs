@@ -36,6 +36,17 @@ pub enum TlsPolicy {
     Verify,
 }
 
+/// Whose word authenticates a DNS answer (DANE's TLSA records).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dnssec {
+    /// No DNSSEC: no DANE.
+    #[default]
+    Off,
+    /// The `dns` nameservers are a validating resolver: its AD bit is trusted.
+    TrustAd,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Prefer {
@@ -237,6 +248,17 @@ pub struct Config {
     pub identity_header: Option<Spanned<String>>,
     /// Raw: read [`Loaded::breaker`].
     pub breaker: Option<BreakerConf>,
+    /// Raw: read [`Loaded::backoff`].
+    pub backoff: Option<Spanned<String>>,
+    /// Queue runs talking to one destination host at once.
+    pub destination_concurrency: u32,
+    /// MTA-STS (RFC 8461) for direct delivery.
+    pub mta_sts: bool,
+    /// The port MTA-STS policies are fetched from (443; tests use their own).
+    pub mta_sts_port: u16,
+    pub dnssec: Dnssec,
+    /// DNS blocklist zones `--doctor` checks each source address against.
+    pub dnsbl: Vec<String>,
 }
 
 impl Default for Config {
@@ -287,6 +309,12 @@ impl Default for Config {
             keep_php_header: false,
             identity_header: None,
             breaker: None,
+            backoff: None,
+            destination_concurrency: 2,
+            mta_sts: true,
+            mta_sts_port: 443,
+            dnssec: Dnssec::Off,
+            dnsbl: Vec::new(),
         }
     }
 }
@@ -325,6 +353,8 @@ pub struct Loaded {
     /// BATV tag checks per caller of `--policy`/`--batv-check`
     /// (`policy_rate`, default 600/m); `None` (`none`): no limit.
     pub policy_rate: Option<crate::base::limit::Limit>,
+    /// How long a destination that said "slow down" is left alone at first.
+    pub backoff: Duration,
 }
 
 impl Loaded {
@@ -398,6 +428,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
     let max_age = dur("max_age", &cfg.max_age, "5d")?;
     let warn = dur("warn_after", &cfg.warn_after, "4h")?;
     let budget = dur("message_time_budget", &cfg.message_time_budget, "5m")?;
+    let backoff = dur("backoff", &cfg.backoff, "15m")?;
     let rate = match &cfg.rate {
         Some(r) => Some(
             Rate::parse(r.get_ref())
@@ -512,6 +543,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
         breaker,
         nameservers,
         message_time_budget: (!budget.is_zero()).then_some(budget),
+        backoff,
         policy_rate,
     })
 }
@@ -704,6 +736,11 @@ mod tests {
         assert_eq!(l.warn_after, Some(Duration::from_secs(4 * 3600)));
         assert_eq!(l.message_time_budget, Some(Duration::from_secs(300)));
         assert_eq!((l.cfg.mx_address_limit, l.cfg.mx_session_limit), (5, 2));
+        assert_eq!(l.backoff, Duration::from_secs(900));
+        assert_eq!(l.cfg.destination_concurrency, 2);
+        assert!(l.cfg.mta_sts && l.cfg.mta_sts_port == 443 && l.cfg.dnssec == Dnssec::Off);
+        let l = parse("dnssec = \"trust-ad\"\n", Path::new("x.conf")).unwrap();
+        assert_eq!(l.cfg.dnssec, Dnssec::TrustAd);
         let l = parse("message_time_budget = \"0\"\n", Path::new("x.conf")).unwrap();
         assert_eq!(l.message_time_budget, None);
         assert_eq!(l.policy_rate.map(|r| r.count), Some(600));

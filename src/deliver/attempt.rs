@@ -17,8 +17,10 @@ use crate::base::relay::Relay;
 use crate::deliver::context::Context;
 use crate::deliver::host::try_address;
 use crate::deliver::outcome::{Outcome, Outcomes, Report, TryError, record};
+use crate::deliver::peer_tls::HostTls;
 use crate::deliver::route::{Destination, Router};
 use crate::deliver::smtp::session;
+use crate::deliver::tls_choice::{self, Choice};
 use crate::identity::profile::Identity;
 use crate::spool::envelope::RcptState;
 use crate::spool::store::Locked;
@@ -251,8 +253,41 @@ fn deliver_destination(
 ) {
     let mut remaining: Vec<usize> = dest.rcpts.clone();
     let mut last: Option<(String, bool)> = None;
+    // Hosts not tried: backing off (the one ending first), or no free slot.
+    let mut waiting: Option<(String, u64)> = None;
     let (mut addresses, mut sessions) = (0u32, 0u32);
+    let sts = tls_choice::sts_policy(ctx, dest);
     'hosts: for host in &dest.hosts {
+        if remaining.is_empty() {
+            break;
+        }
+        let now = crate::base::clock::unix_now();
+        if let Some(w) = crate::deliver::backoff::waiting(ctx.cfg, &host.name, sources, now) {
+            if waiting.as_ref().is_none_or(|(_, u)| w.until < *u) {
+                waiting = Some((w.describe(), w.until));
+            }
+            continue 'hosts;
+        }
+        match tls_choice::for_host(ctx, dest, sts.as_ref(), &host.name) {
+            Choice::Skip(why) => {
+                if ctx.verbose {
+                    crate::base::stderr::line(&format!("*** {}: {why}", host.name));
+                }
+                ctx.log.warning(&format!("{}: {why}", msg.env.id));
+                last = Some((why, false));
+                continue 'hosts;
+            }
+            Choice::Use(t, why) => {
+                if ctx.verbose {
+                    crate::base::stderr::line(&format!("*** {}: {why}", host.name));
+                }
+                ctx.peer_tls = t;
+            }
+        }
+        if let Err(why) = take_slot(ctx, &host.name) {
+            waiting.get_or_insert((why, now));
+            continue 'hosts;
+        }
         for addr in &host.addrs {
             if remaining.is_empty() {
                 break 'hosts;
@@ -269,9 +304,11 @@ fn deliver_destination(
             addresses += 1;
             // A session got past the greeting when the try recorded outcomes.
             let before: Vec<_> = remaining.iter().map(|i| outcomes.get(i).cloned()).collect();
+            let _ = session::take_slow_down();
             let r = try_address(
                 ctx, msg, identity, sources, dest, &host.name, *addr, &remaining, outcomes,
             );
+            let slowed = slow_down(ctx, msg, &host.name, sources);
             if r.is_ok()
                 || remaining
                     .iter()
@@ -295,6 +332,9 @@ fn deliver_destination(
                         report.local_errors.push(why.clone());
                     }
                     last = Some((why, permanent));
+                    if slowed {
+                        continue 'hosts;
+                    }
                 }
                 Err(TryError::Stop { why, permanent }) => {
                     last = Some((why, permanent));
@@ -302,6 +342,22 @@ fn deliver_destination(
                 }
             }
         }
+    }
+    ctx.peer_tls = HostTls::Configured;
+    if last.is_none()
+        && let Some((why, until)) = waiting
+    {
+        for i in remaining {
+            outcomes.insert(
+                i,
+                (
+                    Outcome::Waiting(why.clone(), until),
+                    None,
+                    Some(dest.name.clone()),
+                ),
+            );
+        }
+        return;
     }
     let (why, permanent) = last.unwrap_or_else(|| ("no host could be reached".into(), false));
     for i in remaining {
@@ -321,4 +377,35 @@ fn deliver_destination(
         };
         outcomes.insert(i, (o, None, Some(dest.name.clone())));
     }
+}
+
+/// In a queue run that counts connections (root's): hold one of the host's
+/// `destination_concurrency` slots until the run ends.
+fn take_slot(ctx: &mut Context, host: &str) -> Result<(), String> {
+    let Some(slots) = ctx.slots.as_mut() else {
+        return Ok(());
+    };
+    if slots.contains_key(host) {
+        return Ok(());
+    }
+    let s = crate::deliver::backoff::slot(ctx.cfg, host)?;
+    slots.insert(host.to_string(), s);
+    Ok(())
+}
+
+/// After a try: when the host asked to slow down, record the wait (see
+/// `deliver::backoff`); true when it did.
+fn slow_down(ctx: &Context, msg: &Locked, host: &str, sources: &[IpAddr]) -> bool {
+    let Some((local, said)) = session::take_slow_down() else {
+        return false;
+    };
+    let src = (!sources.is_empty()).then_some(local.ip());
+    let now = crate::base::clock::unix_now();
+    match crate::deliver::backoff::record(ctx.cfg, host, src, &said, now) {
+        Ok(w) => ctx
+            .log
+            .warning(&format!("{}: {}", msg.env.id, w.describe())),
+        Err(e) => ctx.log.err(&format!("{}: {e}", msg.env.id)),
+    }
+    true
 }

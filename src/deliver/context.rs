@@ -53,6 +53,13 @@ pub struct Context<'a> {
     dns_err: Option<String>,
     pub pool: Option<Pool>,
     pub(super) tls: Option<TlsContext>,
+    /// Root's queue runs: the connection slots held per destination host
+    /// (`deliver::backoff::slot`); `None`: not counted.
+    pub slots: Option<HashMap<String, crate::deliver::backoff::Slot>>,
+    /// The MTA-STS policy of each domain seen in this run (`tls_choice`).
+    pub(super) sts: HashMap<String, Option<crate::deliver::mta_sts::Policy>>,
+    /// The TLS the host being tried gets (set by `attempt` per host).
+    pub(super) peer_tls: crate::deliver::peer_tls::HostTls,
 }
 
 impl<'a> Context<'a> {
@@ -65,6 +72,9 @@ impl<'a> Context<'a> {
             dns_err: None,
             pool: reuse.then(Pool::default),
             tls: None,
+            slots: None,
+            sts: HashMap::new(),
+            peer_tls: Default::default(),
         }
     }
 
@@ -109,6 +119,13 @@ impl<'a> Context<'a> {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The resolver and the TLS configuration, both made on first use.
+    pub(super) fn dns_and_tls(&mut self) -> (Option<&Dns>, Option<&TlsContext>) {
+        let _ = self.dns();
+        let _ = self.init_tls();
+        (self.dns.as_ref(), self.tls.as_ref())
     }
 
     pub(super) fn init_tls(&mut self) -> Result<(), String> {

@@ -1,5 +1,5 @@
 //! DNS for delivery: MX (with null MX, RFC 7505), A/AAAA, TXT, and plain PTR
-//! questions, through hickory-resolver on a current-thread tokio runtime
+//! and TLSA (with the AD bit) questions, through hickory-resolver on a current-thread tokio runtime
 //! (hickory 0.26 has no synchronous resolver). Nameservers come from the
 //! `dns` config key (tests point it at their own server on a loopback port),
 //! else from /etc/resolv.conf.
@@ -39,6 +39,9 @@ pub enum Mx {
     /// No MX records: deliver to the domain's own A/AAAA (RFC 5321 5.1).
     Implicit,
 }
+
+/// One TLSA record: (usage, selector, matching type, association data).
+pub type TlsaData = (u8, u8, u8, Vec<u8>);
 
 pub struct Dns {
     rt: tokio::runtime::Runtime,
@@ -259,10 +262,58 @@ impl Dns {
     /// query (UDP, then TCP when truncated): the resolver would answer
     /// 127.in-addr.arpa and ::1 itself with `localhost`.
     pub fn ptr(&self, ip: IpAddr) -> Result<Vec<String>, DnsError> {
+        let name = reverse_name(ip);
+        let resp = self.plain(&name, RecordType::PTR, false)?;
+        Ok(resp
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::PTR(p) => Some(p.0.to_ascii().trim_end_matches('.').to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// TLSA records of `name` (`_25._tcp.HOST`) as (usage, selector,
+    /// matching type, data), and whether the answer was authenticated: the
+    /// AD bit of the configured servers' answer (asked for with AD set, RFC
+    /// 6840 5.7). No records: empty. Only a validating resolver's AD bit
+    /// means anything (`dnssec = "trust-ad"`).
+    pub fn tlsa(&self, name: &str) -> Result<(Vec<TlsaData>, bool), DnsError> {
+        let resp = match self.plain(name, RecordType::TLSA, true) {
+            Ok(r) => r,
+            Err(DnsError::NxDomain { .. }) => return Ok((Vec::new(), false)),
+            Err(e) => return Err(e),
+        };
+        let recs = resp
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::TLSA(t) => Some((
+                    u8::from(t.cert_usage),
+                    u8::from(t.selector),
+                    u8::from(t.matching),
+                    t.cert_data.clone(),
+                )),
+                _ => None,
+            })
+            .collect();
+        Ok((recs, resp.metadata.authentic_data))
+    }
+
+    /// One question asked of the configured servers in turn with a plain
+    /// query (UDP, then TCP when truncated), `ad`: with the AD bit set. The
+    /// answer of the first server that gives one; NXDOMAIN as an error.
+    fn plain(
+        &self,
+        name: &str,
+        rtype: RecordType,
+        ad: bool,
+    ) -> Result<hickory_resolver::proto::op::Message, DnsError> {
         use hickory_resolver::proto::op::{Message, Query};
         use hickory_resolver::proto::rr::Name;
         use std::io::{Read, Write};
-        let name = reverse_name(ip);
+        let name = name.trim_end_matches('.').to_string();
         let temp = |why: String| DnsError::Temporary {
             name: name.clone(),
             why,
@@ -276,7 +327,8 @@ impl Dns {
             }
             let mut q = Message::query();
             q.metadata.recursion_desired = true;
-            q.add_query(Query::query(qname.clone(), RecordType::PTR));
+            q.metadata.authentic_data = ad;
+            q.add_query(Query::query(qname.clone(), rtype));
             let id = q.metadata.id;
             let wire = q.to_vec().map_err(|e| temp(e.to_string()))?;
             let bind: SocketAddr = if server.is_ipv4() {
@@ -333,18 +385,7 @@ impl Dns {
                 };
             }
             match resp.metadata.response_code {
-                ResponseCode::NoError => {
-                    return Ok(resp
-                        .answers
-                        .iter()
-                        .filter_map(|r| match &r.data {
-                            RData::PTR(p) => {
-                                Some(p.0.to_ascii().trim_end_matches('.').to_ascii_lowercase())
-                            }
-                            _ => None,
-                        })
-                        .collect());
-                }
+                ResponseCode::NoError => return Ok(resp),
                 ResponseCode::NXDomain => return Err(DnsError::NxDomain { name: name.clone() }),
                 rc => last = temp(format!("{server}: {rc}")),
             }

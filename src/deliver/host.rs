@@ -49,12 +49,14 @@ pub fn try_address(
     if let Some(pool) = ctx.pool.as_mut() {
         for src in &candidates {
             let key = (*src, addr, identity.helo.clone(), relay_user.clone());
-            if let Some((mut s, t)) = pool.sessions.remove(&key)
-                && s.rset().is_ok()
-            {
-                connect_time = t;
-                session = Some(s);
-                break;
+            if let Some((mut s, t)) = pool.sessions.remove(&key) {
+                if s.rset().is_ok() {
+                    connect_time = t;
+                    session = Some(s);
+                    break;
+                }
+                // An idle pooled session closed with 421 is no "slow down".
+                let _ = crate::deliver::smtp::session::take_slow_down();
             }
         }
     }
@@ -197,6 +199,7 @@ pub fn try_address(
                     Outcome::Sent(d) => format!("sent ({d})"),
                     Outcome::Deferred(d) => format!("deferred ({d})"),
                     Outcome::Failed(d) => format!("failed ({d})"),
+                    Outcome::Waiting(d, _) => format!("deferred ({d})"),
                 });
                 outcomes.insert(*idx, (o, src, Some(peer_name.clone())));
             }

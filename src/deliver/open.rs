@@ -183,10 +183,11 @@ pub fn open_session(
             s.tls = true;
             tls_note(ctx, &info.describe(&s.peer_name), false);
         } else {
-            match tls::starttls(
+            // DANE or MTA-STS when `attempt` chose them for this host.
+            match crate::deliver::tls_choice::starttls(
+                ctx,
                 &mut s,
                 host_name,
-                tls_ctx,
                 policy,
                 plain_retry,
                 creds.is_some(),

@@ -20,6 +20,9 @@ pub enum Outcome {
     Sent(String),
     Deferred(String),
     Failed(String),
+    /// Not tried: every host is backing off (`deliver::backoff`) until the
+    /// time given. Not an attempt: the tries and attempts are not counted.
+    Waiting(String, u64),
 }
 
 /// The result of one delivery attempt of a message.
@@ -65,12 +68,19 @@ pub fn record(
     let delay_precise = precise_delay(&msg.env);
     let mut any_deferred = false;
     // (to, status, reply, src, dst) for the per-recipient log and the breaker.
-    let mut events: Vec<(String, &'static str, String, String, String)> = Vec::new();
+    let mut events: Vec<RcptEvent> = Vec::new();
+    let mut tried = false;
+    let mut wait_until: Option<u64> = None;
     for (i, r) in msg.env.recipients.iter_mut().enumerate() {
         let Some((o, src, relay_name)) = outcomes.remove(&i) else {
             continue;
         };
-        r.tries += 1;
+        if let Outcome::Waiting(_, until) = &o {
+            wait_until = Some(wait_until.map_or(*until, |w| w.min(*until)));
+        } else {
+            r.tries += 1;
+            tried = true;
+        }
         // A hostile server's reply is kept bounded (its first line, at most
         // MAX_REPLY bytes): in the envelope every -bp and -q re-reads, in the
         // log, in the report and the bounce.
@@ -78,6 +88,7 @@ pub fn record(
             Outcome::Sent(d) => Outcome::Sent(text(&d, MAX_REPLY)),
             Outcome::Deferred(d) => Outcome::Deferred(text(&d, MAX_REPLY)),
             Outcome::Failed(d) => Outcome::Failed(text(&d, MAX_REPLY)),
+            Outcome::Waiting(d, t) => Outcome::Waiting(text(&d, MAX_REPLY), t),
         };
         let (status, detail) = match &o {
             Outcome::Sent(d) => {
@@ -95,16 +106,21 @@ pub fn record(
                 report.failed.push((r.addr.clone(), d.clone()));
                 ("failed", d.clone())
             }
+            Outcome::Waiting(d, _) => {
+                report.deferred.push((r.addr.clone(), d.clone()));
+                ("deferred", d.clone())
+            }
         };
         r.reply = Some(detail.clone());
-        events.push((
-            r.addr.clone(),
-            status,
-            detail.clone(),
-            src.map(|a| crate::base::syslog::addr_port(&a))
+        events.push(RcptEvent {
+            to: r.addr.clone(),
+            status: status.to_string(),
+            reply: detail.clone(),
+            src: src
+                .map(|a| crate::base::syslog::addr_port(&a))
                 .unwrap_or_default(),
-            relay_name.clone().unwrap_or_default(),
-        ));
+            dst: relay_name.clone().unwrap_or_default(),
+        });
         ctx.log.info(&attempt_line(&Attempt {
             queue_id: &msg.env.id,
             uid: identity.uid,
@@ -121,40 +137,72 @@ pub fn record(
     if !msg.env.is_bounce {
         account(ctx, &msg.env, &events, report);
     }
-    msg.env.attempts += 1;
-    msg.env.last_try = now;
+    // Waiting for a destination is not an attempt.
+    if tried || wait_until.is_none() {
+        msg.env.attempts += 1;
+        msg.env.last_try = now;
+    }
     if any_deferred {
         msg.env.next_try = now + backoff(ctx.cfg, msg.env.attempts).as_secs();
     }
+    if let Some(w) = wait_until {
+        msg.env.next_try = if any_deferred {
+            msg.env.next_try.min(w)
+        } else {
+            w
+        };
+    }
+}
+
+/// One recipient's outcome of an attempt, for the per-recipient log and
+/// the breaker.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RcptEvent {
+    pub to: String,
+    pub status: String,
+    pub reply: String,
+    pub src: String,
+    pub dst: String,
+}
+
+/// The events a split delivery's child recorded, for its answer.
+static CHILD_EVENTS: std::sync::Mutex<Vec<RcptEvent>> = std::sync::Mutex::new(Vec::new());
+
+/// Take the events [`account`] kept in a split delivery's child.
+pub fn take_child_events() -> Vec<RcptEvent> {
+    std::mem::take(&mut *CHILD_EVENTS.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// The attempt's per-recipient records (written as the outcome is
 /// recorded, before the envelope is saved) and the breaker's count of them.
-fn account(
-    ctx: &Context,
-    env: &Envelope,
-    events: &[(String, &'static str, String, String, String)],
-    report: &mut Report,
-) {
+pub fn account(ctx: &Context, env: &Envelope, events: &[RcptEvent], report: &mut Report) {
+    if crate::spool::shared::in_split_child() {
+        // The network child cannot write them: its parent does (privsep).
+        CHILD_EVENTS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(events);
+        return;
+    }
     use crate::account::breaker::{self, Kind, Verdict};
     use crate::account::rcpt_log::{Event, append_logged};
     let evs: Vec<Event> = events
         .iter()
-        .map(|(to, status, reply, src, dst)| Event {
-            to,
-            status,
-            reply,
-            src: src.clone(),
-            dst: dst.clone(),
+        .map(|e| Event {
+            to: &e.to,
+            status: &e.status,
+            reply: &e.reply,
+            src: e.src.clone(),
+            dst: e.dst.clone(),
         })
         .collect();
     append_logged(ctx.cfg, ctx.log, env, &evs);
     let kinds: Vec<Kind> = events
         .iter()
-        .map(|(_, status, reply, _, _)| match *status {
+        .map(|e| match e.status.as_str() {
             "sent" => Kind::Sent,
             "deferred" => Kind::Deferred,
-            _ => Kind::of_failure(reply),
+            _ => Kind::of_failure(&e.reply),
         })
         .collect();
     if let Verdict::Tripped(s, c) = breaker::outcomes(ctx.cfg, ctx.log, &env.identity, &kinds)

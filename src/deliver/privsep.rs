@@ -45,6 +45,7 @@ use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Deliver the pending recipients of `msg` as `attempt::deliver` does; run
@@ -62,6 +63,18 @@ struct Answer {
     rcpts: Vec<Rcpt>,
     local_errors: Vec<String>,
     unreachable: Vec<(Option<IpAddr>, SocketAddr, String)>,
+    /// The per-recipient log records of the attempt (`outcome::account`).
+    #[serde(default)]
+    events: Vec<crate::deliver::outcome::RcptEvent>,
+    /// Replaced backoff and MTA-STS state files (`shared::replace_small`).
+    #[serde(default)]
+    writes: Vec<(PathBuf, String)>,
+    /// Whether the attempt counted (not only waiting for backoffs), and the
+    /// next try the child worked out.
+    #[serde(default)]
+    counted: bool,
+    #[serde(default)]
+    next_try: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -96,6 +109,13 @@ fn split(ctx: &mut Context, msg: &mut Locked) -> Report {
         .collect();
     crate::config::secrets::hold(&ctx.cfg.cfg.secrets, &relays);
     crate::deliver::oauth2::hold(ctx.cfg, &relays);
+    crate::spool::shared::hold_small(
+        &[
+            ctx.cfg.cfg.spool.join("backoff"),
+            ctx.cfg.cfg.spool.join("mta-sts"),
+        ],
+        crate::deliver::mta_sts::MAX_STATE,
+    );
     crate::sign::batv::hold(&msg.env.identity);
     crate::deliver::sockets::provide(sockets_needed(ctx, &routes, msg));
     let mut fds = [0; 2];
@@ -118,11 +138,13 @@ fn split(ctx: &mut Context, msg: &mut Locked) -> Report {
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => {
             crate::deliver::sockets::withdraw();
+            crate::spool::shared::release_small();
             drop(wr);
             parent(ctx, msg, rd, child)
         }
         Err(e) => {
             crate::deliver::sockets::withdraw();
+            crate::spool::shared::release_small();
             defer_all(ctx, msg, format!("cannot fork the delivery process: {e}"))
         }
     }
@@ -192,8 +214,10 @@ fn child(ctx: &mut Context, msg: &mut Locked, wr: OwnedFd, parent_pid: libc::pid
             libc::_exit(70);
         }
     }
+    crate::spool::shared::split_child();
     // A panic must not unwind into the parent's code in this process.
     let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let attempts = msg.env.attempts;
         let report = attempt::deliver(ctx, msg);
         if let Some(pool) = ctx.pool.as_mut() {
             pool.close_all();
@@ -215,6 +239,10 @@ fn child(ctx: &mut Context, msg: &mut Locked, wr: OwnedFd, parent_pid: libc::pid
                 .into_iter()
                 .map(|((src, dst), why)| (src, dst, why))
                 .collect(),
+            events: crate::deliver::outcome::take_child_events(),
+            writes: crate::spool::shared::take_small_writes(),
+            counted: msg.env.attempts > attempts,
+            next_try: msg.env.next_try,
         };
         let line = serde_json::to_vec(&answer).unwrap_or_default();
         std::fs::File::from(wr).write_all(&line).is_ok()
@@ -356,10 +384,56 @@ fn apply(ctx: &mut Context, msg: &mut Locked, a: Answer) -> Report {
             }
         }
     }
-    msg.env.attempts += 1;
-    msg.env.last_try = now;
+    // Waiting for a destination that said slow down is not an attempt.
+    if a.counted {
+        msg.env.attempts += 1;
+        msg.env.last_try = now;
+    }
     if any_deferred {
         msg.env.next_try = now + backoff(ctx.cfg, msg.env.attempts).as_secs();
+    }
+    if !a.counted || (a.next_try > now && a.next_try < msg.env.next_try) {
+        // The end of a backoff: never later than the longest retry wait.
+        msg.env.next_try = a
+            .next_try
+            .clamp(now, now + ctx.cfg.retry_max.as_secs().max(60));
+    }
+    // The child's records, about this message's recipients only.
+    let events: Vec<_> = a
+        .events
+        .into_iter()
+        .filter(|e| msg.env.recipients.iter().any(|r| r.addr == e.to))
+        .filter(|e| ["sent", "deferred", "failed"].contains(&e.status.as_str()))
+        .take(msg.env.recipients.len() * 2)
+        .map(|mut e| {
+            e.reply = text(&e.reply, MAX_REPLY);
+            e.src = text(&e.src, 64);
+            e.dst = text(&e.dst, 300);
+            e
+        })
+        .collect();
+    if !msg.env.is_bounce {
+        crate::deliver::outcome::account(ctx, &msg.env, &events, &mut report);
+    }
+    // Backoffs and MTA-STS policies the child learnt, in their directories only.
+    for (path, text) in a.writes.iter().take(64) {
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let ok_dir =
+            dir == ctx.cfg.cfg.spool.join("backoff") || dir == ctx.cfg.cfg.spool.join("mta-sts");
+        let ok_name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| !n.starts_with('.') && !n.contains('/'));
+        if ok_dir && ok_name && text.len() as u64 <= crate::deliver::mta_sts::MAX_STATE {
+            let gid = crate::spool::shared::spool_gid(ctx.cfg);
+            if let Err(e) = crate::spool::shared::replace_small(&dir, path, gid, text) {
+                ctx.log.warning(&format!(
+                    "{}: cannot record {}: {e}",
+                    msg.env.id,
+                    path.display()
+                ));
+            }
+        }
     }
     report.local_errors = a
         .local_errors

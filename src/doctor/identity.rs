@@ -53,11 +53,16 @@ pub fn identity(doc: &mut Doctor, label: &str, id: &Identity) {
         addrs.iter().map(|a| a.to_string()).collect()
     };
     for (i, a) in addr_texts.iter().enumerate() {
-        if let Some(ip) = addrs.get(i).copied() {
+        let ip = addrs.get(i).copied();
+        if let Some(ip) = ip {
             address_checks(doc, label, id, ip, &loc);
+            crate::doctor::dnsbl::dnsbl(doc, label, ip);
         }
         dkim(doc, label, id, a, &domain, &loc);
         dmarc(doc, label, a, &domain);
+        crate::doctor::alignment::dmarc_align(doc, label, id, ip);
         batv(doc, label, id, a, &loc);
+        crate::doctor::transport_records::mta_sts(doc, label, a, &domain);
+        crate::doctor::transport_records::tlsrpt(doc, label, a, &domain);
     }
 }

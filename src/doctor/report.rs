@@ -71,6 +71,11 @@ pub struct Doctor {
     pub unfinished: usize,
     /// A check said `FAIL`.
     pub failed: bool,
+    /// The `dnsbl` zones (empty: no dnsbl check).
+    pub dnsbl: Vec<String>,
+    /// For fetching the identity's own MTA-STS policy (`mta_sts_port`).
+    pub tls: Option<crate::deliver::smtp::tls::TlsContext>,
+    pub mta_sts_port: u16,
 }
 
 impl Doctor {
@@ -92,6 +97,9 @@ impl Doctor {
             deadline,
             unfinished: 0,
             failed: false,
+            dnsbl: Vec::new(),
+            tls: None,
+            mta_sts_port: 443,
         }
     }
 

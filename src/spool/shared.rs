@@ -7,8 +7,10 @@
 
 use crate::config::conf::Loaded;
 use std::fs::{File, OpenOptions};
+use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// How a shared file is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,4 +138,124 @@ mod tests {
         assert!(open(&sub, &sub.join("link"), None, Access::ReadWrite).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+/// Small state files of the spool that delivery reads and replaces whole
+/// (`backoff/`, `mta-sts/`): read bounded, without following a link, and
+/// replaced by a temporary file renamed into place (no lock to hold).
+///
+/// Split delivery (`deliver::privsep`): the network child has given up the
+/// group and can neither read nor write them, so the parent reads the
+/// directories first ([`hold_small`]); in the child ([`split_child`]) reads
+/// come from that copy and replacements are kept ([`take_small_writes`]) for
+/// the parent, which checks and performs them ([`replace_small`]).
+static SMALL: Mutex<Option<Small>> = Mutex::new(None);
+
+#[derive(Default)]
+struct Small {
+    reads: std::collections::HashMap<PathBuf, String>,
+    writes: Vec<(PathBuf, String)>,
+    child: bool,
+}
+
+fn small() -> std::sync::MutexGuard<'static, Option<Small>> {
+    SMALL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The text of the small state file `path` (at most `limit` bytes).
+pub fn read_small(path: &Path, limit: u64) -> Option<String> {
+    if let Some(s) = small().as_ref()
+        && s.child
+    {
+        return s.reads.get(path).cloned();
+    }
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let mut text = String::new();
+    Read::by_ref(&mut f)
+        .take(limit)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
+}
+
+/// Replace the small state file `path` in `dir` with `text`.
+pub fn replace_small(dir: &Path, path: &Path, gid: Option<u32>, text: &str) -> std::io::Result<()> {
+    if let Some(s) = small().as_mut()
+        && s.child
+    {
+        s.reads.insert(path.to_path_buf(), text.to_string());
+        s.writes.push((path.to_path_buf(), text.to_string()));
+        return Ok(());
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
+    let tmp = dir.join(format!(
+        ".{name}.{}.{:x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let write = || -> std::io::Result<()> {
+        let mut f = open(dir, &tmp, gid, Access::ReadWrite)?;
+        f.set_len(0)?;
+        std::io::Write::write_all(&mut f, text.as_bytes())?;
+        std::fs::rename(&tmp, path)
+    };
+    write().inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+/// Before the fork of a split delivery: read every small state file of
+/// `dirs` (at most 4096 files of `limit` bytes each per directory).
+pub fn hold_small(dirs: &[PathBuf], limit: u64) {
+    let mut s = Small::default();
+    for d in dirs {
+        let Ok(rd) = std::fs::read_dir(d) else {
+            continue;
+        };
+        for e in rd.flatten().take(4096) {
+            let p = e.path();
+            if e.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            if let Some(t) = read_small(&p, limit) {
+                s.reads.insert(p, t);
+            }
+        }
+    }
+    *small() = Some(s);
+}
+
+/// In the child, after it gave up the group: reads and writes go to the
+/// copy [`hold_small`] made.
+pub fn split_child() {
+    if let Some(s) = small().as_mut() {
+        s.child = true;
+    } else {
+        *small() = Some(Small {
+            child: true,
+            ..Small::default()
+        });
+    }
+}
+
+/// Whether this process is a split delivery's network child.
+pub fn in_split_child() -> bool {
+    small().as_ref().is_some_and(|s| s.child)
+}
+
+/// The replacements the child made (for its answer to the parent).
+pub fn take_small_writes() -> Vec<(PathBuf, String)> {
+    small()
+        .as_mut()
+        .map(|s| std::mem::take(&mut s.writes))
+        .unwrap_or_default()
+}
+
+/// In the parent: forget the copy.
+pub fn release_small() {
+    *small() = None;
 }

@@ -168,9 +168,17 @@ fn hostile_network_process_holds_no_vsendmail_group() {
     let trail = w.audit_lines();
     let mine: Vec<&String> = trail
         .iter()
-        .filter(|l| l.contains("<priv.1@shop.example>"))
+        .filter(|l| l.contains("<priv.1@shop.example>") && l.contains("\"phase\""))
         .collect();
     assert_eq!(mine.len(), 2, "{trail:?}");
+    // The per-recipient record (--log) of the child's outcome, written by
+    // the parent, which kept the group.
+    assert!(
+        trail.iter().any(|l| l.contains("<priv.1@shop.example>")
+            && l.contains("\"status\":\"sent\"")
+            && l.contains("\"to\":\"rcpt@dest.example\"")),
+        "{trail:?}"
+    );
     assert!(mine[0].contains("\"phase\":\"open\""), "{}", mine[0]);
     assert!(mine[1].contains("\"result\":\"sent (250"), "{}", mine[1]);
     assert_eq!(w.envelopes(), 0);

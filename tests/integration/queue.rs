@@ -248,6 +248,9 @@ fn queue_run_reuses_one_connection_per_host_and_source() {
 fn eight_parallel_queue_runs_deliver_each_message_once() {
     let sink = Sink::start_default();
     let env = env_for(&sink);
+    // All eight runs may talk to the one host at once (the default cap is 2:
+    // see backoff.rs for the cap itself).
+    env.conf("destination_concurrency = 8");
     let n = 500;
     // Queue n messages fast: -odq in parallel batches.
     let bin = crate::support::vs::bin();

@@ -24,6 +24,23 @@ impl Reply {
         self.code >= 500
     }
 
+    /// The server asks us to slow down: `421`, or a `4xx` with enhanced
+    /// code `4.7.x` (rate limiting, reputation), see `deliver::backoff`.
+    pub fn asks_to_slow_down(&self) -> bool {
+        if self.code == 421 {
+            return true;
+        }
+        let enhanced = self
+            .lines
+            .first()
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or("");
+        (400..500).contains(&self.code)
+            && enhanced.strip_prefix("4.7.").is_some_and(|d| {
+                !d.is_empty() && d.len() <= 3 && d.bytes().all(|b| b.is_ascii_digit())
+            })
+    }
+
     /// A reply we make up for an event without one (timeout, lost connection).
     pub fn synthetic(code: u16, text: &str) -> Reply {
         Reply {
@@ -97,5 +114,19 @@ mod tests {
         };
         assert_eq!(r.to_string(), "550 5.1.1 no such user / second?[31m");
         assert!(r.is_permanent());
+    }
+
+    #[test]
+    fn slow_down_replies() {
+        let r = |code, text: &str| Reply {
+            code,
+            lines: vec![text.into()],
+        };
+        assert!(r(421, "mx.test closing").asks_to_slow_down());
+        assert!(r(450, "4.7.28 rate limited").asks_to_slow_down());
+        assert!(r(451, "4.7.1 greylisted").asks_to_slow_down());
+        assert!(!r(451, "4.3.0 try later").asks_to_slow_down());
+        assert!(!r(550, "5.7.1 no").asks_to_slow_down());
+        assert!(!r(450, "4.7.x").asks_to_slow_down());
     }
 }

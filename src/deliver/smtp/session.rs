@@ -24,6 +24,19 @@ thread_local! {
     static MESSAGE_DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
+thread_local! {
+    /// The last reply of this thread's sessions that asked to slow down,
+    /// with the session's local address (`deliver::backoff` acts on it).
+    static SLOW_DOWN: std::cell::RefCell<Option<(SocketAddr, String)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The last "slow down" reply a session of this thread read since the last
+/// call, with the local address of that session.
+pub fn take_slow_down() -> Option<(SocketAddr, String)> {
+    SLOW_DOWN.with(|c| c.borrow_mut().take())
+}
+
 /// Set (or clear) the message deadline that every session's reads and
 /// writes, connects and TLS handshakes respect besides their own timeouts.
 pub fn set_message_deadline(d: Option<Instant>) {
@@ -394,7 +407,12 @@ impl Session {
             }
             lines.push(text);
             if last {
-                return Ok(Reply { code: c, lines });
+                let r = Reply { code: c, lines };
+                if r.asks_to_slow_down() {
+                    let note = (self.local, format!("{} said {r}", self.peer_name));
+                    SLOW_DOWN.with(|c| *c.borrow_mut() = Some(note));
+                }
+                return Ok(r);
             }
             if lines.len() >= MAX_LINES {
                 return Err(SmtpError::Protocol {

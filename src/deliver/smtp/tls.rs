@@ -146,6 +146,11 @@ impl TlsContext {
         }
     }
 
+    /// The configuration that verifies certificates (chain and host name).
+    pub fn verified_config(&self) -> Result<Arc<ClientConfig>, String> {
+        self.config(TlsPolicy::Verify).map(|(c, _)| c)
+    }
+
     /// The crypto provider every TLS client of the run uses (ring).
     pub fn provider(&self) -> Arc<CryptoProvider> {
         self.provider
@@ -336,6 +341,10 @@ fn describe_error(e: &io::Error, timeout: Duration) -> String {
         Some(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName)) => {
             "invalid peer certificate: certificate not valid for the host name".into()
         }
+        // A verifier's own reason (DANE's): its text, not its Debug form.
+        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))) => {
+            format!("invalid peer certificate: {}", o.0)
+        }
         Some(r) => r.to_string(),
         None => e.to_string(),
     }
@@ -442,6 +451,65 @@ pub fn starttls(
         )));
     }
     let (config, verified) = ctx.config(policy).map_err(StartTlsError::Policy)?;
+    upgrade(s, host, config, verified, opportunistic, &required_by)
+}
+
+/// STARTTLS with `config` (DANE's TLSA check, MTA-STS's verified chain):
+/// TLS is required (`required_by` says by what), the certificate checked
+/// by `config`; then EHLO again over TLS.
+pub fn starttls_with(
+    s: &mut Session,
+    host: &str,
+    config: Arc<ClientConfig>,
+    required_by: &str,
+) -> Result<Started, StartTlsError> {
+    if !s.ext.starttls {
+        return Err(StartTlsError::Policy(format!(
+            "{} does not offer STARTTLS, and TLS is required ({required_by})",
+            s.peer_name
+        )));
+    }
+    upgrade(s, host, config, true, false, required_by)
+}
+
+/// Whether the session's TLS certificate chain leads to a trusted CA and
+/// names `host` (MTA-STS `testing` checks it after an opportunistic
+/// handshake): `Err` says why not.
+pub fn peer_verifies(ctx: &TlsContext, s: &Session, host: &str) -> Result<(), String> {
+    let Stream::Tls(t) = &s.stream else {
+        return Err("no TLS".into());
+    };
+    let certs = t.conn.peer_certificates().unwrap_or_default();
+    let Some((ee, rest)) = certs.split_first() else {
+        return Err("no certificate".into());
+    };
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(ctx.roots()?);
+    let v = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        ctx.provider(),
+    )
+    .build()
+    .map_err(|e| format!("TLS setup: {e}"))?;
+    v.verify_server_cert(ee, rest, &server_name(host)?, &[], UnixTime::now())
+        .map(|_| ())
+        .map_err(|e| {
+            describe_error(
+                &io::Error::new(io::ErrorKind::InvalidData, e),
+                Duration::ZERO,
+            )
+        })
+}
+
+/// The STARTTLS command, the handshake with `config`, EHLO over TLS.
+fn upgrade(
+    s: &mut Session,
+    host: &str,
+    config: Arc<ClientConfig>,
+    verified: bool,
+    opportunistic: bool,
+    required_by: &str,
+) -> Result<Started, StartTlsError> {
     let t = s.timeouts.command();
     let r = s.command("STARTTLS", t)?;
     if r.code != 220 {

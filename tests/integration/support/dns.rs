@@ -7,6 +7,8 @@
 //! Answers carry the AA flag; an unknown name is NXDOMAIN, a known name
 //! without records of the asked type is NOERROR with no answers (both with an
 //! SOA in the authority section, negative TTL 0). Every question is recorded.
+//! [`Zone::tlsa`] serves TLSA records; [`Zone::authenticated`] marks names
+//! whose answers carry the AD bit, as a local validating resolver would.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -17,7 +19,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, PTR, SOA, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, PTR, SOA, TLSA, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
 const TTL: u32 = 300;
@@ -30,6 +32,7 @@ enum Rr {
     Txt(String),
     Ptr(String),
     Cname(String),
+    Tlsa(u8, u8, u8, Vec<u8>),
 }
 
 impl Rr {
@@ -41,6 +44,7 @@ impl Rr {
             Rr::Txt(_) => RecordType::TXT,
             Rr::Ptr(_) => RecordType::PTR,
             Rr::Cname(_) => RecordType::CNAME,
+            Rr::Tlsa(..) => RecordType::TLSA,
         }
     }
 
@@ -59,6 +63,12 @@ impl Rr {
             }
             Rr::Ptr(host) => RData::PTR(PTR(fqdn(host))),
             Rr::Cname(host) => RData::CNAME(CNAME(fqdn(host))),
+            Rr::Tlsa(u, sel, m, data) => RData::TLSA(TLSA::new(
+                (*u).into(),
+                (*sel).into(),
+                (*m).into(),
+                data.clone(),
+            )),
         }
     }
 }
@@ -100,6 +110,8 @@ pub fn reverse_name(ip: IpAddr) -> String {
 #[derive(Clone, Debug, Default)]
 pub struct Zone {
     records: BTreeMap<String, Vec<Rr>>,
+    /// Names whose answers carry the AD bit (as a validating resolver's would).
+    secure: std::collections::BTreeSet<String>,
 }
 
 impl Zone {
@@ -138,6 +150,19 @@ impl Zone {
     /// A PTR record for `ip` (at its in-addr.arpa / ip6.arpa name) pointing to `name`.
     pub fn ptr(self, ip: IpAddr, name: &str) -> Zone {
         self.add(&reverse_name(ip), Rr::Ptr(name.to_string()))
+    }
+
+    /// A TLSA record (usage, selector, matching type, association data), e.g.
+    /// at `_25._tcp.mx.example.test`.
+    pub fn tlsa(self, name: &str, usage: u8, selector: u8, matching: u8, data: &[u8]) -> Zone {
+        self.add(name, Rr::Tlsa(usage, selector, matching, data.to_vec()))
+    }
+
+    /// Answers to questions for `name` carry the AD bit ("authenticated
+    /// data"), as a validating resolver sets it for a DNSSEC-signed zone.
+    pub fn authenticated(mut self, name: &str) -> Zone {
+        self.secure.insert(key(name));
+        self
     }
 
     /// A CNAME `name -> target` (followed inside the zone when answering).
@@ -182,6 +207,7 @@ impl Zone {
         let qtype = q.query_type();
         let mut name = q.name().clone();
         let mut k = key(&name.to_ascii());
+        resp.metadata.authentic_data = self.secure.contains(&k);
         // Follow CNAMEs inside the zone (bounded).
         for _ in 0..8 {
             let rrs = self.records.get(&k).cloned().unwrap_or_default();

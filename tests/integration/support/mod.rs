@@ -2,7 +2,8 @@
 //!
 //! It owns the test-side world that vsendmail talks to, all on loopback and
 //! all private to one test: [`sink`] (a scriptable SMTP receiver), [`dns`]
-//! (an authoritative DNS server), [`pki`] (a test CA and its certificates), [`postfix`] (a private Postfix instance as a
+//! (an authoritative DNS server), [`https`] (an HTTPS server for MTA-STS
+//! policies), [`pki`] (a test CA and its certificates), [`postfix`] (a private Postfix instance as a
 //! real MTA), [`users`] (throwaway Unix users and groups) and [`vs`] (running
 //! the built binary with its own config, files, spool and syslog socket).
 //! Each test picks free ports and unique temporary directories, so tests run
@@ -12,6 +13,7 @@
 
 pub mod client;
 pub mod dns;
+pub mod https;
 pub mod oauth;
 pub mod pki;
 pub mod postfix;

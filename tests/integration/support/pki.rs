@@ -77,6 +77,12 @@ impl Pki {
         (cert.pem(), key.serialize_pem())
     }
 
+    /// The CA's own certificate (DER): for a chain that includes it, or a
+    /// DANE-TA TLSA record.
+    pub fn ca_der(&self) -> CertificateDer<'static> {
+        self.ca.der().clone()
+    }
+
     /// A server certificate for `names` (DNS names or IP literals) issued by the CA.
     pub fn leaf(&self, names: &[&str], expired: bool) -> Chain {
         let key = KeyPair::generate().unwrap();

@@ -3,7 +3,7 @@
 //!
 //! It owns [`SetGid`]: a temporary prefix holding `sbin/vsendmail` (a copy of
 //! the built binary, owner root, group [`GROUP`], mode 2755), a spool of its
-//! own (`root:GROUP`, mode 2770, with `tmp/`, `queue/`, `rate/` and `audit/` made by root, as
+//! own (`root:GROUP`, mode 2770, with `tmp/`, `queue/`, `rate/`, `audit/`, `backoff/` and `mta-sts/` made by root, as
 //! `make install` must), and an `etc/` directory. The set-gid binary refuses
 //! `-C` for a non-root user, so it reads `/etc/vsendmail.conf`: each run
 //! happens in a private mount namespace (`unshare --mount`) in which `/etc` is
@@ -53,8 +53,20 @@ impl SetGid {
         nix::unistd::chown(&bin, Some(0.into()), Some(gid.into())).expect("setgid: chown binary");
         fs::set_permissions(&bin, fs::Permissions::from_mode(0o2755)).expect("setgid: chmod 2755");
         let sg = SetGid { dir, gid };
-        // As `make install`: the audit trail's and the rate counters' too.
-        for sub in ["", "tmp", "queue", "rate", "audit", "breaker", "suspended"] {
+        // As `make install`: the audit trail's, the rate counters', the
+        // breaker's, the suspensions', the backoffs' and the MTA-STS
+        // policies' too.
+        for sub in [
+            "",
+            "tmp",
+            "queue",
+            "rate",
+            "audit",
+            "breaker",
+            "suspended",
+            "backoff",
+            "mta-sts",
+        ] {
             mkdir_owned(&sg.spool().join(sub), gid, 0o2770);
         }
         sg
