@@ -1509,7 +1509,7 @@ def dist_examples(t=None):
     # as make install leaves them: the spool root:GROUP 2770 with its
     # directories, the keys and secrets readable by the group only
     gid = grp.getgrnam(INST_GROUP).gr_gid
-    for sub in ("", "/tmp", "/queue", "/rate", "/audit"):
+    for sub in ("", "/tmp", "/queue", "/rate", "/audit", "/oauth2", "/breaker", "/suspended", "/backoff", "/mta-sts"):
         os.makedirs(d + "/spool" + sub)
         os.chown(d + "/spool" + sub, 0, gid)
         os.chmod(d + "/spool" + sub, 0o2770)

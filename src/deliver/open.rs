@@ -184,8 +184,11 @@ pub fn open_session(
             tls_note(ctx, &info.describe(&s.peer_name), false);
         } else {
             // DANE or MTA-STS when `attempt` chose them for this host.
+            // A relay's own TLS context (client certificate, pinned or
+            // verified certificate) when it has one.
             match crate::deliver::tls_choice::starttls(
                 ctx,
+                tls_ctx,
                 &mut s,
                 host_name,
                 policy,

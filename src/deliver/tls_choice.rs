@@ -140,13 +140,13 @@ pub fn for_host(ctx: &mut Context, dest: &Destination, sts: Option<&Policy>, hos
 /// the configured policy's own rules).
 pub fn starttls(
     ctx: &Context,
+    tls_ctx: &crate::deliver::smtp::tls::TlsContext,
     s: &mut Session,
     host: &str,
     policy: crate::config::conf::TlsPolicy,
     plain_retry: bool,
     credentials: bool,
 ) -> Result<Started, StartTlsError> {
-    let tls_ctx = ctx.tls.as_ref().expect("initialised by open_session");
     match &ctx.peer_tls {
         HostTls::Dane(recs) => {
             let c = dane::client_config(tls_ctx.provider(), recs.clone(), host)

@@ -56,11 +56,13 @@ pub fn identity(doc: &mut Doctor, label: &str, id: &Identity) {
         let ip = addrs.get(i).copied();
         if let Some(ip) = ip {
             address_checks(doc, label, id, ip, &loc);
-            crate::doctor::dnsbl::dnsbl(doc, label, ip);
+            // Lists list what receivers see: the public address of a NAT pair.
+            crate::doctor::dnsbl::dnsbl(doc, label, id.public_for(ip).unwrap_or(ip));
         }
         dkim(doc, label, id, a, &domain, &loc);
         dmarc(doc, label, a, &domain);
-        crate::doctor::alignment::dmarc_align(doc, label, id, ip);
+        let seen = ip.map(|ip| id.public_for(ip).unwrap_or(ip));
+        crate::doctor::alignment::dmarc_align(doc, label, id, seen);
         batv(doc, label, id, a, &loc);
         crate::doctor::transport_records::mta_sts(doc, label, a, &domain);
         crate::doctor::transport_records::tlsrpt(doc, label, a, &domain);

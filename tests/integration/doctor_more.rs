@@ -164,3 +164,25 @@ fn mta_sts_and_tlsrpt_published_broken_or_absent() {
     let l = line(&env, "tlsrpt");
     assert!(l[0].starts_with(&format!("FAIL tlsrpt {ID}: _smtp._tls.shop.test: \"v=TLSRPTv1; rua=nowhere\" is not a valid TLS-RPT record")), "{l:?}");
 }
+
+#[test]
+fn dnsbl_asks_about_the_public_address_of_a_nat_pair() {
+    // Receivers see 192.0.2.7 (PUBLIC); the bound 127.0.0.2 is private.
+    let zone = base()
+        .txt("shop.test", "v=spf1 ip4:192.0.2.7 -all")
+        .a("7.2.0.192.bl.test", Ipv4Addr::new(127, 0, 0, 2))
+        .a("2.0.0.127.bl.test", Ipv4Addr::new(127, 0, 0, 2))
+        .txt("clean.test", "zone exists");
+    let dns = DnsServer::start(zone);
+    let env = Env::new();
+    env.conf(&format!("dns = [\"{}\"]", dns.addr()));
+    env.conf("dnsbl = [\"bl.test\"]");
+    env.virtusers("root root@shop.test 127.0.0.2=192.0.2.7 helo=mail.shop.test\n");
+    let l = line(&env, "dnsbl");
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert!(
+        l[0].starts_with("FAIL dnsbl") && l[0].contains("192.0.2.7 is listed by bl.test"),
+        "{l:?}"
+    );
+    assert!(!l[0].contains("127.0.0.2 is listed"), "{l:?}");
+}
