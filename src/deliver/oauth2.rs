@@ -10,7 +10,9 @@
 //! the client secret. The cache holds secrets only when root owns it (root's
 //! runs create it 0660, group vsendmail, in a directory only root makes); a
 //! file a user's run created would be that user's to read, so such a file
-//! serves as the lock only, and root's next run replaces it.
+//! serves as the lock only, and root's next run replaces it. Queue runs
+//! create every oauth2 line's file ([`prepare`]); a split delivery's parent
+//! opens the files of its relays before the fork ([`hold`]).
 
 use crate::base::clock::unix_now;
 use crate::config::secrets::{Credentials, OAuth};
