@@ -42,6 +42,8 @@ fuzz_target!(|data: &[u8]| {
             _ => FromPolicy::Reject,
         },
         trusted: opts & 64 != 0,
+        keep_php_header: opts & 128 != 0,
+        identity_header: (opts & 64 != 0).then_some("X-AuthUser"),
         limits: Limits {
             max_message_size: 256 * 1024,
             max_header_size: 16 * 1024,
