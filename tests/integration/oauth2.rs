@@ -297,4 +297,28 @@ fn a_users_set_gid_send_uses_oauth2_and_leaves_no_secret_it_owns() {
         }
     }
     assert_no_secret(&w, &[("syslog", log(&w.env))]);
+    // Root's queue run creates the account's token cache (root's, group
+    // only); from then on the user's sends, whose network part runs without
+    // the group, keep and reuse the token through the descriptor the
+    // set-gid parent opened: one more refresh, then none.
+    sg.run(&w.env, None, &["-q"], b"").expect_code(0);
+    let before = w.ts.requests();
+    for n in 3..=4 {
+        let o = sg.run(&w.env, Some(LOGIN), &["-i", "bob@example.test"], MSG);
+        o.expect_code(0);
+        w.sink.wait_messages(n, WAIT);
+        assert_no_secret(&w, &[("stderr", o.stderr.clone())]);
+    }
+    assert_eq!(
+        w.ts.requests(),
+        before + 1,
+        "the user's second send reused the cached token"
+    );
+    let cache = std::fs::read_dir(sg.spool().join("oauth2"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .expect("a token cache file");
+    let m = cache.metadata().unwrap();
+    assert_eq!((m.uid(), m.mode() & 0o777), (0, 0o660));
 }
