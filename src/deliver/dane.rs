@@ -14,10 +14,11 @@
 //! for SMTP (RFC 7672 3.1.3).
 
 use crate::deliver::dns::Dns;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use crate::deliver::smtp::tls::{CertCheck, Checked};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, RootCertStore};
 use std::sync::Arc;
 
 /// One TLSA record.
@@ -118,10 +119,13 @@ pub fn client_config(
     records: Vec<Tlsa>,
     host: &str,
 ) -> Result<Arc<ClientConfig>, String> {
-    let verifier = Dane {
+    let verifier = Checked {
         provider: provider.clone(),
-        records,
-        host: host.to_string(),
+        check: Dane {
+            provider: provider.clone(),
+            records,
+            host: host.to_string(),
+        },
     };
     let cfg = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -180,13 +184,12 @@ impl Dane {
     }
 }
 
-impl ServerCertVerifier for Dane {
-    fn verify_server_cert(
+impl CertCheck for Dane {
+    fn check(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         server_name: &ServerName<'_>,
-        _ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         for r in &self.records {
@@ -217,46 +220,13 @@ impl ServerCertVerifier for Dane {
             )))),
         ))
     }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use rustls::client::danger::ServerCertVerifier;
 
     fn sha256(b: &[u8]) -> Vec<u8> {
         ring::digest::digest(&ring::digest::SHA256, b)
@@ -315,10 +285,13 @@ mod tests {
         let name = ServerName::try_from("mx.test").unwrap();
         let other = ServerName::try_from("other.test").unwrap();
         let now = UnixTime::now();
-        let v = |records: Vec<Tlsa>| Dane {
+        let v = |records: Vec<Tlsa>| Checked {
             provider: provider.clone(),
-            records,
-            host: "mx.test".into(),
+            check: Dane {
+                provider: provider.clone(),
+                records,
+                host: "mx.test".into(),
+            },
         };
         let ta = Tlsa {
             usage: 2,

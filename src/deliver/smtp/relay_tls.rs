@@ -7,12 +7,12 @@
 //! user who binds the relay's port while it is down must not receive them
 //! (issue 13, point 12).
 
-use super::tls::{AcceptAny, TlsContext};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use super::tls::{AcceptAny, CertCheck, Checked, TlsContext};
+use rustls::client::danger::ServerCertVerified;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, RootCertStore};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -90,14 +90,15 @@ pub fn config(
     let builder = match check {
         ServerCheck::Any => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAny {
+            .with_custom_certificate_verifier(Arc::new(Checked {
                 provider: provider.clone(),
+                check: AcceptAny,
             })),
         ServerCheck::Pinned(pin) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned {
-                pin,
+            .with_custom_certificate_verifier(Arc::new(Checked {
                 provider: provider.clone(),
+                check: Pinned { pin },
             })),
         ServerCheck::Verified => {
             let mut roots = RootCertStore::empty();
@@ -136,16 +137,14 @@ pub fn fingerprint(der: &[u8]) -> [u8; 32] {
 #[derive(Debug)]
 struct Pinned {
     pin: [u8; 32],
-    provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
+impl CertCheck for Pinned {
+    fn check(
         &self,
         end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         if fingerprint(end_entity.as_ref()) == self.pin {
@@ -156,40 +155,6 @@ impl ServerCertVerifier for Pinned {
                     .into(),
             ))
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
 

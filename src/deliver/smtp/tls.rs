@@ -91,7 +91,10 @@ impl TlsContext {
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Setup(e.to_string()).to_string())?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAny { provider }))
+            .with_custom_certificate_verifier(Arc::new(Checked {
+                provider,
+                check: AcceptAny,
+            }))
             .with_no_client_auth();
         Ok(Arc::new(cfg))
     }
@@ -176,23 +179,37 @@ impl TlsContext {
     }
 }
 
-/// Opportunistic TLS: any certificate is accepted (the handshake signatures
-/// are still checked, so the session is at least bound to the presented key).
-#[derive(Debug)]
-pub(super) struct AcceptAny {
-    pub(super) provider: Arc<CryptoProvider>,
+/// A certificate check of our own (opportunistic, pinned, DANE); wrapped in
+/// [`Checked`], the handshake signatures are checked by the provider as
+/// rustls's own verifier does.
+pub(crate) trait CertCheck: std::fmt::Debug + Send + Sync {
+    fn check(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error>;
 }
 
-impl ServerCertVerifier for AcceptAny {
+/// A rustls verifier from a [`CertCheck`].
+#[derive(Debug)]
+pub(crate) struct Checked<C> {
+    pub(crate) provider: Arc<CryptoProvider>,
+    pub(crate) check: C,
+}
+
+impl<C: CertCheck> ServerCertVerifier for Checked<C> {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
         _ocsp: &[u8],
-        _now: UnixTime,
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        self.check
+            .check(end_entity, intermediates, server_name, now)
     }
 
     fn verify_tls12_signature(
@@ -227,6 +244,23 @@ impl ServerCertVerifier for AcceptAny {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+/// Opportunistic TLS: any certificate is accepted (the handshake signatures
+/// are still checked, so the session is at least bound to the presented key).
+#[derive(Debug)]
+pub(super) struct AcceptAny;
+
+impl CertCheck for AcceptAny {
+    fn check(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
     }
 }
 
